@@ -1,0 +1,531 @@
+//! The `GateServer` custom resource: a kube-gateway deployment and everything around it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::cel::{
+    SERVER_GROUPS_XOR_URLS, SERVER_GROUPS_XOR_URLS_MESSAGE, SERVER_RULE_NOT_EMPTY,
+    SERVER_RULE_NOT_EMPTY_MESSAGE, SERVER_TLS_NEEDS_ROUTE, SERVER_TLS_NEEDS_ROUTE_MESSAGE,
+};
+use crate::error::{SpecError, UnknownPhase};
+use crate::rule::{EffectiveRule, non_empty};
+use crate::schema::{condition_list, require_without_default};
+
+/// Default `apiURL`: the in-cluster API server.
+pub const DEFAULT_API_URL: &str = "https://kubernetes.default.svc";
+/// Default `serviceAccountNamespace`: all namespaces (a ClusterRoleBinding).
+pub const DEFAULT_SERVICE_ACCOUNT_NAMESPACE: &str = "*";
+/// Default `serviceAccountVerbs`.
+pub const DEFAULT_SERVICE_ACCOUNT_VERBS: &[&str] = &["get"];
+/// Default `serviceAccountAPIGroups`.
+pub const DEFAULT_SERVICE_ACCOUNT_API_GROUPS: &[&str] = &["subresources.kubevirt.io"];
+/// Default `serviceAccountResources`.
+pub const DEFAULT_SERVICE_ACCOUNT_RESOURCES: &[&str] =
+    &["virtualmachineinstances", "virtualmachineinstances/vnc"];
+/// Gen B's schema default of `image`: the upstream (Go) kube-gateway image. Not a default here:
+/// an unset `image` means the operator-wide default gateway image (see [`GateServerSpec::image`]).
+pub const GEN_B_IMAGE: &str = "quay.io/yaacov/kube-gateway";
+/// Gen B's schema default of `webAppImage`: the upstream noVNC web application. Not a default
+/// here: an unset `webAppImage` means the operator-wide default web-app image.
+pub const GEN_B_WEB_APP_IMAGE: &str = "quay.io/yaacov/kube-gateway-web-app-novnc";
+/// Default of `generateSecret` (applied in code, see [`GateServerSpec::generate_secret`]).
+pub const DEFAULT_GENERATE_SECRET: bool = true;
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+fn default_api_url() -> String {
+    DEFAULT_API_URL.to_owned()
+}
+fn default_service_account_namespace() -> String {
+    DEFAULT_SERVICE_ACCOUNT_NAMESPACE.to_owned()
+}
+fn default_service_account_verbs() -> Vec<String> {
+    strings(DEFAULT_SERVICE_ACCOUNT_VERBS)
+}
+fn default_service_account_api_groups() -> Vec<String> {
+    strings(DEFAULT_SERVICE_ACCOUNT_API_GROUPS)
+}
+fn default_service_account_resources() -> Vec<String> {
+    strings(DEFAULT_SERVICE_ACCOUNT_RESOURCES)
+}
+
+/// GateServerSpec describes a kube-gateway proxy: where it is reached (route), what its
+/// ServiceAccount may proxy (the serviceAccount* rule), its images, and which helper objects
+/// the operator creates (key Secret, Route or Ingress, OAuthClient).
+// Several printcolumn(...) entries repeat `type_ = "string"`, which this lint mistakes for a
+// duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ocgate.yaacov.com",
+    version = "v1beta1",
+    kind = "GateServer",
+    namespaced,
+    status = "GateServerStatus",
+    derive = "PartialEq",
+    shortname = "gs",
+    category = "ocgate",
+    doc = "GateServer runs a kube-gateway proxy that gives holders of GateTokens access to the Kubernetes API calls their tokens allow.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Server phase: Ready or Error"
+    ),
+    printcolumn(
+        name = "Route",
+        type_ = "string",
+        json_path = ".spec.route",
+        description = "External host name of the gateway"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = (SERVER_GROUPS_XOR_URLS, SERVER_GROUPS_XOR_URLS_MESSAGE))]
+#[x_kube(validation = (SERVER_RULE_NOT_EMPTY, SERVER_RULE_NOT_EMPTY_MESSAGE))]
+#[x_kube(validation = (SERVER_TLS_NEEDS_ROUTE, SERVER_TLS_NEEDS_ROUTE_MESSAGE))]
+pub struct GateServerSpec {
+    /// URL of the Kubernetes API server that the gateway proxies to.
+    #[serde(rename = "apiURL", default = "default_api_url")]
+    #[schemars(length(max = 1024), pattern(r"^(http|https)://.*"))]
+    pub api_url: String,
+
+    /// External host name of the gateway: the host of its Route or Ingress; the gateway's base
+    /// address is https:// followed by this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 226),
+        pattern(r"^([a-z0-9-_])+[.]([a-z0-9-_])+[.]([a-z0-9-._])+$")
+    )]
+    pub route: Option<String>,
+
+    /// Namespace where the gateway's ServiceAccount may act: '*' gives a ClusterRoleBinding,
+    /// anything else a RoleBinding in that namespace.
+    #[serde(default = "default_service_account_namespace")]
+    pub service_account_namespace: String,
+
+    /// Verbs of the gateway ServiceAccount's rule.
+    #[serde(default = "default_service_account_verbs")]
+    pub service_account_verbs: Vec<String>,
+
+    /// API groups of the gateway ServiceAccount's rule. Set it to [] to use
+    /// serviceAccountNonResourceURLs instead.
+    #[serde(
+        rename = "serviceAccountAPIGroups",
+        default = "default_service_account_api_groups"
+    )]
+    pub service_account_api_groups: Vec<String>,
+
+    /// Resources of the gateway ServiceAccount's rule.
+    #[serde(default = "default_service_account_resources")]
+    pub service_account_resources: Vec<String>,
+
+    /// Resource names of the gateway ServiceAccount's rule; absent means any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_resource_names: Option<Vec<String>>,
+
+    /// Non-resource URLs of the gateway ServiceAccount's rule. Excludes
+    /// serviceAccountAPIGroups.
+    #[serde(
+        rename = "serviceAccountNonResourceURLs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub service_account_non_resource_urls: Option<Vec<String>>,
+
+    /// Pass the request's bearer token to the API server unchanged instead of authenticating
+    /// it as a GateToken and replacing it with the gateway's ServiceAccount token.
+    #[serde(default)]
+    pub pass_through: bool,
+
+    /// Container image of the gateway. Absent (or empty) means the operator-wide default
+    /// gateway image, which the operator's administrator sets (for example to a mirror).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub image: Option<String>,
+
+    /// Init-container image whose /data/web/public is copied into the gateway's web root. Absent
+    /// means the operator-wide default web-app image; "" means no web application (no init
+    /// container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub web_app_image: Option<String>,
+
+    /// Create the key-pair Secret kube-gateway-jwt-secret used to sign and verify tokens
+    /// (default true).
+    #[serde(
+        rename = "generateSecret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub raw_generate_secret: Option<bool>,
+
+    /// Deprecated misspelling of generateSecret, accepted because the original sample used it.
+    /// generateSecret wins when both are written.
+    #[serde(
+        rename = "gnerateSecret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub raw_gnerate_secret: Option<bool>,
+
+    /// Create an OpenShift OAuthClient for interactive login.
+    #[serde(default)]
+    pub generate_oauth_client: bool,
+
+    /// Expose the gateway with an OpenShift Route (HTTPS) instead of an Ingress.
+    #[serde(default)]
+    pub generate_route: bool,
+
+    /// virt-gateway extension: IngressClass of the Ingress; absent means the cluster default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub ingress_class_name: Option<String>,
+
+    /// virt-gateway extension: Secret of type kubernetes.io/tls holding the Ingress certificate
+    /// for route. Absent means no TLS section (the ingress controller's default).
+    #[serde(
+        rename = "ingressTLSSecretName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 253))]
+    pub ingress_tls_secret_name: Option<String>,
+}
+
+impl Default for GateServerSpec {
+    /// The spec of a manifest with an empty `spec: {}`, after schema defaulting.
+    fn default() -> Self {
+        Self {
+            api_url: default_api_url(),
+            route: None,
+            service_account_namespace: default_service_account_namespace(),
+            service_account_verbs: default_service_account_verbs(),
+            service_account_api_groups: default_service_account_api_groups(),
+            service_account_resources: default_service_account_resources(),
+            service_account_resource_names: None,
+            service_account_non_resource_urls: None,
+            pass_through: false,
+            image: None,
+            web_app_image: None,
+            raw_generate_secret: None,
+            raw_gnerate_secret: None,
+            generate_oauth_client: false,
+            generate_route: false,
+            ingress_class_name: None,
+            ingress_tls_secret_name: None,
+        }
+    }
+}
+
+impl GateServerSpec {
+    /// Whether to create the key-pair Secret: `generateSecret` if written, else the deprecated
+    /// `gnerateSecret` if written, else `true`.
+    pub fn generate_secret(&self) -> bool {
+        self.raw_generate_secret
+            .or(self.raw_gnerate_secret)
+            .unwrap_or(DEFAULT_GENERATE_SECRET)
+    }
+
+    /// Whether the deprecated `gnerateSecret` decides [`generate_secret`](Self::generate_secret)
+    /// (written without `generateSecret`), so the operator can warn about it.
+    pub fn uses_deprecated_gnerate_secret(&self) -> bool {
+        self.raw_generate_secret.is_none() && self.raw_gnerate_secret.is_some()
+    }
+
+    /// `route` when written and non-empty.
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref().filter(|r| !r.is_empty())
+    }
+
+    /// The gateway image written in `image`, or `None` when it is absent or empty, which means
+    /// the operator-wide default gateway image.
+    pub fn image(&self) -> Option<&str> {
+        self.image.as_deref().filter(|i| !i.is_empty())
+    }
+
+    /// The gateway image to run: `image` when written, else `operator_default`.
+    pub fn image_or<'a>(&'a self, operator_default: &'a str) -> &'a str {
+        self.image().unwrap_or(operator_default)
+    }
+
+    /// The web-app image to run as the init container, or `None` for no web application:
+    /// `webAppImage` when written and non-empty; `None` when written as `""`; else
+    /// `operator_default` (itself `None` when the operator is configured with no default web
+    /// app).
+    pub fn web_app_image_or<'a>(&'a self, operator_default: Option<&'a str>) -> Option<&'a str> {
+        match self.web_app_image.as_deref() {
+            Some("") => None,
+            Some(image) => Some(image),
+            None => operator_default.filter(|i| !i.is_empty()),
+        }
+    }
+
+    /// The gateway ServiceAccount's rule (the `serviceAccount*` fields), in the namespace
+    /// `serviceAccountNamespace`. Errors as upstream (§1.5 step 4) when API groups and
+    /// non-resource URLs are both non-empty, or both empty.
+    pub fn effective_rule(&self) -> Result<EffectiveRule, SpecError> {
+        const GROUPS: &str = "serviceAccountAPIGroups";
+        const URLS: &str = "serviceAccountNonResourceURLs";
+        let has_groups = !self.service_account_api_groups.is_empty();
+        let has_urls = non_empty(self.service_account_non_resource_urls.as_deref());
+        match (has_groups, has_urls) {
+            (true, true) => Err(SpecError::GroupsAndNonResourceUrls {
+                groups: GROUPS,
+                urls: URLS,
+            }),
+            (false, false) => Err(SpecError::EmptyRule {
+                groups: GROUPS,
+                urls: URLS,
+            }),
+            (true, false) => Ok(EffectiveRule {
+                namespace: self.service_account_namespace.clone(),
+                verbs: self.service_account_verbs.clone(),
+                api_groups: Some(self.service_account_api_groups.clone()),
+                resources: Some(self.service_account_resources.clone()),
+                resource_names: self.service_account_resource_names.clone(),
+                non_resource_urls: self.service_account_non_resource_urls.clone(),
+            }),
+            (false, true) => Ok(EffectiveRule {
+                namespace: self.service_account_namespace.clone(),
+                verbs: self.service_account_verbs.clone(),
+                api_groups: None,
+                resources: None,
+                resource_names: None,
+                non_resource_urls: self.service_account_non_resource_urls.clone(),
+            }),
+        }
+    }
+
+    /// Checks what the CRD's CEL rules check, for objects stored before the rules existed.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.effective_rule()?;
+        if self.ingress_tls_secret_name.is_some() && self.route().is_none() {
+            return Err(SpecError::TlsWithoutRoute);
+        }
+        Ok(())
+    }
+}
+
+/// Phase of a GateServer. The wire form is [`as_str`](Self::as_str).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GateServerPhase {
+    /// `""`: not yet handled by the operator.
+    New,
+    /// `Ready`: every object of the server is in place.
+    Ready,
+    /// `Error`: something is wrong; a condition says what.
+    Error,
+}
+
+impl GateServerPhase {
+    /// Every phase.
+    pub const ALL: [Self; 3] = [Self::New, Self::Ready, Self::Error];
+
+    /// The wire form: `""`, `Ready` or `Error`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "",
+            Self::Ready => "Ready",
+            Self::Error => "Error",
+        }
+    }
+}
+
+impl fmt::Display for GateServerPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GateServerPhase {
+    type Err = UnknownPhase;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownPhase {
+                kind: "GateServer",
+                value: s.to_owned(),
+            })
+    }
+}
+
+/// GateServerStatus is the observed state of a GateServer. `conditions` and `phase` are
+/// required by the schema (as in Gen B) and therefore always serialised.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = gateserver_status_required)]
+pub struct GateServerStatus {
+    /// Standard conditions, one per type.
+    #[serde(default)]
+    #[schemars(transform = condition_list)]
+    pub conditions: Vec<Condition>,
+
+    /// Server phase: "" (new), Ready or Error.
+    #[serde(default)]
+    pub phase: String,
+
+    /// virt-gateway extension: the metadata.generation this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+fn gateserver_status_required(schema: &mut schemars::Schema) {
+    require_without_default(schema, &["conditions", "phase"]);
+}
+
+impl GateServerStatus {
+    /// The phase, parsed.
+    pub fn parsed_phase(&self) -> Result<GateServerPhase, UnknownPhase> {
+        self.phase.parse()
+    }
+
+    /// Sets the phase.
+    pub fn set_phase(&mut self, phase: GateServerPhase) {
+        phase.as_str().clone_into(&mut self.phase);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> GateServerSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn empty_spec_is_default() {
+        let d = spec(json!({}));
+        assert_eq!(d, GateServerSpec::default());
+        assert_eq!(d.api_url, "https://kubernetes.default.svc");
+        assert_eq!(d.service_account_namespace, "*");
+        assert_eq!(d.image, None);
+        assert_eq!(d.image(), None);
+        assert_eq!(d.image_or("ours:1"), "ours:1");
+        assert_eq!(d.web_app_image, None);
+        assert_eq!(d.web_app_image_or(Some("web:1")), Some("web:1"));
+        assert!(d.generate_secret());
+        assert!(!d.uses_deprecated_gnerate_secret());
+        assert_eq!(d.route(), None);
+        assert_eq!(d.validate(), Ok(()));
+    }
+
+    #[test]
+    fn generate_secret_spellings() {
+        assert!(!spec(json!({"generateSecret": false})).generate_secret());
+        assert!(!spec(json!({"gnerateSecret": false})).generate_secret());
+        assert!(spec(json!({"gnerateSecret": true})).generate_secret());
+        assert!(spec(json!({"gnerateSecret": true})).uses_deprecated_gnerate_secret());
+        let both = spec(json!({"generateSecret": true, "gnerateSecret": false}));
+        assert!(both.generate_secret(), "generateSecret wins");
+        assert!(!both.uses_deprecated_gnerate_secret());
+        assert!(!spec(json!({"generateSecret": false, "gnerateSecret": true})).generate_secret());
+        let out = serde_json::to_value(spec(json!({"gnerateSecret": true}))).unwrap();
+        assert_eq!(out["gnerateSecret"], json!(true));
+        assert!(out.get("generateSecret").is_none());
+    }
+
+    #[test]
+    fn effective_rule() {
+        let r = spec(json!({"serviceAccountNamespace": "vms"}))
+            .effective_rule()
+            .unwrap();
+        assert_eq!(r.namespace, "vms");
+        assert_eq!(
+            r.api_groups,
+            Some(vec!["subresources.kubevirt.io".to_owned()])
+        );
+        let r = spec(
+            json!({"serviceAccountAPIGroups": [], "serviceAccountNonResourceURLs": ["/healthz"]}),
+        )
+        .effective_rule()
+        .unwrap();
+        assert!(r.is_non_resource());
+        assert_eq!(r.resources, None);
+        let e = spec(json!({"serviceAccountNonResourceURLs": ["/healthz"]}))
+            .effective_rule()
+            .unwrap_err();
+        assert!(matches!(e, SpecError::GroupsAndNonResourceUrls { .. }));
+        assert!(e.to_string().contains("serviceAccountAPIGroups"));
+        let e = spec(json!({"serviceAccountAPIGroups": []}))
+            .effective_rule()
+            .unwrap_err();
+        assert!(matches!(e, SpecError::EmptyRule { .. }));
+    }
+
+    #[test]
+    fn tls_needs_route() {
+        assert_eq!(
+            spec(json!({"ingressTLSSecretName": "tls"})).validate(),
+            Err(SpecError::TlsWithoutRoute)
+        );
+        assert_eq!(
+            spec(json!({"ingressTLSSecretName": "tls", "route": "a.b.c"})).validate(),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn images_explicit_default_and_empty() {
+        let explicit = spec(json!({"image": GEN_B_IMAGE, "webAppImage": GEN_B_WEB_APP_IMAGE}));
+        assert_eq!(
+            explicit.image_or("ours:1"),
+            GEN_B_IMAGE,
+            "a written image wins"
+        );
+        assert_eq!(
+            explicit.web_app_image_or(Some("web:1")),
+            Some(GEN_B_WEB_APP_IMAGE)
+        );
+        let empty = spec(json!({"image": "", "webAppImage": ""}));
+        assert_eq!(empty.image(), None, "an empty image means the default");
+        assert_eq!(empty.image_or("ours:1"), "ours:1");
+        assert_eq!(
+            empty.web_app_image_or(Some("web:1")),
+            None,
+            "webAppImage: \"\" means no web application"
+        );
+        let unset = spec(json!({}));
+        assert_eq!(unset.web_app_image_or(None), None);
+        assert_eq!(unset.web_app_image_or(Some("")), None);
+        let out = serde_json::to_value(&unset).unwrap();
+        assert!(out.get("image").is_none() && out.get("webAppImage").is_none());
+        let out = serde_json::to_value(&empty).unwrap();
+        assert_eq!(out["webAppImage"], json!(""));
+    }
+
+    #[test]
+    fn phases_and_status() {
+        for p in GateServerPhase::ALL {
+            assert_eq!(p.as_str().parse::<GateServerPhase>(), Ok(p));
+        }
+        assert!("Pending".parse::<GateServerPhase>().is_err());
+        let mut st = GateServerStatus::default();
+        assert_eq!(
+            serde_json::to_value(&st).unwrap(),
+            json!({"conditions": [], "phase": ""})
+        );
+        st.set_phase(GateServerPhase::Ready);
+        st.observed_generation = Some(4);
+        assert_eq!(
+            serde_json::to_value(&st).unwrap(),
+            json!({"conditions": [], "phase": "Ready", "observedGeneration": 4})
+        );
+        assert_eq!(st.parsed_phase(), Ok(GateServerPhase::Ready));
+    }
+}

@@ -1,0 +1,226 @@
+//! Child processes that never outlive the process that started them.
+//!
+//! Three layers make sure no etcd or kube-apiserver is left behind:
+//! - [`Process`] stops its child on drop (SIGTERM, then SIGKILL after a grace period);
+//! - every child gets `PR_SET_PDEATHSIG = SIGKILL`, so the kernel kills it if we die, even by
+//!   SIGKILL. That signal fires when the *thread* that forked the child exits, so all children are
+//!   spawned from one supervisor thread that lives as long as the process;
+//! - an `atexit` hook kills whatever is still registered when the process exits normally (a
+//!   shared control plane lives in a `static` and is never dropped) and removes registered
+//!   directories.
+#![allow(unsafe_code)]
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
+
+static SUPERVISOR: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+static LIVE_PIDS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+static DIRS_TO_REMOVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static EXIT_HOOK: OnceLock<()> = OnceLock::new();
+
+fn supervisor() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
+    SUPERVISOR.get_or_init(|| {
+        install_exit_hook();
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("testenv-supervisor".into())
+            .spawn(move || {
+                // Never returns while the process lives: the receiver keeps waiting even when
+                // every sender is gone, because the static sender is never dropped.
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("cannot start the testenv supervisor thread");
+        Mutex::new(tx)
+    })
+}
+
+fn install_exit_hook() {
+    EXIT_HOOK.get_or_init(|| {
+        extern "C" fn on_exit() {
+            kill_all_registered();
+        }
+        // SAFETY: registering a plain `extern "C" fn()` with the C runtime has no preconditions.
+        unsafe {
+            libc::atexit(on_exit);
+        }
+    });
+}
+
+fn kill_all_registered() {
+    let pids: Vec<i32> = LIVE_PIDS
+        .lock()
+        .map(|mut live| {
+            live.take()
+                .map(|s| s.into_iter().collect())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    for pid in &pids {
+        // SAFETY: kill(2) with a pid we spawned; at worst the process is already gone.
+        unsafe {
+            libc::kill(*pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for pid in &pids {
+        while Instant::now() < deadline && pid_alive(*pid) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(*pid, libc::SIGKILL);
+        }
+    }
+    if let Ok(dirs) = DIRS_TO_REMOVE.lock() {
+        for dir in dirs.iter() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Whether a child process has not been reaped yet (zombies count as alive, which is what we
+/// want: we only use this to wait for exit before SIGKILL).
+fn pid_alive(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid with WNOHANG on our own child; reaps it if it has exited.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    r == 0
+}
+
+/// Removes `dir` when the process exits (for state kept in statics that are never dropped).
+pub(crate) fn remove_at_exit(dir: &Path) {
+    install_exit_hook();
+    if let Ok(mut dirs) = DIRS_TO_REMOVE.lock() {
+        dirs.push(dir.to_path_buf());
+    }
+}
+
+/// A running child process whose output goes to a log file.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `program` with `args`, stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> io::Result<Self> {
+        let out = File::create(log)?;
+        let err = out.try_clone()?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        // SAFETY: prctl is async-signal-safe and is the only call made between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (reply_tx, reply_rx) = mpsc::channel();
+        supervisor()
+            .lock()
+            .map_err(|_| io::Error::other("testenv supervisor lock poisoned"))?
+            .send((command, reply_tx))
+            .map_err(|_| io::Error::other("testenv supervisor thread is gone"))?;
+        let child = reply_rx
+            .recv()
+            .map_err(|_| io::Error::other("testenv supervisor thread is gone"))??;
+        if let Ok(mut live) = LIVE_PIDS.lock() {
+            live.get_or_insert_with(HashSet::new)
+                .insert(child.id() as i32);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// The component name, e.g. `kube-apiserver`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(description)` if the process has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("cannot query status: {e}")),
+        }
+    }
+
+    /// The last `lines` lines of the log, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log, lines)
+    }
+
+    /// Path of the log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill(2) on our own, not yet reaped child.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if self.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Ok(mut live) = LIVE_PIDS.lock()
+            && let Some(set) = live.as_mut()
+        {
+            set.remove(&(self.child.id() as i32));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// The last `lines` lines of a file (at most 64 KiB are read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return format!("(no log at {})", path.display());
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let all: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    let start = all.len().saturating_sub(lines);
+    all[start..].join("\n")
+}
