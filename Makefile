@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TESTENV_DIR ?= .testenv
 
-.PHONY: help test lint fmt testenv-binaries testenv-up testenv-down crds fuzz bench
+.PHONY: help demo build test lint fmt deps web testenv-binaries testenv-up testenv-down crds fuzz bench bench-quick images
 
 help:
 	@echo "make demo           local control plane + operator + gateway + a working console link"
@@ -16,16 +16,38 @@ help:
 	@echo "make testenv-down   stop it"
 	@echo "make crds           regenerate deploy/crds from the Rust types"
 	@echo "make fuzz           run the fuzz targets for a bounded time (FUZZ_SECONDS, default 60 each)"
-	@echo "make bench          run the benchmarks and print where the results are"
+	@echo "make bench          run the benchmarks (~20 min) and print where the results are"
+	@echo "make bench-quick    a few-minute smoke run of the gateway benchmarks"
+	@echo "make images         build and check the container images without a Docker engine"
 
 ## The control-plane binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), built
 ## once from the Go module proxy and cached by version.
 testenv-binaries:
 	@bash testenv/build-binaries.sh >/dev/null
 
-test: testenv-binaries
+## Debian packages (Xvnc for the KubeVirt stand-in, Chromium for browser tests) and the web app's
+## npm packages from its lock file. Idempotent; shows what it installs.
+deps:
+	bash scripts/install-system-deps.sh
+	cd web && npm ci --no-audit --no-fund
+
+## The web app (login page, console, noVNC) into web/dist, the gateway's web root.
+web: deps
+	cd web && npm run build
+
+## Every binary of the workspace (the demo runs the operator and gateway binaries).
+build:
+	$(CARGO) build --workspace --bins --locked
+
+## The whole product on this machine: control plane, CRDs, operator, seed samples, KubeVirt
+## stand-in and the gateway run from the operator's Deployment; prints a console link.
+demo: testenv-binaries web build
+	./target/debug/virt-gateway-demo
+
+test: testenv-binaries web build
 	$(CARGO) test --workspace --all-targets --locked
 	$(CARGO) test --workspace --doc --locked
+	cd web && npm test
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -48,6 +70,23 @@ fuzz:
 	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 ## Benchmarks are never part of `make test`: they measure, tests check behaviour.
+## `make bench`: the auth core's criterion benches, the gateway benchmarks (bench/gateway, report in
+## bench/RESULTS.md, raw numbers in bench/results/full) and the operator's (bench/operator;
+## BENCH_OPERATOR=0 skips it). `make bench-quick`: a few-minute smoke run of the gateway benchmarks
+## (bench/results/quick).
+BENCH_OPERATOR ?= 1
 bench:
 	$(CARGO) bench --locked -p virt-gateway-auth --bench auth -- --warm-up-time 1 --measurement-time 3
-	@echo "figures: bench/auth/RESULTS.md (update it with the numbers above and the machine they ran on)"
+	bash bench/gateway/run.sh
+	if [ "$(BENCH_OPERATOR)" != 0 ] && [ -x bench/operator/run.sh ]; then bash bench/operator/run.sh; fi
+	@echo "figures: bench/RESULTS.md (gateway, links the others), bench/auth/RESULTS.md, bench/operator/RESULTS.md"
+
+bench-quick:
+	bash bench/gateway/run.sh --quick
+	@echo "smoke figures: bench/results/quick/RESULTS.md (the full report is bench/RESULTS.md)"
+
+## Container images (operator; gateway with the web app; web app for webAppImage) as OCI archives in
+## target/images/, built without a Docker engine (buildah, FROM scratch, static binaries) and
+## checked. Never part of `make test`: a cold run includes a static release build (images/README.md).
+images:
+	bash images/build.sh

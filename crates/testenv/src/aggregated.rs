@@ -83,25 +83,8 @@ impl AggregatedApi {
 
         // The Service first: its ClusterIP is where the server must listen.
         let port = crate::control_plane::free_port()? as i32;
-        let service = Service {
-            metadata: ObjectMeta {
-                name: Some(service_name.clone()),
-                ..Default::default()
-            },
-            spec: Some(ServiceSpec {
-                type_: Some("ClusterIP".into()),
-                ports: Some(vec![ServicePort {
-                    name: Some("https".into()),
-                    port,
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
         let service = Api::<Service>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &service)
+            .create(&PostParams::default(), &service(&service_name, port))
             .await?;
         let cluster_ip: IpAddr = service
             .spec
@@ -115,33 +98,8 @@ impl AggregatedApi {
             )));
         }
 
-        let slice = EndpointSlice {
-            metadata: ObjectMeta {
-                name: Some(service_name.clone()),
-                labels: Some(BTreeMap::from([(
-                    "kubernetes.io/service-name".to_string(),
-                    service_name.clone(),
-                )])),
-                ..Default::default()
-            },
-            address_type: "FQDN".into(),
-            endpoints: Some(vec![Endpoint {
-                addresses: vec![format!("{service_name}.localhost")],
-                conditions: Some(EndpointConditions {
-                    ready: Some(true),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
-            ports: Some(vec![EndpointPort {
-                name: Some("https".into()),
-                port: Some(port),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-        };
         Api::<EndpointSlice>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &slice)
+            .create(&PostParams::default(), &endpoint_slice(&service_name, port))
             .await?;
 
         // TLS: serving certificate for the in-cluster Service name, client certificates from
@@ -158,32 +116,13 @@ impl AggregatedApi {
         let server = tokio::spawn(serve(
             listener,
             tls,
-            Arc::new(discovery_document(&spec)),
-            format!("/apis/{}/{}", spec.group, spec.version),
-            spec.handler.clone(),
+            discovery_document(&spec),
+            spec.discovery_path(),
+            not_found_for_aggregator_probes(spec.handler.clone()),
         ));
 
-        let name = format!("{}.{}", spec.version, spec.group);
-        let api_service = APIService {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
-            spec: Some(APIServiceSpec {
-                group: Some(spec.group.clone()),
-                version: Some(spec.version.clone()),
-                group_priority_minimum: 1000,
-                version_priority: 15,
-                ca_bundle: Some(ByteString(cp.ca_pem().as_bytes().to_vec())),
-                service: Some(ServiceReference {
-                    name: Some(service_name.clone()),
-                    namespace: Some(ns.clone()),
-                    port: Some(port),
-                }),
-                ..Default::default()
-            }),
-            status: None,
-        };
+        let name = spec.api_service_name();
+        let api_service = api_service(&spec, &service_name, port, cp.ca_pem().as_bytes().to_vec());
         let api_services = Api::<APIService>::all(client.clone());
         api_services
             .create(&PostParams::default(), &api_service)
@@ -194,7 +133,7 @@ impl AggregatedApi {
             server,
             client,
         };
-        this.wait_available(&api_services).await?;
+        wait_available(&api_services, &this.name).await?;
         Ok(this)
     }
 
@@ -206,29 +145,6 @@ impl AggregatedApi {
     /// The APIService name, `<version>.<group>`.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    async fn wait_available(&self, api: &Api<APIService>) -> Result<(), Error> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let current = api.get(&self.name).await?;
-            let available = current
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Available"));
-            if available.is_some_and(|c| c.status == "True") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Start(format!(
-                    "APIService {} did not become Available: {:?}",
-                    self.name,
-                    available.map(|c| (&c.reason, &c.message))
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 
     /// Unregisters the APIService and stops the server.
@@ -246,7 +162,126 @@ impl Drop for AggregatedApi {
     }
 }
 
-fn discovery_document(spec: &AggregatedApiSpec) -> Vec<u8> {
+impl AggregatedApiSpec {
+    /// The APIService name, `<version>.<group>`.
+    pub fn api_service_name(&self) -> String {
+        format!("{}.{}", self.version, self.group)
+    }
+
+    /// Where the discovery document is served, `/apis/<group>/<version>`.
+    pub fn discovery_path(&self) -> String {
+        format!("/apis/{}/{}", self.group, self.version)
+    }
+}
+
+/// The `ClusterIP` Service `name` with one `https` port, whose loopback ClusterIP and port the
+/// aggregated API server binds itself.
+pub fn service(name: &str, port: i32) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            ports: Some(vec![ServicePort {
+                name: Some("https".into()),
+                port,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A ready `FQDN` EndpointSlice for the Service `service_name`, for the aggregator's
+/// availability check (never dialed: see the module documentation).
+pub fn endpoint_slice(service_name: &str, port: i32) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(service_name.to_string()),
+            labels: Some(BTreeMap::from([(
+                "kubernetes.io/service-name".to_string(),
+                service_name.to_string(),
+            )])),
+            ..Default::default()
+        },
+        address_type: "FQDN".into(),
+        endpoints: Some(vec![Endpoint {
+            addresses: vec![format!("{service_name}.localhost")],
+            conditions: Some(EndpointConditions {
+                ready: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(vec![EndpointPort {
+            name: Some("https".into()),
+            port: Some(port),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// The APIService for `spec`, backed by the Service `service_name` (in `spec.namespace`) on
+/// `port`, whose serving certificate `ca_bundle` (PEM) verifies.
+pub fn api_service(
+    spec: &AggregatedApiSpec,
+    service_name: &str,
+    port: i32,
+    ca_bundle: Vec<u8>,
+) -> APIService {
+    APIService {
+        metadata: ObjectMeta {
+            name: Some(spec.api_service_name()),
+            ..Default::default()
+        },
+        spec: Some(APIServiceSpec {
+            group: Some(spec.group.clone()),
+            version: Some(spec.version.clone()),
+            group_priority_minimum: 1000,
+            version_priority: 15,
+            ca_bundle: Some(ByteString(ca_bundle)),
+            service: Some(ServiceReference {
+                name: Some(service_name.to_string()),
+                namespace: Some(spec.namespace.clone()),
+                port: Some(port),
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Waits (up to a minute) until the APIService `name` reports `Available`; an
+/// [`Error::Start`] with its last reason and message if it does not.
+pub async fn wait_available(api: &Api<APIService>, name: &str) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let current = api.get(name).await?;
+        let available = current
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Available"));
+        if available.is_some_and(|c| c.status == "True") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Start(format!(
+                "APIService {name} did not become Available: {:?}",
+                available.map(|c| (&c.reason, &c.message))
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The discovery document (`APIResourceList`) for `spec`, as JSON.
+pub fn discovery_document(spec: &AggregatedApiSpec) -> Bytes {
     let list = APIResourceList {
         group_version: format!("{}/{}", spec.group, spec.version),
         resources: spec.resources.clone(),
@@ -254,10 +289,17 @@ fn discovery_document(spec: &AggregatedApiSpec) -> Vec<u8> {
     let mut value = serde_json::to_value(&list).expect("APIResourceList serialises");
     value["kind"] = "APIResourceList".into();
     value["apiVersion"] = "v1".into();
-    serde_json::to_vec(&value).expect("JSON serialises")
+    Bytes::from(serde_json::to_vec(&value).expect("JSON serialises"))
 }
 
-fn server_tls(cert_pem: &str, key_pem: &str, client_ca_pem: &str) -> Result<TlsAcceptor, Error> {
+/// TLS for an aggregated API server: the serving certificate and key (PEM), and client
+/// certificates required and verified against `client_ca_pem` (the front-proxy CA). HTTP/1.1
+/// only. Errors are [`Error::Certificates`].
+pub fn server_tls(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+) -> Result<TlsAcceptor, Error> {
     let tls_err = |e: String| Error::Certificates(e);
     let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -288,10 +330,14 @@ fn server_tls(cert_pem: &str, key_pem: &str, client_ca_pem: &str) -> Result<TlsA
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn serve(
+/// Accepts TLS connections on `listener` forever (spawn it; abort the task to stop): answers
+/// `discovery_path` with the JSON `discovery` (see [`discovery_document`] and
+/// [`AggregatedApiSpec::discovery_path`]) and passes every other request to `handler`,
+/// WebSocket upgrades included.
+pub async fn serve(
     listener: TcpListener,
     tls: TlsAcceptor,
-    discovery: Arc<Vec<u8>>,
+    discovery: Bytes,
     discovery_path: String,
     handler: Handler,
 ) {
@@ -317,12 +363,9 @@ async fn serve(
                         return Ok::<_, Infallible>(
                             Response::builder()
                                 .header(http::header::CONTENT_TYPE, "application/json")
-                                .body(Full::new(Bytes::from(discovery.as_ref().clone())))
+                                .body(Full::new(discovery))
                                 .expect("valid response"),
                         );
-                    }
-                    if req.uri().path() == "/apis" || req.uri().path().starts_with("/openapi") {
-                        return Ok(not_found());
                     }
                     Ok(handler(req).await)
                 }
@@ -333,6 +376,18 @@ async fn serve(
                 .await;
         });
     }
+}
+
+/// `handler`, except that `/apis` and `/openapi...` (which the aggregator probes) get a plain
+/// [`not_found`] without reaching it.
+pub fn not_found_for_aggregator_probes(handler: Handler) -> Handler {
+    Arc::new(move |req| {
+        let path = req.uri().path();
+        if path == "/apis" || path.starts_with("/openapi") {
+            return Box::pin(async { not_found() });
+        }
+        handler(req)
+    })
 }
 
 /// A plain 404 response.

@@ -19,6 +19,7 @@ pub mod aggregated;
 pub mod binaries;
 pub mod certs;
 pub mod control_plane;
+pub mod helpers;
 pub mod process;
 pub mod websocket;
 

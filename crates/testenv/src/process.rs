@@ -98,6 +98,35 @@ fn pid_alive(pid: i32) -> bool {
     r == 0
 }
 
+/// Whether the process `pid` is running: it exists and is not a zombie (a zombie has exited).
+/// Unlike the supervisor's own check, this works for any process, not only our children, and
+/// reaps nothing; tests use it to see that processes are gone.
+pub fn alive(pid: u32) -> bool {
+    // /proc/<pid>/stat exists for live and zombie processes; a zombie ("Z") has exited.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Waits (blocking, up to `timeout`) until none of `pids` is [`alive`]; panics with the ones
+/// still running if some are left (a test helper).
+#[track_caller]
+pub fn wait_all_gone(pids: &[u32], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "processes still running: {:?}",
+            pids.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Removes `dir` when the process exits (for state kept in statics that are never dropped).
 pub(crate) fn remove_at_exit(dir: &Path) {
     install_exit_hook();
@@ -114,16 +143,32 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `program` with `args`, stdout and stderr appended to `log`.
+    /// Starts `program` with `args`, stdout and stderr written to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> io::Result<Self> {
+        Self::spawn_with(name, program, args, &[], None, log)
+    }
+
+    /// Like [`Process::spawn`], with extra environment variables and a working directory.
+    pub fn spawn_with(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        cwd: Option<&Path>,
+        log: &Path,
+    ) -> io::Result<Self> {
         let out = File::create(log)?;
         let err = out.try_clone()?;
         let mut command = Command::new(program);
         command
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
         // SAFETY: prctl is async-signal-safe and is the only call made between fork and exec.
         unsafe {
             command.pre_exec(|| {

@@ -8,10 +8,9 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleRef, Subject,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIResource, OwnerReference};
@@ -146,35 +145,6 @@ async fn server_side_apply_reports_conflicts_and_force_takes_ownership() {
     assert_eq!(owners, vec!["manager-b".to_string()]);
 }
 
-/// Creates a ServiceAccount and returns a token for it from the TokenRequest API.
-async fn service_account_token(cp: &ControlPlane, ns: &str, name: &str) -> String {
-    let client = cp.client().await;
-    let sas = Api::<ServiceAccount>::namespaced(client, ns);
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    sas.create(&PostParams::default(), &sa).await.unwrap();
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let issued = sas
-        .create_token_request(name, &PostParams::default(), &request)
-        .await
-        .unwrap();
-    issued
-        .status
-        .and_then(|s| s.token)
-        .expect("the TokenRequest API returned a token")
-}
-
 #[tokio::test]
 async fn rbac_allows_and_forbids_a_service_account_token() {
     let cp = ControlPlane::shared().await;
@@ -196,27 +166,8 @@ async fn rbac_allows_and_forbids_a_service_account_token() {
         .create(&PostParams::default(), &role)
         .await
         .unwrap();
-    let binding = RoleBinding {
-        metadata: ObjectMeta {
-            name: Some("reader".into()),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: "read-configmaps".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: "reader".into(),
-            namespace: Some(ns.clone()),
-            ..Default::default()
-        }]),
-    };
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
+    cp.bind_role_to_service_account(&ns, "reader", "read-configmaps", "reader")
+        .await;
     let cm = ConfigMap {
         metadata: ObjectMeta {
             name: Some("visible".into()),
@@ -229,7 +180,7 @@ async fn rbac_allows_and_forbids_a_service_account_token() {
         .await
         .unwrap();
 
-    let token = service_account_token(cp, &ns, "reader").await;
+    let token = cp.service_account_token(&ns, "reader", 600).await;
     let as_reader = cp.client_with_token(&token).await;
     let got = Api::<ConfigMap>::namespaced(as_reader.clone(), &ns)
         .get("visible")
@@ -364,7 +315,7 @@ async fn creating_a_cluster_role_that_grants_more_than_the_creator_holds_is_refu
         )
         .await
         .unwrap();
-    let token = service_account_token(cp, &ns, sa_name).await;
+    let token = cp.service_account_token(&ns, sa_name, 600).await;
     let as_writer = Api::<ClusterRole>::all(cp.client_with_token(&token).await);
     let role = |name: &str, rule: PolicyRule| ClusterRole {
         metadata: ObjectMeta {

@@ -5,29 +5,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use virt_gateway_testenv::process::{self, alive};
 use virt_gateway_testenv::{ControlPlane, Options};
 
-fn alive(pid: u32) -> bool {
-    // /proc/<pid>/stat exists for live and zombie processes; a zombie ("Z") has exited.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
 fn wait_all_gone(pids: &[u32]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pids.iter().any(|p| alive(*p)) {
-        assert!(
-            Instant::now() < deadline,
-            "processes still running: {:?}",
-            pids.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    process::wait_all_gone(pids, Duration::from_secs(20));
 }
 
 #[tokio::test]

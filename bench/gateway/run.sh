@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Gateway benchmarks (issue 8): builds the release gateway and the harness, then runs
+# `gateway-bench run` (HTTP overhead against a minimal upstream and the real kube-apiserver, CPU per
+# request, latency at a fixed rate, WebSocket throughput and memory per idle session, the token
+# cache). Loopback only; every loop is bounded. Writes bench/RESULTS.md and bench/results/full/
+# (with --quick: bench/results/quick/, a smoke run of a few minutes). Not a test.
+#   bench/gateway/run.sh [--quick] [--skip-apiserver] [--no-profile] [--only http,fixed,ws,token,idle,apiserver,profile]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+say() { printf '[bench] %s\n' "$*" >&2; }
+
+if ! command -v wrk >/dev/null; then
+  say "installing wrk (Debian)"
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+if ! command -v perf >/dev/null && [[ " $* " != *" --no-profile "* ]]; then
+  say "installing perf (Debian linux-perf)"
+  apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null
+fi
+if [[ " $* " != *" --skip-apiserver "* ]]; then
+  say "control-plane binaries (built once, cached)"
+  bash testenv/build-binaries.sh >/dev/null
+fi
+say "building kube-gateway and gateway-bench (release)"
+cargo build --release --locked -p kube-gateway -p virt-gateway-bench
+# 5,000 idle WebSockets need ~10,000 descriptors in the gateway; the harness raises the soft limit
+# to the hard one as well.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+exec target/release/gateway-bench run "$@"

@@ -1,0 +1,423 @@
+//! Starting and driving the whole stack.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kubevirt_standin::{Standin, StandinOptions};
+use virt_gateway_api::{GateServer, GateToken, GateTokenSpec};
+use virt_gateway_testenv::control_plane::free_port;
+use virt_gateway_testenv::process::Process;
+use virt_gateway_testenv::{ControlPlane, Options};
+
+use crate::Error;
+use crate::kubelet::{Images, LocalPod, run_pod};
+
+/// The namespace of the seed samples (`deploy/samples/`).
+pub const SAMPLES_NAMESPACE: &str = "kube-gateway";
+/// The seed GateServer's name.
+pub const SAMPLE_SERVER: &str = "gateserver-sample";
+/// The seed GateToken's name.
+pub const SAMPLE_TOKEN: &str = "gatetoken-sample";
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where things are.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// The repository root (CRDs, samples, web app).
+    pub repo: PathBuf,
+    /// State directory: kubeconfig, logs, the gateway pod's files. `None`: a temporary one.
+    pub dir: Option<PathBuf>,
+    /// The `virt-gateway-operator` binary.
+    pub operator_binary: PathBuf,
+    /// The `kube-gateway` binary (stands in for the gateway image).
+    pub gateway_binary: PathBuf,
+    /// The built web app (stands in for the web-app image's `/data/web/public`).
+    pub web_public: PathBuf,
+}
+
+impl StackOptions {
+    /// The binaries from `<target>/debug` (the `CARGO_TARGET_DIR` or the repository's `target`).
+    pub fn from_repo(repo: &Path) -> Self {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join("target"))
+            .join("debug");
+        Self {
+            repo: repo.to_path_buf(),
+            dir: None,
+            operator_binary: target.join("virt-gateway-operator"),
+            gateway_binary: target.join("kube-gateway"),
+            web_public: repo.join("web/dist"),
+        }
+    }
+}
+
+/// Everything running. Dropping it stops every process.
+pub struct Stack {
+    // Field order: the gateway and operator stop before the control plane.
+    gateway: LocalPod,
+    standin: Option<Standin>,
+    operator: Process,
+    cp: ControlPlane,
+    /// The seed GateToken's JWT.
+    pub sample_token: String,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Stack {
+    /// Starts everything, reporting each step through `progress`.
+    pub async fn start(options: StackOptions, progress: impl Fn(&str)) -> Result<Self, Error> {
+        for (what, path) in [
+            ("operator binary", &options.operator_binary),
+            ("gateway binary", &options.gateway_binary),
+        ] {
+            if !path.is_file() {
+                return Err(Error::Step(format!(
+                    "{what} {} is missing: build it with `cargo build --bins`",
+                    path.display()
+                )));
+            }
+        }
+        let (temp, dir) = match &options.dir {
+            Some(d) => (None, d.clone()),
+            None => {
+                let t = tempfile::tempdir().map_err(|e| Error::Io(e.to_string()))?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+
+        progress("starting the control plane (etcd, kube-apiserver, kube-controller-manager)");
+        let cp = ControlPlane::start(Options {
+            dir: Some(dir.join("cluster")),
+            ..Options::default()
+        })
+        .await?;
+        let client = cp.client().await;
+
+        progress("installing the CRDs from deploy/crds");
+        install_crds(&client, &options.repo.join("deploy/crds")).await?;
+
+        progress("starting virt-gateway-operator");
+        let operator = start_operator(&cp, &options.operator_binary, &dir).await?;
+
+        progress("applying the seed samples from deploy/samples (kubectl apply)");
+        Api::<Namespace>::all(client.clone())
+            .patch(
+                SAMPLES_NAMESPACE,
+                &PatchParams::apply("virt-gateway-demo"),
+                &Patch::Apply(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": SAMPLES_NAMESPACE}
+                })),
+            )
+            .await?;
+        kubectl(
+            &cp,
+            &[
+                "apply",
+                "-f",
+                &options.repo.join("deploy/samples").display().to_string(),
+            ],
+        )?;
+
+        progress("starting the KubeVirt stand-in (VMIs testvm and testvm2 with real VNC servers)");
+        let standin = Standin::start(
+            &cp,
+            StandinOptions {
+                log_dir: Some(dir.join("standin")),
+                ..StandinOptions::default()
+            },
+        )
+        .await?;
+
+        progress("waiting for the GateServer and GateToken to be Ready");
+        wait_server_ready(&client, SAMPLE_SERVER, &operator).await?;
+        let sample_token = wait_token_ready(&client, SAMPLES_NAMESPACE, SAMPLE_TOKEN).await?;
+
+        progress(
+            "running the gateway with the command line and mounts of the operator's Deployment",
+        );
+        let deployment = Api::<Deployment>::namespaced(client.clone(), SAMPLES_NAMESPACE)
+            .get(SAMPLE_SERVER)
+            .await?;
+        let gateway = run_pod(
+            &cp,
+            &deployment,
+            &Images {
+                gateway_binary: options.gateway_binary.clone(),
+                web_public: options.web_public.clone(),
+            },
+            &dir.join("gateway-pod"),
+        )
+        .await?;
+        wait_http_ok(&format!("{}/readyz", gateway.url), || gateway.log_tail(30)).await?;
+
+        Ok(Self {
+            gateway,
+            standin: Some(standin),
+            operator,
+            cp,
+            sample_token,
+            _temp: temp,
+        })
+    }
+
+    /// The control plane.
+    pub fn control_plane(&self) -> &ControlPlane {
+        &self.cp
+    }
+
+    /// The gateway's URL, `http://127.0.0.1:<port>`.
+    pub fn gateway_url(&self) -> &str {
+        &self.gateway.url
+    }
+
+    /// The gateway's command line as run (for display).
+    pub fn gateway_command_line(&self) -> &[String] {
+        &self.gateway.command_line
+    }
+
+    /// The gateway's log file.
+    pub fn gateway_log(&self) -> &Path {
+        self.gateway.log_path()
+    }
+
+    /// The operator's log file.
+    pub fn operator_log(&self) -> &Path {
+        self.operator.log_path()
+    }
+
+    /// The console link for a token and a VM in `default`: the gateway's `/auth/token` sets
+    /// the session cookie and redirects to the console page.
+    pub fn console_link(&self, token: &str, vm: &str) -> String {
+        console_link(&self.gateway.url, token, "default", vm)
+    }
+
+    /// Creates a GateToken for `vm`'s VNC console (in the samples' namespace) lasting
+    /// `duration_sec`, waits until the operator signed it, and returns the JWT.
+    pub async fn create_vnc_token(
+        &self,
+        name: &str,
+        vm: &str,
+        duration_sec: i64,
+    ) -> Result<String, Error> {
+        let client = self.cp.client().await;
+        let token = GateToken {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(SAMPLES_NAMESPACE.into()),
+                ..Default::default()
+            },
+            spec: GateTokenSpec {
+                namespace: "default".into(),
+                duration_sec,
+                resource_names: Some(vec![vm.into()]),
+                ..GateTokenSpec::default()
+            },
+            status: None,
+        };
+        Api::<GateToken>::namespaced(client.clone(), SAMPLES_NAMESPACE)
+            .create(&PostParams::default(), &token)
+            .await?;
+        wait_token_ready(&client, SAMPLES_NAMESPACE, name).await
+    }
+
+    /// A `kubectl` command line against this control plane (for printing and scripts).
+    pub fn kubectl_prefix(&self) -> String {
+        format!(
+            "{} --kubeconfig {}",
+            self.cp.binary("kubectl").display(),
+            self.cp.kubeconfig().display()
+        )
+    }
+
+    /// Stops everything (also done on drop).
+    pub async fn stop(mut self) {
+        if let Some(standin) = self.standin.take() {
+            standin.stop().await;
+        }
+    }
+}
+
+/// `<gateway>/auth/token?token=<jwt>&then=<console page for the VM>`.
+pub fn console_link(gateway: &str, token: &str, namespace: &str, vm: &str) -> String {
+    let then = format!(
+        "/noVNC/vnc_lite.html?path=k8s/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{vm}/vnc"
+    );
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", token)
+        .append_pair("then", &then)
+        .finish();
+    format!("{gateway}/auth/token?{query}")
+}
+
+async fn install_crds(client: &kube::Client, dir: &Path) -> Result<(), Error> {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text)
+            .map_err(|e| Error::Step(format!("{}: {e}", path.display())))?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(
+            &name,
+            &PatchParams::apply("virt-gateway-demo").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        tokio::time::timeout(
+            STEP_TIMEOUT,
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .map_err(|_| Error::Step(format!("CRD {name} was not Established in time")))?
+        .map_err(|e| Error::Step(format!("waiting for CRD {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+async fn start_operator(cp: &ControlPlane, binary: &Path, dir: &Path) -> Result<Process, Error> {
+    let health = free_port()?;
+    let metrics = free_port()?;
+    let args = vec![
+        format!("--kubeconfig={}", cp.kubeconfig().display()),
+        format!("--health-probe-bind-address=127.0.0.1:{health}"),
+        format!("--metrics-bind-address=127.0.0.1:{metrics}"),
+    ];
+    let process = Process::spawn(
+        "virt-gateway-operator",
+        binary,
+        &args,
+        &dir.join("operator.log"),
+    )
+    .map_err(|e| Error::Io(format!("cannot start {}: {e}", binary.display())))?;
+    let log = process.log_path().to_path_buf();
+    wait_http_ok(&format!("http://127.0.0.1:{health}/readyz"), || {
+        virt_gateway_testenv::process::tail(&log, 30)
+    })
+    .await?;
+    Ok(process)
+}
+
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<(), Error> {
+    let output = Command::new(cp.binary("kubectl"))
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .args(args)
+        .output()
+        .map_err(|e| Error::Io(format!("kubectl: {e}")))?;
+    if !output.status.success() {
+        return Err(Error::Step(format!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(())
+}
+
+async fn wait_server_ready(
+    client: &kube::Client,
+    name: &str,
+    operator: &Process,
+) -> Result<(), Error> {
+    let api = Api::<GateServer>::namespaced(client.clone(), SAMPLES_NAMESPACE);
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let server = api.get(name).await?;
+        let status = server.status.unwrap_or_default();
+        if status.phase == "Ready" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Step(format!(
+                "GateServer {name} is not Ready (phase {:?}, conditions {:?}); operator log:\n{}",
+                status.phase,
+                status.conditions,
+                operator.log_tail(30)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until the operator signed a GateToken and it is Ready; returns its JWT.
+pub async fn wait_token_ready(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<String, Error> {
+    let api = Api::<GateToken>::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let token = api.get(name).await?;
+        let status = token.status.unwrap_or_default();
+        if status.phase == "Ready" && !status.token.is_empty() {
+            return Ok(status.token);
+        }
+        if status.phase == "Error" || Instant::now() > deadline {
+            return Err(Error::Step(format!(
+                "GateToken {namespace}/{name} is not Ready (phase {:?}): {:?}",
+                status.phase, status.conditions
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits for `url` to answer 200, with `log` telling why not on timeout.
+async fn wait_http_ok(url: &str, log: impl Fn() -> String) -> Result<(), Error> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| Error::Step(format!("{url}: {e}")))?;
+    let authority = uri
+        .authority()
+        .map(|a| a.to_string())
+        .ok_or_else(|| Error::Step(format!("{url} has no host")))?;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if let Ok(status) = http_get_status(&authority, uri.path()).await
+            && status == 200
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Step(format!(
+                "{url} did not answer 200 in time; log:\n{}",
+                log()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback, returning the status code.
+async fn http_get_status(authority: &str, path: &str) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(authority).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await?;
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))
+}

@@ -1,0 +1,209 @@
+//! Every manifest under `deploy/` against a real kube-apiserver (virt-gateway-testenv): the CRDs
+//! applied for real, then every manifest file and every rendered kustomize entry point in
+//! `CHECKED` through `kubectl apply --server-side --dry-run=server --validate=strict` and the
+//! plain (client-side) `kubectl apply --dry-run=server --validate=strict`. Any refusal, and any
+//! warning (unknown field, Pod Security violation, deprecated API), fails the test with the API
+//! server's message.
+//!
+//! The Prometheus Operator kinds (ServiceMonitor, PodMonitor) are checked against stand-in CRDs
+//! (`fixtures/monitoring.coreos.com-crds.yaml`). Nothing in the OpenShift overlay needs an
+//! OpenShift API (tests/files.rs asserts that), so it is dry-run in full.
+
+use std::sync::Mutex;
+
+use virt_gateway_deploy_tests::{CHECKED, How, Kubectl, deploy_dir, entry_yaml, monitoring_crds};
+use virt_gateway_testenv::ControlPlane;
+
+async fn kubectl() -> Kubectl {
+    let cp = ControlPlane::shared().await;
+    Kubectl {
+        binary: cp.binary("kubectl"),
+        kubeconfig: cp.kubeconfig().to_path_buf(),
+    }
+}
+
+/// Applies the CRDs under deploy/crds and the monitoring stand-ins for real, once per binary,
+/// and waits until the API server serves them.
+fn install_crds(k: &Kubectl) {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return;
+    }
+    let mut files: Vec<_> = CHECKED
+        .iter()
+        .filter(|e| e.how == How::Crd)
+        .map(|e| deploy_dir().join(e.path))
+        .collect();
+    files.push(monitoring_crds());
+    for f in &files {
+        let path = f.to_str().unwrap();
+        k.ok(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                virt_gateway_deploy_tests::FIELD_MANAGER,
+                "-f",
+                path,
+            ],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        k.ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "-f",
+                path,
+            ],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    *done = true;
+}
+
+fn check(k: &Kubectl, label: &str, yaml: &str) -> Result<String, String> {
+    k.prepare_namespaces(yaml)
+        .map_err(|e| format!("{label}: preparing its namespaces: {e}"))?;
+    k.dry_run(label, yaml)
+}
+
+#[tokio::test]
+async fn every_manifest_under_deploy_passes_a_server_side_dry_run() {
+    let k = kubectl().await;
+    install_crds(&k);
+    let mut failures = Vec::new();
+    let mut report = Vec::new();
+    // Files before kustomizations, in CHECKED order (the operator manifest before the server
+    // example and the samples, as an administrator applies them).
+    for e in CHECKED.iter().filter(|e| e.how != How::Crd) {
+        let label = format!("deploy/{}", e.path);
+        let yaml = match entry_yaml(&k.binary, e) {
+            Ok(y) => y,
+            Err(err) => {
+                failures.push(format!("{label}: {err}"));
+                continue;
+            }
+        };
+        match check(&k, &label, &yaml) {
+            Ok(out) => report.push(format!("{label}: {} objects accepted", out.lines().count())),
+            Err(err) => failures.push(err),
+        }
+    }
+    // The CRD files are also dry-run as files (they were applied for real above).
+    for e in CHECKED.iter().filter(|e| e.how == How::Crd) {
+        let label = format!("deploy/{}", e.path);
+        match entry_yaml(&k.binary, e).and_then(|y| check(&k, &label, &y)) {
+            Ok(_) => report.push(format!("{label}: accepted")),
+            Err(err) => failures.push(err),
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(failures.is_empty(), "\n\n{}\n", failures.join("\n\n"));
+
+    // A dry run is dry: the operator Deployment was never created.
+    let out = k
+        .run(
+            &[
+                "get",
+                "deployment",
+                "virt-gateway-operator",
+                "-n",
+                "virt-gateway-operator-system",
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(
+        !out.success && out.stderr.contains("NotFound"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The check fails with the API server's own message when an object is refused.
+#[tokio::test]
+async fn a_refused_object_fails_with_the_api_servers_message() {
+    let k = kubectl().await;
+    install_crds(&k);
+    let cp = ControlPlane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let bad = format!(
+        "apiVersion: ocgate.yaacov.com/v1beta1\nkind: GateServer\nmetadata:\n  name: bad\n  namespace: {ns}\nspec:\n  route: gw.example.com\n  serviceAccountVerbs: get\n"
+    );
+    let err = check(&k, "bad GateServer", &bad).unwrap_err();
+    assert!(err.contains("bad GateServer"), "{err}");
+    assert!(
+        err.contains(".spec.serviceAccountVerbs: expected list"),
+        "{err}"
+    );
+    let unknown = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n  namespace: {ns}\ndatta:\n  a: b\n"
+    );
+    let err = check(&k, "misspelt field", &unknown).unwrap_err();
+    assert!(
+        err.contains(".datta: field not declared in schema"),
+        "{err}"
+    );
+    // Nothing was created.
+    assert!(
+        !k.run(&["get", "gateserver", "bad", "-n", &ns], None)
+            .unwrap()
+            .success
+    );
+}
+
+/// Warnings count as failures: a workload that would violate the namespace's Pod Security level
+/// is accepted by the API server with a warning only, and the check turns that into an error.
+#[tokio::test]
+async fn a_pod_security_warning_fails_the_check() {
+    let k = kubectl().await;
+    let cp = ControlPlane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    k.ok(
+        &[
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+        None,
+    )
+    .unwrap();
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: lax\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels: {{app: lax}}\n  template:\n    metadata:\n      labels: {{app: lax}}\n    spec:\n      containers:\n      - name: c\n        image: example.com/lax:1\n"
+    );
+    let err = check(&k, "lax Deployment", &deployment).unwrap_err();
+    assert!(
+        err.contains("would violate PodSecurity") && err.contains("restricted"),
+        "{err}"
+    );
+}
+
+/// The stand-in monitoring CRDs refuse what the real ones refuse for the fields we use, so the
+/// ServiceMonitor component's dry-run means something.
+#[tokio::test]
+async fn the_monitoring_stand_ins_check_the_fields_we_use() {
+    let k = kubectl().await;
+    install_crds(&k);
+    let cp = ControlPlane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let sm = |endpoint: &str| {
+        format!(
+            "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: sm\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels: {{a: b}}\n  endpoints:\n  - {endpoint}\n"
+        )
+    };
+    check(&k, "good", &sm("{port: metrics, interval: 30s}")).unwrap();
+    let err = check(
+        &k,
+        "bad interval",
+        &sm("{port: metrics, interval: 30 seconds}"),
+    )
+    .unwrap_err();
+    assert!(err.contains("interval"), "{err}");
+    let err = check(&k, "misplaced field", &sm("{portName: metrics}")).unwrap_err();
+    assert!(err.contains("portName"), "{err}");
+}

@@ -1,0 +1,248 @@
+//! The one error type of request handling, rendered as a Kubernetes `Status` object.
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use virt_gateway_auth::authz::Denied;
+use virt_gateway_auth::jwt::TokenError;
+use virt_gateway_auth::request::RequestError;
+
+/// Why the gateway answered a request itself instead of forwarding it.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No token in the Authorization header, the session cookie or a WebSocket subprotocol.
+    #[error(
+        "no token: send 'Authorization: Bearer <token>', the ocgate-session-token cookie, or the WebSocket subprotocol base64url.bearer.authorization.k8s.io.<token>"
+    )]
+    NoToken,
+    /// The token did not verify.
+    #[error("invalid token: {0}")]
+    InvalidToken(#[from] TokenError),
+    /// A credential in an unusable form (e.g. a subprotocol token that is not base64url).
+    #[error("invalid credentials: {0}")]
+    BadCredentials(&'static str),
+    /// The token verified, but its GateToken was revoked, deleted or completed, or is unknown.
+    #[error("token refused: {0}")]
+    Revoked(String),
+    /// The revocation index is not ready, so no token can be checked yet.
+    #[error("the revocation index is not synchronised yet; retry shortly")]
+    RevocationNotReady,
+    /// The token does not allow the request.
+    #[error("forbidden: {0}")]
+    Forbidden(#[from] Denied),
+    /// The path or query could not be parsed unambiguously.
+    #[error("bad request: {0}")]
+    BadPath(#[from] RequestError),
+    /// Any other malformed request.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Nothing is served at this path.
+    #[error("not found")]
+    NotFound,
+    /// The method is not allowed on this endpoint.
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// A request body over the endpoint's limit.
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    /// The API server could not be reached or failed mid-request.
+    #[error("upstream error: {0}")]
+    Upstream(String),
+    /// The API server did not answer in time.
+    #[error("the API server did not answer within {0} s")]
+    UpstreamTimeout(u64),
+    /// The operator did not sign a token in time (/auth/gettoken).
+    #[error("{0}")]
+    Timeout(String),
+    /// The gateway is shutting down.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    /// A bug or resource problem inside the gateway.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// A `Status` answered by the API server, passed through unchanged (/auth/gettoken).
+    #[error("{message}")]
+    ApiStatus {
+        /// HTTP status code.
+        code: u16,
+        /// The Status message, for logs.
+        message: String,
+        /// The body as received.
+        body: Bytes,
+    },
+}
+
+impl GatewayError {
+    /// The HTTP status code.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NoToken | Self::InvalidToken(_) | Self::BadCredentials(_) | Self::Revoked(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout(_) | Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::RevocationNotReady | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ApiStatus { code, .. } => {
+                StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+        }
+    }
+
+    /// The Kubernetes `Status.reason`.
+    pub fn k8s_reason(&self) -> &'static str {
+        match self.status_code() {
+            StatusCode::UNAUTHORIZED => "Unauthorized",
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::BAD_REQUEST => "BadRequest",
+            StatusCode::NOT_FOUND => "NotFound",
+            StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "RequestEntityTooLarge",
+            StatusCode::GATEWAY_TIMEOUT => "Timeout",
+            StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+            StatusCode::BAD_GATEWAY => "BadGateway",
+            _ => "InternalError",
+        }
+    }
+
+    /// A short, bounded reason code for metrics labels and the audit log.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Self::NoToken => "no_token",
+            Self::InvalidToken(e) => match e {
+                TokenError::Expired { .. } => "token_expired",
+                TokenError::NotYetValid { .. } => "token_not_yet_valid",
+                TokenError::UnknownKid { .. } | TokenError::NoKeyForAlgorithm { .. } => {
+                    "unknown_key"
+                }
+                TokenError::BadSignature => "bad_signature",
+                TokenError::AlgNone
+                | TokenError::HmacNotAccepted { .. }
+                | TokenError::UnsupportedAlgorithm { .. } => "bad_algorithm",
+                _ => "invalid_token",
+            },
+            Self::BadCredentials(_) => "invalid_token",
+            Self::Revoked(_) => "token_revoked",
+            Self::RevocationNotReady => "revocation_not_ready",
+            Self::Forbidden(_) => "forbidden",
+            Self::BadPath(_) | Self::BadRequest(_) => "bad_request",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::PayloadTooLarge => "too_large",
+            Self::Upstream(_) => "upstream_error",
+            Self::UpstreamTimeout(_) | Self::Timeout(_) => "timeout",
+            Self::ShuttingDown => "shutting_down",
+            Self::Internal(_) => "internal_error",
+            Self::ApiStatus { .. } => "api_refused",
+        }
+    }
+}
+
+/// A Kubernetes `meta/v1` `Status` of kind Failure.
+#[derive(Serialize)]
+struct Status<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: serde_json::Map<String, serde_json::Value>,
+    status: &'static str,
+    message: &'a str,
+    reason: &'static str,
+    code: u16,
+}
+
+/// Renders a `Status` body (serde does the escaping).
+pub fn status_body(code: StatusCode, reason: &'static str, message: &str) -> Vec<u8> {
+    let status = Status {
+        kind: "Status",
+        api_version: "v1",
+        metadata: serde_json::Map::new(),
+        status: "Failure",
+        message,
+        reason,
+        code: code.as_u16(),
+    };
+    serde_json::to_vec(&status).unwrap_or_else(|_| {
+        b"{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\"}".to_vec()
+    })
+}
+
+/// A `Status` response.
+pub fn status_response(code: StatusCode, reason: &'static str, message: &str) -> Response {
+    let mut response = (code, status_body(code, reason, message)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        if let Self::ApiStatus { code, body, .. } = &self {
+            let code = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut response = (code, body.clone()).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return response;
+        }
+        let code = self.status_code();
+        let mut response = status_response(code, self.k8s_reason(), &self.to_string());
+        if code == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_body_is_escaped_json() {
+        let body = status_body(StatusCode::FORBIDDEN, "Forbidden", "name \"a\\b\"\n<x>");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["kind"], "Status");
+        assert_eq!(v["apiVersion"], "v1");
+        assert_eq!(v["status"], "Failure");
+        assert_eq!(v["reason"], "Forbidden");
+        assert_eq!(v["code"], 403);
+        assert_eq!(v["message"], "name \"a\\b\"\n<x>");
+        assert_eq!(v["metadata"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn codes_and_reasons() {
+        assert_eq!(
+            GatewayError::NoToken.status_code(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(GatewayError::NoToken.k8s_reason(), "Unauthorized");
+        assert_eq!(
+            GatewayError::Upstream("x".into()).status_code(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            GatewayError::UpstreamTimeout(3).status_code(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            GatewayError::InvalidToken(TokenError::BadSignature).reason_code(),
+            "bad_signature"
+        );
+    }
+}

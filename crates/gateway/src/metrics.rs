@@ -1,0 +1,198 @@
+//! Prometheus metrics. Every label set is bounded: outcomes, reason codes, directions, kinds. No
+//! path, namespace, name or token id is ever a label.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// A label set of one pair.
+pub type L1 = [(&'static str, &'static str); 1];
+/// A label set of two pairs.
+pub type L2 = [(&'static str, &'static str); 2];
+
+/// All gateway metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by kind (api, websocket, auth) and outcome (allowed, denied, error) and reason.
+    pub requests: Family<[(&'static str, &'static str); 3], Counter>,
+    /// Request latency (to the end of the response head for streams) by kind.
+    pub latency: Family<L1, Histogram>,
+    /// Open WebSocket sessions.
+    pub websocket_sessions: Gauge,
+    /// WebSocket sessions closed, by reason.
+    pub websocket_closed: Family<L1, Counter>,
+    /// Bytes piped through WebSockets, by direction.
+    pub websocket_bytes: Family<L1, Counter>,
+    /// Token cache lookups by result (hit, miss).
+    pub token_cache: Family<L1, Counter>,
+    /// Key file reloads by result.
+    pub key_reloads: Family<L1, Counter>,
+    /// Verification keys loaded.
+    pub verification_keys: Gauge,
+    /// Serving certificate reloads by result.
+    pub cert_reloads: Family<L1, Counter>,
+    /// ServiceAccount token reloads by result.
+    pub sa_token_reloads: Family<L1, Counter>,
+    /// Seconds since the revocation watch last delivered data (an event or a list).
+    pub revocation_index_age: Gauge<f64, AtomicU64>,
+    /// 1 while the revocation watch is healthy (its last attempt succeeded).
+    pub revocation_watch_up: Gauge,
+    /// 1 once every watched namespace has been listed.
+    pub revocation_synced: Gauge,
+    /// GateTokens in the revocation index.
+    pub revocation_index_entries: Gauge,
+    /// Token ids on the deny list (deleted GateTokens not yet expired).
+    pub revocation_denylist_entries: Gauge,
+    /// Revocation watch errors.
+    pub revocation_watch_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `kube_gateway` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kube_gateway");
+        let requests = Family::default();
+        registry.register(
+            "requests",
+            "Requests by kind, outcome and reason",
+            requests.clone(),
+        );
+        let latency = Family::<L1, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer (for streams: to the response head) by kind",
+            latency.clone(),
+        );
+        let websocket_sessions = Gauge::default();
+        registry.register(
+            "websocket_sessions",
+            "Open WebSocket sessions",
+            websocket_sessions.clone(),
+        );
+        let websocket_closed = Family::default();
+        registry.register(
+            "websocket_sessions_closed",
+            "WebSocket sessions closed, by reason",
+            websocket_closed.clone(),
+        );
+        let websocket_bytes = Family::default();
+        registry.register(
+            "websocket_bytes",
+            "Bytes piped through WebSocket sessions, by direction",
+            websocket_bytes.clone(),
+        );
+        let token_cache = Family::default();
+        registry.register(
+            "token_cache_lookups",
+            "Verified-token cache lookups by result",
+            token_cache.clone(),
+        );
+        let key_reloads = Family::default();
+        registry.register(
+            "key_reloads",
+            "Verification key file reloads by result",
+            key_reloads.clone(),
+        );
+        let verification_keys = Gauge::default();
+        registry.register(
+            "verification_keys",
+            "Verification keys loaded",
+            verification_keys.clone(),
+        );
+        let cert_reloads = Family::default();
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads by result",
+            cert_reloads.clone(),
+        );
+        let sa_token_reloads = Family::default();
+        registry.register(
+            "serviceaccount_token_reloads",
+            "ServiceAccount token file reloads by result",
+            sa_token_reloads.clone(),
+        );
+        let revocation_index_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "revocation_index_age_seconds",
+            "Seconds since the revocation watch last delivered data",
+            revocation_index_age.clone(),
+        );
+        let revocation_watch_up = Gauge::default();
+        registry.register(
+            "revocation_watch_up",
+            "1 while the revocation watch is healthy",
+            revocation_watch_up.clone(),
+        );
+        let revocation_synced = Gauge::default();
+        registry.register(
+            "revocation_synced",
+            "1 once every watched namespace has been listed",
+            revocation_synced.clone(),
+        );
+        let revocation_index_entries = Gauge::default();
+        registry.register(
+            "revocation_index_entries",
+            "GateTokens in the revocation index",
+            revocation_index_entries.clone(),
+        );
+        let revocation_denylist_entries = Gauge::default();
+        registry.register(
+            "revocation_denylist_entries",
+            "Token ids of deleted GateTokens refused until they expire",
+            revocation_denylist_entries.clone(),
+        );
+        let revocation_watch_errors = Counter::default();
+        registry.register(
+            "revocation_watch_errors",
+            "Revocation watch errors",
+            revocation_watch_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            websocket_sessions,
+            websocket_closed,
+            websocket_bytes,
+            token_cache,
+            key_reloads,
+            verification_keys,
+            cert_reloads,
+            sa_token_reloads,
+            revocation_index_age,
+            revocation_watch_up,
+            revocation_synced,
+            revocation_index_entries,
+            revocation_denylist_entries,
+            revocation_watch_errors,
+        }
+    }
+
+    /// Counts one request.
+    pub fn request(&self, kind: &'static str, outcome: &'static str, reason: &'static str) {
+        self.requests
+            .get_or_create(&[("kind", kind), ("outcome", outcome), ("reason", reason)])
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,497 @@
+//! Revocation: an in-memory index of GateTokens, kept by a kube-runtime reflector (watcher) on
+//! the namespaces named by `KUBE_GATEWAY_REVOCATION_NAMESPACES`.
+//!
+//! A token's `jti` is the UID of the GateToken it was minted for. With the watch on:
+//! * a `jti` whose GateToken has `spec.revoked: true`, or is in phase `Revoked` or `Completed`,
+//!   is refused;
+//! * a `jti` whose GateToken was **deleted** is refused: it goes on a deny list until the token's
+//!   expiry (`status.data.exp`), whether the deletion was seen as a watch event or inferred from a
+//!   re-list that no longer contains it;
+//! * **fail closed**: once every watched namespace has been listed, a `jti` that names no known
+//!   GateToken is refused (after waiting briefly for the watch to catch up with a just-created
+//!   one), and so is a token without a `jti`. Before the first list completes, requests get 503.
+//! * While the API server is unreachable the index keeps its last known state, requests are
+//!   decided from it, and `/readyz` and the `kube_gateway_revocation_*` metrics say so.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::verify::now_unix;
+
+/// How long a deleted GateToken's `jti` stays denied when its expiry is unknown.
+pub const UNKNOWN_EXP_DENY: u64 = 7 * 24 * 3600;
+
+/// Why a token is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The GateToken is marked revoked.
+    Revoked,
+    /// The GateToken was deleted.
+    Deleted,
+    /// The GateToken is Completed (expired).
+    Completed,
+    /// No GateToken with this `jti` in the watched namespaces.
+    Unknown,
+    /// The token has no `jti`.
+    NoJti,
+    /// The index is not synchronised yet.
+    NotReady,
+}
+
+impl Refusal {
+    /// Message for the client and the WebSocket close frame.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::Revoked => "token revoked",
+            Self::Deleted => "token revoked (its GateToken was deleted)",
+            Self::Completed => "token expired (its GateToken is Completed)",
+            Self::Unknown => {
+                "token revoked or unknown (no GateToken with its jti in the watched namespaces)"
+            }
+            Self::NoJti => "token has no jti, and this gateway enforces revocation",
+            Self::NotReady => "the revocation index is not synchronised yet",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    key: (String, String),
+    revoked: bool,
+    phase: String,
+    exp: u64,
+}
+
+#[derive(Default)]
+struct Index {
+    by_jti: HashMap<String, Entry>,
+    denied: HashMap<String, u64>,
+    synced: HashSet<String>,
+    relisting: HashMap<String, HashSet<String>>,
+    healthy: bool,
+    last_ok: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// The health of the watch, for `/readyz`.
+#[derive(Clone, Debug)]
+pub struct RevocationHealth {
+    /// Every watched namespace has been listed at least once.
+    pub synced: bool,
+    /// The last watch attempt succeeded.
+    pub healthy: bool,
+    /// Seconds since the watch last delivered data.
+    pub age_secs: Option<f64>,
+    /// The last watch error.
+    pub last_error: Option<String>,
+    /// GateTokens in the index.
+    pub entries: usize,
+}
+
+/// The revocation index.
+pub struct Revocation {
+    namespaces: Vec<String>,
+    index: Mutex<Index>,
+    changed: watch::Sender<u64>,
+    grace: Duration,
+    metrics: Arc<Metrics>,
+    stores: Mutex<Vec<Store<DynamicObject>>>,
+}
+
+fn gatetoken_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(
+            virt_gateway_api::GROUP,
+            virt_gateway_api::VERSION,
+            "GateToken",
+        ),
+        "gatetokens",
+    )
+}
+
+fn entry_of(obj: &DynamicObject) -> Option<(String, Entry)> {
+    let uid = obj.metadata.uid.clone()?;
+    let key = (
+        obj.metadata.namespace.clone().unwrap_or_default(),
+        obj.metadata.name.clone().unwrap_or_default(),
+    );
+    let revoked = obj
+        .data
+        .pointer("/spec/revoked")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let phase = obj
+        .data
+        .pointer("/status/phase")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let exp = obj
+        .data
+        .pointer("/status/data/exp")
+        .and_then(|v| v.as_i64())
+        .and_then(|e| u64::try_from(e).ok())
+        .unwrap_or(0);
+    Some((
+        uid,
+        Entry {
+            key,
+            revoked,
+            phase,
+            exp,
+        },
+    ))
+}
+
+impl Revocation {
+    /// An index for `namespaces` (`["*"]` = all); `grace` is how long an unknown `jti` waits.
+    pub fn new(namespaces: Vec<String>, grace: Duration, metrics: Arc<Metrics>) -> Self {
+        let (changed, _) = watch::channel(0);
+        Self {
+            namespaces,
+            index: Mutex::new(Index::default()),
+            changed,
+            grace,
+            metrics,
+            stores: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn with_index<T>(&self, f: impl FnOnce(&mut Index) -> T) -> T {
+        match self.index.lock() {
+            Ok(mut i) => f(&mut i),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    fn all_synced(&self, index: &Index) -> bool {
+        self.namespaces.iter().all(|ns| index.synced.contains(ns))
+    }
+
+    /// Decides a `jti` from the current index, without waiting.
+    pub fn check_now(&self, jti: Option<&str>) -> Result<(), Refusal> {
+        let Some(jti) = jti.filter(|j| !j.is_empty()) else {
+            return Err(Refusal::NoJti);
+        };
+        let now = now_unix();
+        self.with_index(|index| {
+            if let Some(until) = index.denied.get(jti)
+                && *until >= now
+            {
+                return Err(Refusal::Deleted);
+            }
+            match index.by_jti.get(jti) {
+                Some(e) if e.revoked || e.phase == "Revoked" => Err(Refusal::Revoked),
+                Some(e) if e.phase == "Completed" => Err(Refusal::Completed),
+                Some(_) => Ok(()),
+                None if !self.all_synced(index) => Err(Refusal::NotReady),
+                None => Err(Refusal::Unknown),
+            }
+        })
+    }
+
+    /// Decides a `jti`; an unknown one waits up to the grace period for the watch to deliver it.
+    pub async fn check(&self, jti: Option<&str>) -> Result<(), Refusal> {
+        let mut rx = self.changed.subscribe();
+        let first = self.check_now(jti);
+        if first != Err(Refusal::Unknown) {
+            return first;
+        }
+        let deadline = tokio::time::Instant::now() + self.grace;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {
+                    let again = self.check_now(jti);
+                    if again != Err(Refusal::Unknown) {
+                        return again;
+                    }
+                }
+                _ => return Err(Refusal::Unknown),
+            }
+        }
+    }
+
+    /// Resolves when `jti` becomes refused (revoked, deleted, completed). Never resolves for a
+    /// token that stays valid.
+    pub async fn wait_refused(&self, jti: Option<String>) -> Refusal {
+        let mut rx = self.changed.subscribe();
+        loop {
+            match self.check_now(jti.as_deref()) {
+                Err(
+                    r @ (Refusal::Revoked | Refusal::Deleted | Refusal::Completed | Refusal::NoJti),
+                ) => return r,
+                // Unknown after a re-list means it vanished while we were disconnected.
+                Err(Refusal::Unknown) => return Refusal::Deleted,
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                futures::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The watch health, also refreshing the age metric.
+    pub fn health(&self) -> RevocationHealth {
+        self.with_index(|index| {
+            let age = index.last_ok.map(|t| t.elapsed().as_secs_f64());
+            self.metrics.revocation_index_age.set(age.unwrap_or(-1.0));
+            RevocationHealth {
+                synced: self.all_synced(index),
+                healthy: index.healthy,
+                age_secs: age,
+                last_error: index.last_error.clone(),
+                entries: index.by_jti.len(),
+            }
+        })
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn update_gauges(&self, index: &Index) {
+        self.metrics
+            .revocation_index_entries
+            .set(index.by_jti.len() as i64);
+        self.metrics
+            .revocation_denylist_entries
+            .set(index.denied.len() as i64);
+        self.metrics
+            .revocation_synced
+            .set(i64::from(self.all_synced(index)));
+        self.metrics
+            .revocation_watch_up
+            .set(i64::from(index.healthy));
+    }
+
+    fn deny(index: &mut Index, jti: String, exp: u64) {
+        let until = if exp > 0 {
+            exp.saturating_add(virt_gateway_auth::jwt::MAX_LEEWAY.as_secs())
+        } else {
+            now_unix() + UNKNOWN_EXP_DENY
+        };
+        index.denied.insert(jti, until);
+    }
+
+    /// Applies one watcher event from namespace scope `scope` (`*` for all namespaces).
+    fn apply(&self, scope: &str, event: Event<DynamicObject>) {
+        self.with_index(|index| {
+            index.healthy = true;
+            index.last_ok = Some(Instant::now());
+            match event {
+                Event::Apply(obj) => {
+                    if let Some((jti, entry)) = entry_of(&obj) {
+                        index.by_jti.insert(jti, entry);
+                    }
+                }
+                Event::Delete(obj) => {
+                    if let Some((jti, entry)) = entry_of(&obj) {
+                        index.by_jti.remove(&jti);
+                        Self::deny(index, jti, entry.exp);
+                    }
+                }
+                Event::Init => {
+                    index.relisting.insert(scope.to_string(), HashSet::new());
+                }
+                Event::InitApply(obj) => {
+                    if let Some((jti, entry)) = entry_of(&obj) {
+                        if let Some(seen) = index.relisting.get_mut(scope) {
+                            seen.insert(jti.clone());
+                        }
+                        index.by_jti.insert(jti, entry);
+                    }
+                }
+                Event::InitDone => {
+                    let seen = index.relisting.remove(scope).unwrap_or_default();
+                    let vanished: Vec<(String, u64)> = index
+                        .by_jti
+                        .iter()
+                        .filter(|(jti, e)| {
+                            (scope == "*" || e.key.0 == scope) && !seen.contains(*jti)
+                        })
+                        .map(|(jti, e)| (jti.clone(), e.exp))
+                        .collect();
+                    for (jti, exp) in vanished {
+                        index.by_jti.remove(&jti);
+                        Self::deny(index, jti, exp);
+                    }
+                    index.synced.insert(scope.to_string());
+                }
+            }
+            let now = now_unix();
+            index.denied.retain(|_, until| *until >= now);
+            self.update_gauges(index);
+        });
+        self.notify();
+    }
+
+    fn failed(&self, error: String) {
+        self.metrics.revocation_watch_errors.inc();
+        self.with_index(|index| {
+            if index.healthy || index.last_error.as_deref() != Some(error.as_str()) {
+                tracing::warn!(error = %error, "revocation watch failed; serving from the last known state");
+            }
+            index.healthy = false;
+            index.last_error = Some(error);
+            self.update_gauges(index);
+        });
+    }
+
+    /// Runs the watches until `shutdown`. Each namespace has its own reflector; errors are retried
+    /// with backoff while the last known state keeps serving.
+    pub async fn run(self: Arc<Self>, client: kube::Client, shutdown: CancellationToken) {
+        let resource = gatetoken_resource();
+        let mut streams = Vec::new();
+        for ns in &self.namespaces {
+            let api: Api<DynamicObject> = if ns == "*" {
+                Api::all_with(client.clone(), &resource)
+            } else {
+                Api::namespaced_with(client.clone(), ns, &resource)
+            };
+            let writer = reflector::store::Writer::new(resource.clone());
+            let store = writer.as_reader();
+            if let Ok(mut stores) = self.stores.lock() {
+                stores.push(store);
+            }
+            let scope = ns.clone();
+            let stream = reflector::reflector(
+                writer,
+                watcher::watcher(api, watcher::Config::default()).default_backoff(),
+            )
+            .map(move |item| (scope.clone(), item))
+            .boxed();
+            streams.push(stream);
+        }
+        let mut all = futures::stream::select_all(streams);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                item = all.next() => match item {
+                    None => return,
+                    Some((scope, Ok(event))) => self.apply(&scope, event),
+                    Some((_, Err(e))) => self.failed(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Objects held by the reflector stores (for diagnostics).
+    pub fn store_len(&self) -> usize {
+        self.stores
+            .lock()
+            .map(|s| s.iter().map(|st| st.state().len()).sum())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(ns: &str, name: &str, uid: &str, revoked: bool, phase: &str, exp: i64) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "ocgate.yaacov.com/v1beta1", "kind": "GateToken",
+            "metadata": {"name": name, "namespace": ns, "uid": uid},
+            "spec": {"revoked": revoked},
+            "status": {"phase": phase, "data": {"exp": exp}}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn decisions_follow_the_index() {
+        let r = Revocation::new(
+            vec!["a".into()],
+            Duration::from_millis(10),
+            Arc::new(Metrics::new()),
+        );
+        assert_eq!(r.check_now(Some("u1")), Err(Refusal::NotReady));
+        r.apply("a", Event::Init);
+        r.apply(
+            "a",
+            Event::InitApply(obj("a", "t1", "u1", false, "Ready", 4_000_000_000)),
+        );
+        r.apply(
+            "a",
+            Event::InitApply(obj("a", "t2", "u2", false, "Ready", 4_000_000_000)),
+        );
+        r.apply("a", Event::InitDone);
+        assert_eq!(r.check_now(Some("u1")), Ok(()));
+        assert_eq!(r.check_now(None), Err(Refusal::NoJti));
+        assert_eq!(r.check(Some("nope")).await, Err(Refusal::Unknown));
+        r.apply(
+            "a",
+            Event::Apply(obj("a", "t1", "u1", true, "Ready", 4_000_000_000)),
+        );
+        assert_eq!(r.check_now(Some("u1")), Err(Refusal::Revoked));
+        r.apply(
+            "a",
+            Event::Apply(obj("a", "t1", "u1", false, "Completed", 4_000_000_000)),
+        );
+        assert_eq!(r.check_now(Some("u1")), Err(Refusal::Completed));
+        r.apply(
+            "a",
+            Event::Delete(obj("a", "t2", "u2", false, "Ready", 4_000_000_000)),
+        );
+        assert_eq!(r.check_now(Some("u2")), Err(Refusal::Deleted));
+        // A re-list that misses an object denies it too.
+        r.apply(
+            "a",
+            Event::Apply(obj("a", "t3", "u3", false, "Ready", 4_000_000_000)),
+        );
+        assert_eq!(r.check_now(Some("u3")), Ok(()));
+        r.apply("a", Event::Init);
+        r.apply("a", Event::InitDone);
+        assert_eq!(r.check_now(Some("u3")), Err(Refusal::Deleted));
+        // A failure keeps the state.
+        r.failed("connection refused".into());
+        assert_eq!(r.check_now(Some("u3")), Err(Refusal::Deleted));
+        assert!(!r.health().healthy);
+        assert!(r.health().synced);
+    }
+
+    #[tokio::test]
+    async fn waiters_wake_on_revocation_and_unknown_jtis_wait_for_the_watch() {
+        let r = Arc::new(Revocation::new(
+            vec!["a".into()],
+            Duration::from_secs(30),
+            Arc::new(Metrics::new()),
+        ));
+        r.apply("a", Event::Init);
+        r.apply(
+            "a",
+            Event::InitApply(obj("a", "t1", "u1", false, "Ready", 4_000_000_000)),
+        );
+        r.apply("a", Event::InitDone);
+        let waiter = tokio::spawn({
+            let r = r.clone();
+            async move { r.wait_refused(Some("u1".into())).await }
+        });
+        let late = tokio::spawn({
+            let r = r.clone();
+            async move { r.check(Some("u9")).await }
+        });
+        tokio::task::yield_now().await;
+        r.apply(
+            "a",
+            Event::Apply(obj("a", "t9", "u9", false, "Ready", 4_000_000_000)),
+        );
+        assert_eq!(late.await.unwrap(), Ok(()));
+        r.apply(
+            "a",
+            Event::Apply(obj("a", "t1", "u1", true, "Revoked", 4_000_000_000)),
+        );
+        assert_eq!(waiter.await.unwrap(), Refusal::Revoked);
+    }
+}

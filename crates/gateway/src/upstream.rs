@@ -1,0 +1,272 @@
+//! The connection to the Kubernetes API server: an HTTP/1.1 client over rustls that trusts
+//! `-ca-file` (or the system roots), and the ServiceAccount token file, re-read when it changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::body::Body;
+use http::Uri;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::verify::{file_digest, sha256};
+
+/// The HTTP client type used for every upstream request.
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// The rustls client configuration for the API server.
+pub fn tls_client_config(config: &Config) -> Result<rustls::ClientConfig, ConfigError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::Invalid(format!("TLS: {e}")))?;
+    let mut tls = if config.skip_verify_tls {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        match &config.ca_file {
+            Some(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| ConfigError::File {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ConfigError::File {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(ConfigError::File {
+                        path: path.clone(),
+                        message: "no CA certificate found for the API server".into(),
+                    });
+                }
+            }
+            None => {
+                let native = rustls_native_roots();
+                let (added, _) = roots.add_parsable_certificates(native);
+                if added == 0 {
+                    return Err(ConfigError::Invalid(
+                        "no -ca-file and no system CA certificates: cannot verify the API server"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    // ALPN is set by the connector (HTTP/1.1 only: WebSocket upgrades need it).
+    tls.alpn_protocols.clear();
+    Ok(tls)
+}
+
+fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
+    // Common system bundle locations (Debian/Alpine/RHEL); no extra dependency needed.
+    for path in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ] {
+        if let Ok(iter) = CertificateDer::pem_file_iter(path) {
+            let certs: Vec<_> = iter.filter_map(Result::ok).collect();
+            if !certs.is_empty() {
+                return certs;
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Builds the upstream HTTP client.
+pub fn http_client(config: &Config) -> Result<HttpClient, ConfigError> {
+    let tls = tls_client_config(config)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+/// Joins the API server base URL with a path and query.
+pub fn upstream_uri(base: &str, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+    let mut uri = String::with_capacity(base.len() + path.len() + query.map_or(0, str::len) + 1);
+    uri.push_str(base);
+    uri.push_str(path);
+    if let Some(q) = query {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    Ok(uri.parse::<Uri>()?)
+}
+
+/// A secret file (the ServiceAccount token), re-read when its content changes.
+pub struct SecretFile {
+    path: PathBuf,
+    state: RwLock<Option<Arc<str>>>,
+    digest: Mutex<Option<[u8; 32]>>,
+    metrics: Arc<Metrics>,
+}
+
+impl SecretFile {
+    /// Reads the file now; it must exist and be non-empty.
+    pub fn load(path: &Path, metrics: Arc<Metrics>) -> Result<Self, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        if text.is_empty() {
+            return Err(ConfigError::File {
+                path: path.to_path_buf(),
+                message: "the token file is empty".into(),
+            });
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            state: RwLock::new(Some(Arc::from(text))),
+            digest: Mutex::new(Some(sha256(&bytes))),
+            metrics,
+        })
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Option<Arc<str>> {
+        self.state.read().ok().and_then(|s| s.clone())
+    }
+
+    /// Re-reads the file if it changed. An unreadable or empty file keeps the last value.
+    pub fn reload(&self) -> bool {
+        let digest = file_digest(&self.path);
+        let Ok(mut last) = self.digest.lock() else {
+            return false;
+        };
+        if digest.is_none() || digest == *last {
+            return false;
+        }
+        let text =
+            std::fs::read(&self.path).map(|b| String::from_utf8_lossy(&b).trim().to_string());
+        match text {
+            Ok(text) if !text.is_empty() => {
+                if let Ok(mut s) = self.state.write() {
+                    *s = Some(Arc::from(text));
+                }
+                *last = digest;
+                self.metrics
+                    .sa_token_reloads
+                    .get_or_create(&[("result", "success")])
+                    .inc();
+                tracing::info!(file = %self.path.display(), "ServiceAccount token reloaded");
+                true
+            }
+            _ => {
+                self.metrics
+                    .sa_token_reloads
+                    .get_or_create(&[("result", "failure")])
+                    .inc();
+                false
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A kube client for the gateway's own calls (the revocation watch), authenticated with the
+/// ServiceAccount token file: each request carries the token as last (re-)read by `sa`, trimmed.
+pub fn kube_client(
+    config: &Config,
+    sa: Option<Arc<SecretFile>>,
+) -> Result<kube::Client, ConfigError> {
+    let uri: Uri = config
+        .api_server
+        .parse()
+        .map_err(|e| ConfigError::Invalid(format!("-api-server: {e}")))?;
+    let mut kc = kube::Config::new(uri);
+    if config.skip_verify_tls {
+        kc.accept_invalid_certs = true;
+    } else if let Some(ca) = &config.ca_file {
+        let certs = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| ConfigError::File {
+                path: ca.clone(),
+                message: e.to_string(),
+            })?
+            .filter_map(Result::ok)
+            .map(|c| c.as_ref().to_vec())
+            .collect::<Vec<_>>();
+        kc.root_cert = Some(certs);
+    }
+    let builder = kube::client::ClientBuilder::try_from(kc)
+        .map_err(|e| ConfigError::Invalid(format!("kube client: {e}")))?;
+    let auth =
+        tower::util::MapRequestLayer::new(move |mut req: http::Request<kube::client::Body>| {
+            if let Some(token) = sa.as_ref().and_then(|s| s.get())
+                && let Ok(mut value) = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            {
+                value.set_sensitive(true);
+                req.headers_mut().insert(http::header::AUTHORIZATION, value);
+            }
+            req
+        });
+    Ok(builder.with_layer(&auth).build())
+}

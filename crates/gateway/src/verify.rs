@@ -1,0 +1,224 @@
+//! Token verification: verification keys from files (several, reloaded when they change) and a
+//! cache of verified tokens keyed by a SHA-256 hash of the token, each entry valid until the
+//! token's expiry.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use virt_gateway_auth::jwt::{TokenError, VerifiedToken, Verifier};
+use virt_gateway_auth::keys::{self, PublicKey};
+
+use crate::config::ConfigError;
+use crate::metrics::Metrics;
+
+/// Largest number of cached tokens; when full, expired entries are purged, then everything.
+pub const CACHE_CAPACITY: usize = 10_000;
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// SHA-256 of a file's content, or `None` when it cannot be read.
+pub fn file_digest(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|bytes| sha256(&bytes))
+}
+
+/// SHA-256.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+struct KeyFile {
+    path: PathBuf,
+    digest: Option<[u8; 32]>,
+    keys: Vec<PublicKey>,
+}
+
+struct CacheEntry {
+    token: Arc<VerifiedToken>,
+    valid_until: u64,
+}
+
+/// Verification keys plus the token cache.
+pub struct TokenVerifier {
+    files: Mutex<Vec<KeyFile>>,
+    verifier: RwLock<Arc<Verifier>>,
+    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    leeway: Duration,
+    metrics: Arc<Metrics>,
+}
+
+fn read_keys(path: &Path) -> Result<(Vec<PublicKey>, [u8; 32]), String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let keys = keys::public_keys_from_pem(&bytes).map_err(|e| e.to_string())?;
+    if keys.is_empty() {
+        return Err("no public key found".into());
+    }
+    Ok((keys, sha256(&bytes)))
+}
+
+impl TokenVerifier {
+    /// Loads every key file; each must hold at least one usable public key.
+    pub fn load(
+        paths: &[PathBuf],
+        leeway: Duration,
+        metrics: Arc<Metrics>,
+        required: bool,
+    ) -> Result<Self, ConfigError> {
+        let mut files = Vec::new();
+        for path in paths {
+            match read_keys(path) {
+                Ok((keys, digest)) => files.push(KeyFile {
+                    path: path.clone(),
+                    digest: Some(digest),
+                    keys,
+                }),
+                Err(message) if required => {
+                    return Err(ConfigError::File {
+                        path: path.clone(),
+                        message,
+                    });
+                }
+                Err(message) => {
+                    tracing::warn!(file = %path.display(), error = %message, "verification key file not loaded");
+                    files.push(KeyFile {
+                        path: path.clone(),
+                        digest: None,
+                        keys: Vec::new(),
+                    });
+                }
+            }
+        }
+        let all: Vec<PublicKey> = files.iter().flat_map(|f| f.keys.iter().cloned()).collect();
+        metrics.verification_keys.set(all.len() as i64);
+        let verifier = Verifier::new(all).with_leeway(leeway);
+        Ok(Self {
+            files: Mutex::new(files),
+            verifier: RwLock::new(Arc::new(verifier)),
+            cache: Mutex::new(HashMap::new()),
+            leeway,
+            metrics,
+        })
+    }
+
+    /// Re-reads the key files; when any changed, rebuilds the key set and empties the cache. A file
+    /// that disappeared or no longer parses contributes no key (its tokens stop verifying).
+    /// Returns whether the key set changed.
+    pub fn reload(&self) -> bool {
+        let Ok(mut files) = self.files.lock() else {
+            return false;
+        };
+        let mut changed = false;
+        for file in files.iter_mut() {
+            let digest = file_digest(&file.path);
+            if digest == file.digest {
+                continue;
+            }
+            changed = true;
+            match read_keys(&file.path) {
+                Ok((keys, digest)) => {
+                    tracing::info!(file = %file.path.display(), keys = keys.len(), "verification key file reloaded");
+                    file.keys = keys;
+                    file.digest = Some(digest);
+                    self.metrics
+                        .key_reloads
+                        .get_or_create(&[("result", "success")])
+                        .inc();
+                }
+                Err(message) => {
+                    tracing::error!(file = %file.path.display(), error = %message, "verification key file unusable; its keys are dropped");
+                    file.keys.clear();
+                    file.digest = digest;
+                    self.metrics
+                        .key_reloads
+                        .get_or_create(&[("result", "failure")])
+                        .inc();
+                }
+            }
+        }
+        if changed {
+            let all: Vec<PublicKey> = files.iter().flat_map(|f| f.keys.iter().cloned()).collect();
+            self.metrics.verification_keys.set(all.len() as i64);
+            let verifier = Verifier::new(all).with_leeway(self.leeway);
+            if let Ok(mut v) = self.verifier.write() {
+                *v = Arc::new(verifier);
+            }
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.clear();
+            }
+        }
+        changed
+    }
+
+    /// The current keys.
+    pub fn keys(&self) -> Vec<PublicKey> {
+        self.current().keys().to_vec()
+    }
+
+    fn current(&self) -> Arc<Verifier> {
+        self.verifier
+            .read()
+            .map(|v| v.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The leeway applied to `exp`/`nbf`/`iat`.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    /// Verifies `token` at `now`, from the cache when possible.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Arc<VerifiedToken>, TokenError> {
+        let key = sha256(token.as_bytes());
+        if let Ok(mut cache) = self.cache.lock()
+            && let Some(entry) = cache.get(&key)
+        {
+            if now <= entry.valid_until {
+                self.metrics
+                    .token_cache
+                    .get_or_create(&[("result", "hit")])
+                    .inc();
+                return Ok(entry.token.clone());
+            }
+            cache.remove(&key);
+        }
+        self.metrics
+            .token_cache
+            .get_or_create(&[("result", "miss")])
+            .inc();
+        let verifier = self.current();
+        let verified = Arc::new(verifier.verify(token, now)?);
+        let valid_until = verified.claims.exp.saturating_add(self.leeway.as_secs());
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.retain(|_, e| e.valid_until >= now);
+                if cache.len() >= CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                key,
+                CacheEntry {
+                    token: verified.clone(),
+                    valid_until,
+                },
+            );
+        }
+        Ok(verified)
+    }
+
+    /// Whether at least one key is loaded.
+    pub fn has_keys(&self) -> bool {
+        !self.current().keys().is_empty()
+    }
+}

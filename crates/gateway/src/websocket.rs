@@ -1,0 +1,420 @@
+//! WebSocket sessions: the bytes are piped unchanged both ways, while the gateway follows the frame
+//! boundaries of the server-to-client direction so that it can end a session with a proper close
+//! frame (RFC 6455 §5.5.1) when the token expires, is revoked, or the gateway shuts down.
+//!
+//! The gateway offers no WebSocket extension upstream (it drops `Sec-WebSocket-Extensions`), so
+//! the framing is exactly RFC 6455's and a close frame can be injected between any two frames
+//! (control frames may be interleaved with fragments, §5.4).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::metrics::Metrics;
+
+/// Close code: the token expired (application range 4000–4999).
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// Close code: the token was revoked.
+pub const CLOSE_TOKEN_REVOKED: u16 = 4003;
+/// Close code: going away (gateway shutdown).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// How long a session being closed waits for the current frame to end before cutting the
+/// connection without a close frame.
+pub const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+
+/// Why the gateway ends a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kill {
+    /// The token expired.
+    Expired,
+    /// The token was revoked; the text says how.
+    Revoked(&'static str),
+    /// The gateway is shutting down.
+    Shutdown,
+}
+
+impl Kill {
+    /// The close code and reason text sent to the client.
+    pub fn close(&self) -> (u16, &'static str) {
+        match self {
+            Self::Expired => (CLOSE_TOKEN_EXPIRED, "token expired"),
+            Self::Revoked(_) => (CLOSE_TOKEN_REVOKED, "token revoked"),
+            Self::Shutdown => (CLOSE_GOING_AWAY, "gateway shutting down"),
+        }
+    }
+
+    /// Bounded reason code for metrics and the audit log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Expired => "token_expired",
+            Self::Revoked(_) => "token_revoked",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// An unmasked (server-to-client) close frame with `code` and `reason` (truncated to fit 125 bytes).
+pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut reason = reason.as_bytes();
+    if reason.len() > 123 {
+        reason = &reason[..123];
+    }
+    let mut frame = Vec::with_capacity(4 + reason.len());
+    frame.push(0x88); // FIN + opcode 8 (close)
+    frame.push((2 + reason.len()) as u8);
+    frame.extend_from_slice(&code.to_be_bytes());
+    frame.extend_from_slice(reason);
+    frame
+}
+
+/// Follows frame boundaries in a byte stream of WebSocket frames.
+#[derive(Debug, Default, Clone)]
+pub struct FrameTracker {
+    header: [u8; 14],
+    have: usize,
+    need: usize,
+    remaining: u64,
+}
+
+impl FrameTracker {
+    /// Whether the bytes seen so far end exactly at a frame boundary.
+    pub fn at_boundary(&self) -> bool {
+        self.have == 0 && self.remaining == 0
+    }
+
+    /// Consumes bytes up to the first frame boundary. Returns `Some(n)` when a boundary is
+    /// reached after `n` bytes (`Some(0)` if already at one), `None` when all of `data` was
+    /// consumed inside a frame.
+    pub fn until_boundary(&mut self, data: &[u8]) -> Option<usize> {
+        if self.at_boundary() {
+            return Some(0);
+        }
+        let mut i = 0;
+        while i < data.len() {
+            i += self.step(&data[i..]);
+            if self.at_boundary() {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Consumes all of `data`.
+    pub fn feed(&mut self, data: &[u8]) {
+        let mut i = 0;
+        while i < data.len() {
+            i += self.step(&data[i..]);
+        }
+    }
+
+    /// Consumes at least one byte of non-empty `data` (a header byte, or payload up to the end of
+    /// the frame); returns how many.
+    fn step(&mut self, data: &[u8]) -> usize {
+        if self.remaining > 0 {
+            let n = (self.remaining.min(data.len() as u64)) as usize;
+            self.remaining -= n as u64;
+            return n;
+        }
+        let Some(&byte) = data.first() else { return 0 };
+        self.header[self.have] = byte;
+        self.have += 1;
+        if self.have == 2 {
+            let masked = self.header[1] & 0x80 != 0;
+            let ext = match self.header[1] & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            self.need = 2 + ext + if masked { 4 } else { 0 };
+        }
+        if self.have >= 2 && self.have == self.need {
+            let len7 = u64::from(self.header[1] & 0x7f);
+            let payload = match len7 {
+                126 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
+                127 => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&self.header[2..10]);
+                    u64::from_be_bytes(b)
+                }
+                n => n,
+            };
+            self.have = 0;
+            self.need = 0;
+            self.remaining = payload;
+        }
+        1
+    }
+}
+
+/// Counters of one session.
+#[derive(Debug, Default)]
+pub struct SessionBytes {
+    /// Client to upstream.
+    pub from_client: AtomicU64,
+    /// Upstream to client.
+    pub to_client: AtomicU64,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// A side closed the connection.
+    Closed,
+    /// The gateway ended it.
+    Killed(Kill),
+    /// An I/O error.
+    Error,
+}
+
+impl SessionEnd {
+    /// Bounded reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Killed(k) => k.code(),
+            Self::Error => "io_error",
+        }
+    }
+}
+
+async fn copy_counting<R, W>(
+    mut from: R,
+    mut to: W,
+    counter: &AtomicU64,
+    metric: prometheus_client::metrics::counter::Counter,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+        to.flush().await?;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        metric.inc_by(n as u64);
+    }
+}
+
+enum Downstream {
+    UpstreamClosed,
+    Killed(Kill),
+    Error,
+}
+
+/// Upstream-to-client copy that follows frames and, when `kill` fires, finishes the current
+/// frame (bounded by [`DRAIN_LIMIT`]) and sends a close frame.
+async fn downstream<R, W>(
+    mut from: R,
+    mut to: W,
+    kill: impl std::future::Future<Output = Kill>,
+    bytes: &SessionBytes,
+    metric: prometheus_client::metrics::counter::Counter,
+) -> Downstream
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut tracker = FrameTracker::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    tokio::pin!(kill);
+    let reason = loop {
+        tokio::select! {
+            biased;
+            reason = &mut kill => break reason,
+            read = from.read(&mut buf) => match read {
+                Ok(0) => {
+                    let _ = to.shutdown().await;
+                    return Downstream::UpstreamClosed;
+                }
+                Ok(n) => {
+                    tracker.feed(&buf[..n]);
+                    if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
+                        return Downstream::Error;
+                    }
+                    bytes.to_client.fetch_add(n as u64, Ordering::Relaxed);
+                    metric.inc_by(n as u64);
+                }
+                Err(_) => return Downstream::Error,
+            }
+        }
+    };
+    // Finish the frame in flight, then close.
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+        while !tracker.at_boundary() {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            let upto = tracker.until_boundary(&buf[..n]).unwrap_or(n);
+            if to.write_all(&buf[..upto]).await.is_err() {
+                return false;
+            }
+            bytes.to_client.fetch_add(upto as u64, Ordering::Relaxed);
+        }
+        true
+    })
+    .await
+    .unwrap_or(false);
+    if drained {
+        let (code, text) = reason.close();
+        let _ = to.write_all(&close_frame(code, text)).await;
+        let _ = to.flush().await;
+    }
+    let _ = to.shutdown().await;
+    Downstream::Killed(reason)
+}
+
+/// Pipes an upgraded client connection and an upgraded upstream connection until one side
+/// closes or `kill` fires.
+pub async fn pipe(
+    client: Upgraded,
+    upstream: Upgraded,
+    kill: impl std::future::Future<Output = Kill>,
+    bytes: Arc<SessionBytes>,
+    metrics: Arc<Metrics>,
+) -> SessionEnd {
+    let (client_read, client_write) = tokio::io::split(TokioIo::new(client));
+    let (upstream_read, upstream_write) = tokio::io::split(TokioIo::new(upstream));
+    let up_metric = metrics
+        .websocket_bytes
+        .get_or_create(&[("direction", "client_to_upstream")])
+        .clone();
+    let down_metric = metrics
+        .websocket_bytes
+        .get_or_create(&[("direction", "upstream_to_client")])
+        .clone();
+    let up_bytes = bytes.clone();
+    let mut upstream_task = tokio::spawn(async move {
+        copy_counting(
+            client_read,
+            upstream_write,
+            &up_bytes.from_client,
+            up_metric,
+        )
+        .await
+    });
+    let end = downstream(upstream_read, client_write, kill, &bytes, down_metric).await;
+    match end {
+        Downstream::Killed(reason) => {
+            upstream_task.abort();
+            SessionEnd::Killed(reason)
+        }
+        Downstream::UpstreamClosed => {
+            // The client normally closes right after; do not wait forever for it.
+            if tokio::time::timeout(Duration::from_secs(5), &mut upstream_task)
+                .await
+                .is_err()
+            {
+                upstream_task.abort();
+            }
+            SessionEnd::Closed
+        }
+        Downstream::Error => {
+            upstream_task.abort();
+            SessionEnd::Error
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        let m = if mask.is_some() { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => f.push(m | n as u8),
+            n if n < 65536 => {
+                f.push(m | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(m | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if let Some(k) = mask {
+            f.extend_from_slice(&k);
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn tracks_boundaries_across_sizes_and_splits() {
+        let mut stream = Vec::new();
+        let mut boundaries = vec![0];
+        for (op, len, mask) in [
+            (2u8, 0usize, None),
+            (2, 5, None),
+            (1, 125, Some([1, 2, 3, 4])),
+            (2, 126, None),
+            (2, 70_000, None),
+            (9, 3, None),
+        ] {
+            stream.extend(frame(op, &vec![7u8; len], mask));
+            boundaries.push(stream.len());
+        }
+        // Feed in every chunk size from 1 to 9 bytes and check boundary detection.
+        for chunk in 1..10 {
+            let mut t = FrameTracker::default();
+            let mut pos = 0;
+            let mut seen = vec![0];
+            while pos < stream.len() {
+                let end = (pos + chunk).min(stream.len());
+                let mut at = pos;
+                while at < end {
+                    match t.until_boundary(&stream[at..end]) {
+                        Some(0) => {
+                            // at a boundary already: consume one byte to move on
+                            t.feed(&stream[at..at + 1]);
+                            at += 1;
+                            if t.at_boundary() {
+                                seen.push(at);
+                            }
+                        }
+                        Some(n) => {
+                            at += n;
+                            seen.push(at);
+                        }
+                        None => at = end,
+                    }
+                }
+                pos = end;
+            }
+            seen.dedup();
+            assert_eq!(seen, boundaries, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn close_frames() {
+        assert_eq!(
+            close_frame(4001, "token expired"),
+            [&[0x88, 15, 0x0f, 0xa1][..], b"token expired"].concat()
+        );
+        assert_eq!(close_frame(1000, &"x".repeat(300)).len(), 2 + 125);
+    }
+
+    #[test]
+    fn empty_frames_are_boundaries() {
+        let mut t = FrameTracker::default();
+        t.feed(&frame(2, &[], None));
+        assert!(t.at_boundary());
+        t.feed(&frame(2, b"ab", None)[..3]);
+        assert!(!t.at_boundary());
+        assert_eq!(t.until_boundary(b"bXYZ"), Some(1));
+    }
+}

@@ -1,0 +1,183 @@
+//! The console link: `<gateway>/auth/token?token=<jwt>&then=<console page for the VM>`.
+//!
+//! The gateway's `/auth/token` (GET) verifies the token, stores it in its HttpOnly session cookie
+//! and redirects to `then`, a local path: the noVNC page at the path upstream links used, whose
+//! `path` parameter is the VM's VNC WebSocket under the gateway's `k8s/` API prefix.
+
+use http::Uri;
+
+use crate::error::Error;
+
+/// The console page (the web app serves it at upstream's noVNC path).
+pub const CONSOLE_PAGE: &str = "/noVNC/vnc_lite.html";
+
+/// The VNC WebSocket path of a VM under the gateway's API prefix (no leading slash, as the
+/// console page's `path` parameter expects), e.g.
+/// `k8s/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachineinstances/testvm/vnc`.
+pub fn vnc_path(namespace: &str, vm: &str) -> String {
+    format!(
+        "k8s/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{vm}/vnc"
+    )
+}
+
+/// The local address `/auth/token` redirects to: the console page for the VM.
+pub fn console_then(namespace: &str, vm: &str) -> String {
+    format!("{CONSOLE_PAGE}?path={}", vnc_path(namespace, vm))
+}
+
+/// The one-click link: `<gateway_url>/auth/token?token=<token>&then=<console_then, encoded>`.
+/// `gateway_url` comes from [`gateway_url`] (no trailing slash).
+pub fn console_link(gateway_url: &str, token: &str, namespace: &str, vm: &str) -> String {
+    format!(
+        "{gateway_url}/auth/token?token={}&then={}",
+        percent_encode(token),
+        percent_encode(&console_then(namespace, vm))
+    )
+}
+
+/// Percent-encodes a query value: every byte except RFC 3986's unreserved characters
+/// (`A-Z a-z 0-9 - . _ ~`). A JWT (base64url and dots) stays as it is.
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The gateway's base URL: `--gateway-url` when given (checked and without a trailing slash),
+/// else `https://<route>` of the GateServer `server`, else an error.
+pub fn gateway_url(
+    explicit: Option<&str>,
+    route: Option<&str>,
+    server: &str,
+) -> Result<String, Error> {
+    if let Some(url) = explicit {
+        return check_gateway_url(url);
+    }
+    match route.map(str::trim).filter(|r| !r.is_empty()) {
+        Some(route) => check_gateway_url(&format!("https://{route}")),
+        None => Err(Error::NoRoute {
+            server: server.to_owned(),
+        }),
+    }
+}
+
+fn check_gateway_url(url: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::Usage(format!("--gateway-url {url:?}: {why}"));
+    let uri: Uri = url
+        .trim()
+        .parse()
+        .map_err(|e| bad(&format!("not a URL ({e})")))?;
+    match uri.scheme_str() {
+        Some("https" | "http") => {}
+        _ => return Err(bad("must start with https:// (or http://)")),
+    }
+    if uri.authority().is_none_or(|a| a.host().is_empty()) {
+        return Err(bad("has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("must not have a query (?...)"));
+    }
+    Ok(url.trim().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_for_a_vm() {
+        let link = console_link(
+            "https://gw.apps.example.com",
+            "aaa.bbb-_.ccc",
+            "default",
+            "testvm",
+        );
+        assert_eq!(
+            link,
+            "https://gw.apps.example.com/auth/token?token=aaa.bbb-_.ccc&then=%2FnoVNC%2Fvnc_lite.html%3Fpath%3Dk8s%2Fapis%2Fsubresources.kubevirt.io%2Fv1%2Fnamespaces%2Fdefault%2Fvirtualmachineinstances%2Ftestvm%2Fvnc"
+        );
+        assert_eq!(
+            console_then("ns1", "vm.one"),
+            "/noVNC/vnc_lite.html?path=k8s/apis/subresources.kubevirt.io/v1/namespaces/ns1/virtualmachineinstances/vm.one/vnc"
+        );
+    }
+
+    #[test]
+    fn the_then_parameter_decodes_back() {
+        let then = console_then("my-ns", "my-vm");
+        let encoded = percent_encode(&then);
+        assert!(!encoded.contains(['/', '?', '=', '&']), "{encoded}");
+        assert_eq!(percent_decode(&encoded), then);
+    }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(percent_encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(
+            percent_encode("a b&c=d/e?f#g+h%"),
+            "a%20b%26c%3Dd%2Fe%3Ff%23g%2Bh%25"
+        );
+        assert_eq!(percent_encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn gateway_url_from_route_or_flag() {
+        assert_eq!(
+            gateway_url(None, Some("gw.apps.example.com"), "gs").unwrap(),
+            "https://gw.apps.example.com"
+        );
+        assert_eq!(
+            gateway_url(
+                Some("http://127.0.0.1:8080/"),
+                Some("ignored.example.com"),
+                "gs"
+            )
+            .unwrap(),
+            "http://127.0.0.1:8080",
+            "the flag wins, trailing slash dropped"
+        );
+        let err = gateway_url(None, None, "kube-gateway/gs")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("GateServer kube-gateway/gs has no route")
+                && err.contains("--gateway-url"),
+            "{err}"
+        );
+        assert!(matches!(
+            gateway_url(None, Some(" "), "gs"),
+            Err(Error::NoRoute { .. })
+        ));
+        for bad in [
+            "gw.example.com",
+            "ftp://gw.example.com",
+            "https://gw.example.com/?a=b",
+            "https://",
+        ] {
+            let err = gateway_url(Some(bad), None, "gs").unwrap_err().to_string();
+            assert!(err.contains("--gateway-url"), "{bad}: {err}");
+        }
+    }
+
+    fn percent_decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+}

@@ -1,0 +1,74 @@
+// Unit tests of the console page's pure helpers (no browser).
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  explainClose,
+  explainRefusal,
+  formatDuration,
+  httpUrl,
+  parseConsolePath,
+  websocketUrl,
+} from '../src/assets/explain.js';
+
+const PATH = 'k8s/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachineinstances/testvm/vnc';
+
+test('a console path names its VM, namespace and version', () => {
+  assert.deepEqual(parseConsolePath(PATH), { path: PATH, version: 'v1', namespace: 'default', name: 'testvm' });
+  assert.equal(parseConsolePath('/' + PATH.replace('/v1/', '/v1alpha3/')).version, 'v1alpha3');
+  assert.equal(parseConsolePath('/' + PATH).path, PATH, 'a leading slash is tolerated');
+  const other = parseConsolePath('k8s/api/v1/namespaces/default/pods');
+  assert.equal(other.name, null);
+  assert.equal(other.path, 'k8s/api/v1/namespaces/default/pods');
+});
+
+test('a console path must stay on this server', () => {
+  for (const bad of ['', '   ', null, 'https://evil.example/x', '//evil.example/x', 'javascript:alert(1)', 'k8s/../x', 'a\\b']) {
+    assert.ok(parseConsolePath(bad).error, `accepted ${JSON.stringify(bad)}`);
+  }
+});
+
+test('the WebSocket goes to the page host, ws or wss as the page', () => {
+  assert.equal(websocketUrl({ protocol: 'https:', host: 'gw.example:8443' }, PATH, false), `wss://gw.example:8443/${PATH}`);
+  assert.equal(websocketUrl({ protocol: 'http:', host: '127.0.0.1:8080' }, PATH, true), `ws://127.0.0.1:8080/${PATH}?preserveSession=true`);
+  assert.equal(httpUrl('wss://h/x?y=1'), 'https://h/x?y=1');
+  assert.equal(httpUrl('ws://h/x'), 'http://h/x');
+});
+
+test('durations read as a person reads them', () => {
+  assert.equal(formatDuration(0), '0:00');
+  assert.equal(formatDuration(59.9), '0:59');
+  assert.equal(formatDuration(61), '1:01');
+  assert.equal(formatDuration(3723), '1:02:03');
+  assert.equal(formatDuration(-5), '0:00');
+});
+
+test('close codes and reasons from the gateway are explained', () => {
+  assert.equal(explainClose({ code: 4001, reason: 'token expired' }).kind, 'expired');
+  assert.equal(explainClose({ code: 4003, reason: 'token revoked' }).kind, 'revoked');
+  assert.equal(explainClose({ code: 1008, reason: 'token expired' }).kind, 'expired');
+  assert.equal(explainClose({ code: 1008, reason: 'GateToken revoked' }).kind, 'revoked');
+  assert.equal(explainClose({ code: 1000, reason: 'VNC session taken over by a new connection' }).kind, 'taken-over');
+  assert.equal(explainClose({ code: 1006, reason: '' }).kind, 'lost');
+  const closed = explainClose({ code: 1000, reason: 'VNC server closed the connection' });
+  assert.equal(closed.kind, 'closed');
+  assert.match(closed.detail, /VNC server closed the connection/);
+  assert.match(explainClose({ code: 4999, reason: '' }).title, /4999/);
+});
+
+test('HTTP refusals (Kubernetes Status bodies) are explained', () => {
+  const status = (code, message) => ({ kind: 'Status', code, message });
+  assert.equal(explainRefusal(401, status(401, 'token expired')).kind, 'expired');
+  assert.equal(explainRefusal(401, status(401, 'token revoked')).kind, 'revoked');
+  assert.equal(explainRefusal(401, status(401, 'no token')).kind, 'unauthenticated');
+  assert.equal(explainRefusal(401, status(401, 'no token'), { expired: true }).kind, 'expired');
+  assert.equal(explainRefusal(401, status(401, 'token revoked'), { expired: true }).kind, 'revoked');
+  const forbidden = explainRefusal(403, status(403, 'not allowed: path not granted'));
+  assert.equal(forbidden.kind, 'not-allowed');
+  assert.match(forbidden.detail, /not allowed: path not granted/);
+  assert.equal(explainRefusal(404, status(404, 'virtualmachineinstance.kubevirt.io "x" not found')).kind, 'not-found');
+  assert.equal(explainRefusal(503, status(503, 'in use')).kind, 'busy');
+  assert.equal(explainRefusal(502, 'bad gateway').kind, 'unreachable');
+  assert.equal(explainRefusal(400, status(400, 'expected a WebSocket upgrade')).kind, 'failed');
+  assert.match(explainRefusal(500, '').title, /500/);
+});
