@@ -388,23 +388,12 @@ async fn issue(
     let user_error = |e: &dyn std::fmt::Display| {
         format!("{e}; fix the spec: the token is issued once the spec is valid")
     };
-    let rule = match tok.spec.validate().and_then(|()| tok.spec.effective_rule()) {
-        Ok(rule) => rule,
-        Err(e) => {
-            return refuse(
-                tok,
-                status,
-                ctx,
-                now,
-                reason::USER_DATA,
-                user_error(&e),
-                Action::await_change(),
-            )
-            .await;
-        }
-    };
-    let validity = match tok.spec.validity(now) {
-        Ok(v) => v,
+    let checked = tok.spec.validate().and_then(|()| {
+        let rule = tok.spec.effective_rule()?;
+        Ok((rule, tok.spec.validity(now)?))
+    });
+    let (rule, validity) = match checked {
+        Ok(checked) => checked,
         Err(e) => {
             return refuse(
                 tok,
