@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TESTENV_DIR ?= .testenv
 
-.PHONY: help demo build test lint fmt deps web testenv-binaries testenv-up testenv-down crds fuzz bench bench-quick images
+.PHONY: help demo build test lint fmt deps web testenv-binaries tools testenv-up testenv-down crds manifests fuzz bench bench-quick images
 
 help:
 	@echo "make demo           local control plane + operator + gateway + a working console link"
@@ -15,6 +15,7 @@ help:
 	@echo "make testenv-up     start the test control plane in the background ($(TESTENV_DIR)/kubeconfig)"
 	@echo "make testenv-down   stop it"
 	@echo "make crds           regenerate deploy/crds from the Rust types"
+	@echo "make manifests      regenerate the generated files of deploy/ (manifests, Helm chart, OLM bundle)"
 	@echo "make fuzz           run the fuzz targets for a bounded time (FUZZ_SECONDS, default 60 each)"
 	@echo "make bench          run the benchmarks (~20 min) and print where the results are"
 	@echo "make bench-quick    a few-minute smoke run of the gateway benchmarks"
@@ -24,6 +25,11 @@ help:
 ## once from the Go module proxy and cached by version.
 testenv-binaries:
 	@bash testenv/build-binaries.sh >/dev/null
+
+## helm and the Operator Framework's bundle validator (tools/), built once from the Go module proxy
+## and cached by version, for the chart and OLM bundle tests in crates/deploy-tests.
+tools:
+	@bash tools/build.sh >/dev/null
 
 ## Debian packages (Xvnc for the KubeVirt stand-in, Chromium for browser tests) and the web app's
 ## npm packages from its lock file. Idempotent; shows what it installs.
@@ -44,7 +50,7 @@ build:
 demo: testenv-binaries web build
 	./target/debug/virt-gateway-demo
 
-test: testenv-binaries web build
+test: testenv-binaries tools web build
 	$(CARGO) test --workspace --all-targets --locked
 	$(CARGO) test --workspace --doc --locked
 	cd web && npm test
@@ -64,6 +70,9 @@ testenv-down:
 
 crds:
 	$(CARGO) run --quiet --locked -p virt-gateway-api --bin crdgen -- --write deploy/crds
+
+manifests:
+	$(CARGO) run --quiet --locked -p virt-gateway-operator -- manifests --write deploy
 
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -31,10 +31,18 @@ pub enum Command {
     Crds,
     /// Print deploy/virt-gateway-operator.yaml, or write every install manifest into a directory.
     Manifests {
-        /// Write virt-gateway-operator.yaml, virt-gateway-operator-escalate.yaml and
-        /// virt-gateway-server.yaml into this directory.
+        /// Write every generated file of deploy/ (the manifests, the kustomize base's copy, the
+        /// Helm chart, the OLM bundle) into this directory.
         #[arg(long, value_name = "DIR")]
         write: Option<PathBuf>,
+    },
+    /// Delete every GateServer and GateToken in scope (--namespace, else all namespaces) and wait
+    /// until the running operator's finalizers have removed their cluster-scoped objects: the
+    /// first step of an uninstall (the Helm chart's pre-delete hook runs it).
+    PrepareUninstall {
+        /// Give up (exit 1, naming what is left) after this many seconds.
+        #[arg(long, default_value_t = 240)]
+        timeout_seconds: u64,
     },
 }
 

@@ -33,6 +33,7 @@ pub mod rbac;
 pub mod runner;
 pub mod signer;
 pub mod telemetry;
+pub mod uninstall;
 
 pub use builders::{GatewayDefaults, GatewayOptions, gateway_deployment};
 pub use config::{LeaderElection, OperatorConfig};

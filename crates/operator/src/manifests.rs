@@ -1,5 +1,11 @@
 //! The install manifests in `deploy/`, generated from code (`virt-gateway-operator manifests
 //! --write deploy`); `tests/least_privilege.rs` fails when the checked-in files drift.
+//!
+//! One list of objects, [`operator_objects`], is the install: the plain manifest, the kustomize
+//! base, the Helm chart ([`helm`]) and the OLM bundle ([`olm`]) are all written from it.
+
+pub mod helm;
+pub mod olm;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use serde::Serialize;
+use serde_yaml::Value;
 
 use crate::config::DEFAULT_OPERATOR_NAMESPACE;
 use crate::rbac::{CLUSTER_RULES, ESCALATE_RULES, LEADER_ELECTION_RULES, cluster_role, role};
@@ -30,6 +37,10 @@ pub const OPERATOR_IMAGE_REPOSITORY: &str = "quay.io/virt-gateway/virt-gateway-o
 /// The command that regenerates the checked-in manifests, from the workspace root.
 pub const REGENERATE_COMMAND: &str =
     "cargo run -p virt-gateway-operator -- manifests --write deploy";
+/// The operator's metrics Service.
+pub const METRICS_SERVICE_NAME: &str = "virt-gateway-operator-metrics";
+/// The PodMonitor of the gateway pods.
+pub const GATEWAYS_POD_MONITOR_NAME: &str = "virt-gateway-gateways";
 /// Metrics port of the operator.
 pub const METRICS_PORT: i32 = 8080;
 /// Probe port of the operator.
@@ -40,7 +51,7 @@ pub fn operator_image() -> String {
     format!("{OPERATOR_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
 }
 
-fn labels() -> BTreeMap<String, String> {
+pub(crate) fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "app.kubernetes.io/name".to_owned(),
@@ -110,6 +121,42 @@ fn probe(path: &str, initial: i32, period: i32) -> Probe {
     }
 }
 
+/// The non-root user the operator's containers run as where the cluster does not pick one (the
+/// OpenShift overlay, the OLM bundle and the chart on OpenShift leave it out).
+pub const OPERATOR_RUN_AS_USER: i64 = 65532;
+
+/// The operator pod's security context (Pod Security `restricted`).
+pub fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The operator container's security context (Pod Security `restricted`, fixed non-root user).
+pub fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(OPERATOR_RUN_AS_USER),
+        run_as_group: Some(OPERATOR_RUN_AS_USER),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
 /// The operator Deployment.
 pub fn operator_deployment(ns: &str) -> Deployment {
     let selector = BTreeMap::from([(
@@ -133,14 +180,7 @@ pub fn operator_deployment(ns: &str) -> Deployment {
                 spec: Some(PodSpec {
                     service_account_name: Some(OPERATOR_NAME.to_owned()),
                     termination_grace_period_seconds: Some(10),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".to_owned(),
-                            localhost_profile: None,
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(pod_security_context()),
                     containers: vec![Container {
                         name: "operator".to_owned(),
                         image: Some(operator_image()),
@@ -182,22 +222,7 @@ pub fn operator_deployment(ns: &str) -> Deployment {
                             limits: Some(BTreeMap::from([("memory".to_owned(), q("512Mi"))])),
                             ..ResourceRequirements::default()
                         }),
-                        security_context: Some(SecurityContext {
-                            allow_privilege_escalation: Some(false),
-                            read_only_root_filesystem: Some(true),
-                            run_as_non_root: Some(true),
-                            run_as_user: Some(65532),
-                            run_as_group: Some(65532),
-                            capabilities: Some(Capabilities {
-                                drop: Some(vec!["ALL".to_owned()]),
-                                add: None,
-                            }),
-                            seccomp_profile: Some(SeccompProfile {
-                                type_: "RuntimeDefault".to_owned(),
-                                localhost_profile: None,
-                            }),
-                            ..SecurityContext::default()
-                        }),
+                        security_context: Some(container_security_context()),
                         ..Container::default()
                     }],
                     ..PodSpec::default()
@@ -209,6 +234,145 @@ pub fn operator_deployment(ns: &str) -> Deployment {
     }
 }
 
+/// A Kubernetes object as YAML, in the order and shape the generator writes it.
+fn value<T: Serialize>(obj: &T) -> Result<Value, serde_yaml::Error> {
+    serde_yaml::to_value(obj)
+}
+
+fn binding_to_operator(name: &str, ns: &str) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: meta(name, None),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "ClusterRole".to_owned(),
+            name: name.to_owned(),
+        },
+        subjects: Some(vec![operator_subject(ns)]),
+    }
+}
+
+/// The operator's Namespace object (only the plain manifest and kustomize create it; Helm and OLM
+/// install into a namespace the administrator chose).
+pub fn namespace_object(ns: &str) -> Result<Value, serde_yaml::Error> {
+    value(&Namespace {
+        metadata: meta(ns, None),
+        ..Namespace::default()
+    })
+}
+
+/// Everything the operator needs in the cluster besides its Namespace, in apply order: both CRDs,
+/// ServiceAccount, least-privilege ClusterRole/Binding, leader-election Role/Binding, the operator
+/// Deployment and its metrics Service, with namespaced objects in `ns`.
+///
+/// This one list is the install: `deploy/virt-gateway-operator.yaml` writes it as it is, the Helm
+/// chart templates it ([`helm`]) and the OLM bundle carries it ([`olm`]), so an object added here
+/// reaches all three.
+pub fn operator_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
+    let mut out = Vec::new();
+    for crd in virt_gateway_api::crd::crds() {
+        out.push(value(&crd)?);
+    }
+    out.push(value(&ServiceAccount {
+        metadata: meta(OPERATOR_NAME, Some(ns)),
+        ..ServiceAccount::default()
+    })?);
+    out.push(value(&cluster_role(OPERATOR_NAME, CLUSTER_RULES))?);
+    out.push(value(&binding_to_operator(OPERATOR_NAME, ns))?);
+    out.push(value(&role(LEADER_ELECTION_NAME, ns, LEADER_ELECTION_RULES))?);
+    out.push(value(&RoleBinding {
+        metadata: meta(LEADER_ELECTION_NAME, Some(ns)),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "Role".to_owned(),
+            name: LEADER_ELECTION_NAME.to_owned(),
+        },
+        subjects: Some(vec![operator_subject(ns)]),
+    })?);
+    out.push(value(&operator_deployment(ns))?);
+    out.push(value(&metrics_service(ns))?);
+    Ok(out)
+}
+
+/// The operator's metrics Service.
+pub fn metrics_service(ns: &str) -> Service {
+    Service {
+        metadata: meta(METRICS_SERVICE_NAME, Some(ns)),
+        spec: Some(ServiceSpec {
+            selector: Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                OPERATOR_NAME.to_owned(),
+            )])),
+            ports: Some(vec![ServicePort {
+                name: Some("metrics".to_owned()),
+                port: METRICS_PORT,
+                target_port: Some(IntOrString::String("metrics".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The optional escalation ClusterRole and its binding to the operator in `ns`.
+pub fn escalate_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
+    Ok(vec![
+        value(&cluster_role(ESCALATE_NAME, ESCALATE_RULES))?,
+        value(&binding_to_operator(ESCALATE_NAME, ns))?,
+    ])
+}
+
+fn documents(out: &mut String, objects: &[Value]) -> Result<(), serde_yaml::Error> {
+    for obj in objects {
+        doc(out, obj)?;
+    }
+    Ok(())
+}
+
+/// The ServiceMonitor of the operator's metrics Service and the PodMonitor of every gateway pod
+/// the operator runs (Prometheus Operator, `monitoring.coreos.com/v1`), in `ns`. Optional: only
+/// clusters with the Prometheus Operator's CRDs can take them (the kustomize component
+/// `servicemonitor`, the chart's `serviceMonitor` / `podMonitor` values).
+pub fn monitoring_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
+    let endpoint = |port: &str| {
+        serde_json::json!({"port": port, "path": "/metrics", "scheme": "http", "interval": "30s"})
+    };
+    let service_monitor = serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta(OPERATOR_NAME, Some(ns)),
+        "spec": {
+            "selector": {"matchLabels": labels()},
+            "endpoints": [endpoint("metrics")],
+        },
+    });
+    // The gateways live in the GateServers' namespaces: every namespace is searched.
+    let pod_monitor = serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": meta(GATEWAYS_POD_MONITOR_NAME, Some(ns)),
+        "spec": {
+            "selector": {"matchLabels": {
+                crate::names::LABEL_NAME: "kube-gateway",
+                crate::names::LABEL_MANAGED_BY: crate::names::MANAGED_BY,
+            }},
+            "namespaceSelector": {"any": true},
+            "podMetricsEndpoints": [endpoint("metrics")],
+        },
+    });
+    Ok(vec![value(&service_monitor)?, value(&pod_monitor)?])
+}
+
+/// `deploy/kustomize/components/servicemonitor/servicemonitor.yaml`.
+pub fn monitoring_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = header(
+        "Optional Prometheus Operator scrape configuration: a ServiceMonitor for the operator's metrics Service (port metrics, 8080) and a PodMonitor for the gateway pods the operator runs in any namespace (port metrics, 9090). Part of the kustomize component servicemonitor; only for clusters with the monitoring.coreos.com CRDs.",
+    );
+    documents(&mut out, &monitoring_objects(DEFAULT_OPERATOR_NAMESPACE)?)?;
+    Ok(out)
+}
+
 /// `deploy/virt-gateway-operator.yaml`: namespace, CRDs, least-privilege RBAC, the operator
 /// Deployment and its metrics Service.
 pub fn operator_yaml() -> Result<String, serde_yaml::Error> {
@@ -217,97 +381,18 @@ pub fn operator_yaml() -> Result<String, serde_yaml::Error> {
         "virt-gateway-operator {}: apply with `kubectl apply --server-side -f deploy/virt-gateway-operator.yaml`.",
         env!("CARGO_PKG_VERSION")
     ));
-    doc(
-        &mut out,
-        &Namespace {
-            metadata: meta(ns, None),
-            ..Namespace::default()
-        },
-    )?;
-    for crd in virt_gateway_api::crd::crds() {
-        doc(&mut out, &crd)?;
-    }
-    doc(
-        &mut out,
-        &ServiceAccount {
-            metadata: meta(OPERATOR_NAME, Some(ns)),
-            ..ServiceAccount::default()
-        },
-    )?;
-    doc(&mut out, &cluster_role(OPERATOR_NAME, CLUSTER_RULES))?;
-    doc(
-        &mut out,
-        &ClusterRoleBinding {
-            metadata: meta(OPERATOR_NAME, None),
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".to_owned()),
-                kind: "ClusterRole".to_owned(),
-                name: OPERATOR_NAME.to_owned(),
-            },
-            subjects: Some(vec![operator_subject(ns)]),
-        },
-    )?;
-    doc(
-        &mut out,
-        &role(LEADER_ELECTION_NAME, ns, LEADER_ELECTION_RULES),
-    )?;
-    doc(
-        &mut out,
-        &RoleBinding {
-            metadata: meta(LEADER_ELECTION_NAME, Some(ns)),
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".to_owned()),
-                kind: "Role".to_owned(),
-                name: LEADER_ELECTION_NAME.to_owned(),
-            },
-            subjects: Some(vec![operator_subject(ns)]),
-        },
-    )?;
-    doc(&mut out, &operator_deployment(ns))?;
-    doc(
-        &mut out,
-        &Service {
-            metadata: meta(&format!("{OPERATOR_NAME}-metrics"), Some(ns)),
-            spec: Some(ServiceSpec {
-                selector: Some(BTreeMap::from([(
-                    "app.kubernetes.io/name".to_owned(),
-                    OPERATOR_NAME.to_owned(),
-                )])),
-                ports: Some(vec![ServicePort {
-                    name: Some("metrics".to_owned()),
-                    port: METRICS_PORT,
-                    target_port: Some(IntOrString::String("metrics".to_owned())),
-                    protocol: Some("TCP".to_owned()),
-                    ..ServicePort::default()
-                }]),
-                ..ServiceSpec::default()
-            }),
-            status: None,
-        },
-    )?;
+    doc(&mut out, &namespace_object(ns)?)?;
+    documents(&mut out, &operator_objects(ns)?)?;
     Ok(out)
 }
 
 /// `deploy/virt-gateway-operator-escalate.yaml`: the optional ClusterRole that lets the operator
 /// grant write verbs (see the README for the trade-off).
 pub fn escalate_yaml() -> Result<String, serde_yaml::Error> {
-    let ns = DEFAULT_OPERATOR_NAMESPACE;
     let mut out = header(
         "OPTIONAL: lets virt-gateway-operator create gateway and token roles with permissions it does not hold itself (write verbs, non-resource URLs). Read the security note in crates/operator/README.md first.",
     );
-    doc(&mut out, &cluster_role(ESCALATE_NAME, ESCALATE_RULES))?;
-    doc(
-        &mut out,
-        &ClusterRoleBinding {
-            metadata: meta(ESCALATE_NAME, None),
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".to_owned()),
-                kind: "ClusterRole".to_owned(),
-                name: ESCALATE_NAME.to_owned(),
-            },
-            subjects: Some(vec![operator_subject(ns)]),
-        },
-    )?;
+    documents(&mut out, &escalate_objects(DEFAULT_OPERATOR_NAMESPACE)?)?;
     Ok(out)
 }
 
@@ -355,17 +440,45 @@ spec:
     )
 }
 
-/// Every manifest as `(file name, contents)`.
-pub fn files() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
-    Ok(vec![
-        ("virt-gateway-operator.yaml", operator_yaml()?),
+/// Directories under `deploy/` that the generator writes whole: `--write` replaces their contents
+/// and the drift tests fail on any file in them that the generator does not write.
+pub const GENERATED_DIRS: &[&str] = &[helm::CHART_DIR, olm::OLM_DIR];
+
+/// Every generated file under `deploy/` as `(path relative to deploy/, contents)`.
+pub fn files() -> Result<Vec<(String, String)>, ManifestError> {
+    let mut out = vec![
+        ("virt-gateway-operator.yaml".to_owned(), operator_yaml()?),
         // Kustomize refuses resources outside the kustomization's directory, so the base holds
         // a copy of the same manifest (deploy/kustomize/base).
         (
-            "kustomize/base/virt-gateway-operator.yaml",
+            "kustomize/base/virt-gateway-operator.yaml".to_owned(),
             operator_yaml()?,
         ),
-        ("virt-gateway-operator-escalate.yaml", escalate_yaml()?),
-        ("virt-gateway-server.yaml", server_yaml()),
-    ])
+        (
+            "kustomize/components/servicemonitor/servicemonitor.yaml".to_owned(),
+            monitoring_yaml()?,
+        ),
+        (
+            "virt-gateway-operator-escalate.yaml".to_owned(),
+            escalate_yaml()?,
+        ),
+        ("virt-gateway-server.yaml".to_owned(), server_yaml()),
+    ];
+    out.extend(helm::chart_files()?);
+    out.extend(olm::bundle_files()?);
+    Ok(out)
+}
+
+/// Why a manifest could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// An object did not serialize.
+    #[error("cannot serialize a manifest: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// JSON (the chart's values schema, the CSV's examples) did not serialize.
+    #[error("cannot serialize JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The install set holds something the chart or the bundle cannot carry as generated.
+    #[error("{0}")]
+    Unsupported(String),
 }

@@ -253,6 +253,7 @@ async fn run_controllers(
     tracing::info!(
         route_api = apis.route,
         oauth_client_api = apis.oauth_client,
+        platform = ?apis.platform(),
         namespace = ns.unwrap_or("*"),
         "starting controllers"
     );

@@ -200,6 +200,7 @@ async fn seeds_as_written_become_ready_with_every_child() {
         &GatewayOptions {
             defaults: GatewayDefaults::default(),
             oauth_client_id: None,
+            ..GatewayOptions::default()
         },
     )
     .unwrap();

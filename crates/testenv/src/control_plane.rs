@@ -23,9 +23,11 @@ use crate::process::{Process, remove_at_exit};
 pub const DEFAULT_SERVICE_CIDR: &str = "127.100.0.0/24";
 
 /// The controllers kube-controller-manager runs: enough for garbage collection, namespace
-/// deletion, ServiceAccounts and their tokens, Deployments (status, ReplicaSets) and the
-/// `kube-root-ca.crt` ConfigMap. There is no scheduler and no kubelet, so Pods never run.
-pub const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller,root-ca-certificate-publisher-controller";
+/// deletion, ServiceAccounts and their tokens, Deployments (status, ReplicaSets), Jobs (their
+/// pods and completion: a test that plays the kubelet for a Job's pod sees the Job complete, as
+/// Helm's hooks wait for) and the `kube-root-ca.crt` ConfigMap. There is no scheduler and no
+/// kubelet, so Pods never run.
+pub const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller,job-controller,root-ca-certificate-publisher-controller";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 

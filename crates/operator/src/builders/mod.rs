@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
 pub use server::{
-    ApiAvailability, DesiredServer, Exposure, GatewayDefaults, GatewayOptions, OAuthPlan,
+    ApiAvailability, DesiredServer, Exposure, GatewayDefaults, GatewayOptions, OAuthPlan, Platform,
     build_server, gateway_command, gateway_deployment,
 };
 pub use token::{TokenAccount, token_account, token_claims, token_data};

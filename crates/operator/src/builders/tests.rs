@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use virt_gateway_api::{GateServer, GateToken, TokenValidity};
 use virt_gateway_auth::jwt::{Verifier, sign};
 
-use super::server::ServerInputs;
+use super::server::{RUN_AS_USER, ServerInputs};
 use super::*;
 use crate::keysecret;
 
@@ -305,6 +305,83 @@ fn the_deployment_builder_is_exposed_and_pure() {
     );
 }
 
+/// The gateway pod meets Pod Security `restricted` on both kinds of cluster; on OpenShift it also
+/// fits the default SCC `restricted-v2` as it is: no fixed user or group (the SCC assigns a UID
+/// from the namespace's range and refuses one outside it), no SELinux options, fsGroup or
+/// supplemental groups of its own (the SCC assigns them), no privilege, no added capability, only
+/// volume types the SCC allows. On plain Kubernetes the fixed user 65532 keeps root-by-default
+/// images (the seed's Go gateway) non-root. The same checks run against a real API server in
+/// tests/openshift.rs and tests/operator.rs (Pod Security admission, server-side dry-run).
+#[test]
+fn the_gateway_pod_fits_restricted_v2_on_openshift_and_runs_as_65532_elsewhere() {
+    let gs = server(SEED);
+    let with_web_app = gs.clone();
+    for (platform, user) in [
+        (Platform::Kubernetes, Some(RUN_AS_USER)),
+        (Platform::OpenShift, None),
+    ] {
+        let options = GatewayOptions {
+            platform,
+            ..GatewayOptions::default()
+        };
+        let d = gateway_deployment(&with_web_app, Some(&key()), &options).unwrap();
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let psc = v(pod.security_context.as_ref().unwrap());
+        let mut want_pod = json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
+        if let Some(uid) = user {
+            want_pod["runAsUser"] = json!(uid);
+            want_pod["runAsGroup"] = json!(uid);
+        }
+        assert_eq!(psc, want_pod, "{platform:?}");
+        assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+        let containers: Vec<&Container> = pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+            .collect();
+        assert_eq!(containers.len(), 2, "gateway and web-app init container");
+        for c in containers {
+            let mut want = json!({
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "runAsNonRoot": true,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            });
+            if let Some(uid) = user {
+                want["runAsUser"] = json!(uid);
+                want["runAsGroup"] = json!(uid);
+            }
+            assert_eq!(v(c.security_context.as_ref().unwrap()), want, "{platform:?} {}", c.name);
+            assert!(
+                c.ports.iter().flatten().all(|p| p.host_port.is_none()),
+                "no host ports"
+            );
+        }
+        for vol in pod.volumes.iter().flatten() {
+            assert!(
+                vol.secret.is_some() || vol.empty_dir.is_some(),
+                "{} is a volume type restricted-v2 allows",
+                vol.name
+            );
+        }
+    }
+    // Discovery decides: SecurityContextConstraints mean OpenShift, a Route API alone does not.
+    let route_only = ApiAvailability {
+        route: true,
+        ..ApiAvailability::default()
+    };
+    assert_eq!(route_only.platform(), Platform::Kubernetes);
+    let openshift = ApiAvailability {
+        security_context_constraints: true,
+        ..route_only
+    };
+    assert_eq!(openshift.platform(), Platform::OpenShift);
+    let d = build(&gs, openshift, None);
+    let pod = d.deployment.spec.unwrap().template.spec.unwrap();
+    assert!(pod.security_context.unwrap().run_as_user.is_none());
+}
+
 #[test]
 fn unset_images_use_the_operator_defaults_and_our_probes() {
     let mut gs = server(SEED);
@@ -427,6 +504,7 @@ fn openshift_route_oauth_and_cross_namespace_binding() {
     let all = ApiAvailability {
         route: true,
         oauth_client: true,
+        security_context_constraints: true,
     };
     let d = build(&gs, all, Some("s3cr3t"));
     assert!(d.ingress.is_none());
