@@ -37,10 +37,9 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Manifests { write: Some(dir) }) => write_manifests(&dir),
-        Some(Command::PrepareUninstall { timeout_seconds }) => prepare_uninstall(
-            &cli.run,
-            std::time::Duration::from_secs(timeout_seconds),
-        ),
+        Some(Command::PrepareUninstall { timeout_seconds }) => {
+            prepare_uninstall(&cli.run, std::time::Duration::from_secs(timeout_seconds))
+        }
         None => run(cli),
     }
 }
@@ -59,7 +58,10 @@ fn write_manifests(dir: &std::path::Path) -> ExitCode {
         if let Err(e) = std::fs::remove_dir_all(&path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            eprintln!("virt-gateway-operator: cannot clear {}: {e}", path.display());
+            eprintln!(
+                "virt-gateway-operator: cannot clear {}: {e}",
+                path.display()
+            );
             return ExitCode::FAILURE;
         }
     }

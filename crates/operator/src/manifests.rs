@@ -278,7 +278,11 @@ pub fn operator_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
     })?);
     out.push(value(&cluster_role(OPERATOR_NAME, CLUSTER_RULES))?);
     out.push(value(&binding_to_operator(OPERATOR_NAME, ns))?);
-    out.push(value(&role(LEADER_ELECTION_NAME, ns, LEADER_ELECTION_RULES))?);
+    out.push(value(&role(
+        LEADER_ELECTION_NAME,
+        ns,
+        LEADER_ELECTION_RULES,
+    ))?);
     out.push(value(&RoleBinding {
         metadata: meta(LEADER_ELECTION_NAME, Some(ns)),
         role_ref: RoleRef {
@@ -335,9 +339,7 @@ fn documents(out: &mut String, objects: &[Value]) -> Result<(), serde_yaml::Erro
 /// clusters with the Prometheus Operator's CRDs can take them (the kustomize component
 /// `servicemonitor`, the chart's `serviceMonitor` / `podMonitor` values).
 pub fn monitoring_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
-    let endpoint = |port: &str| {
-        serde_json::json!({"port": port, "path": "/metrics", "scheme": "http", "interval": "30s"})
-    };
+    let endpoint = |port: &str| serde_json::json!({"port": port, "path": "/metrics", "scheme": "http", "interval": "30s"});
     let service_monitor = serde_json::json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -348,15 +350,16 @@ pub fn monitoring_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
         },
     });
     // The gateways live in the GateServers' namespaces: every namespace is searched.
+    let gateway_pods = BTreeMap::from([
+        (crate::names::LABEL_NAME, "kube-gateway"),
+        (crate::names::LABEL_MANAGED_BY, crate::names::MANAGED_BY),
+    ]);
     let pod_monitor = serde_json::json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
         "metadata": meta(GATEWAYS_POD_MONITOR_NAME, Some(ns)),
         "spec": {
-            "selector": {"matchLabels": {
-                crate::names::LABEL_NAME: "kube-gateway",
-                crate::names::LABEL_MANAGED_BY: crate::names::MANAGED_BY,
-            }},
+            "selector": {"matchLabels": gateway_pods},
             "namespaceSelector": {"any": true},
             "podMetricsEndpoints": [endpoint("metrics")],
         },

@@ -70,7 +70,11 @@ where
             .map(|o| {
                 (
                     o.namespace().unwrap_or_default(),
-                    format!("{kind} {}/{}", o.namespace().unwrap_or_default(), o.name_any()),
+                    format!(
+                        "{kind} {}/{}",
+                        o.namespace().unwrap_or_default(),
+                        o.name_any()
+                    ),
                 )
             })
             .collect()),
@@ -153,10 +157,16 @@ pub async fn prepare_uninstall(
         let mut left = remaining(&servers).await?;
         left.extend(remaining(&tokens).await?);
         if left.is_empty() {
-            progress("every GateServer and GateToken is gone; their cluster-scoped objects with them");
+            progress(
+                "every GateServer and GateToken is gone; their cluster-scoped objects with them",
+            );
             return Ok(());
         }
-        let names = left.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ");
+        let names = left
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         if start.elapsed() >= timeout {
             return Err(UninstallError::Timeout {
                 waited: start.elapsed(),

@@ -325,9 +325,10 @@ fn the_gateway_pod_fits_restricted_v2_on_openshift_and_runs_as_65532_elsewhere()
             ..GatewayOptions::default()
         };
         let d = gateway_deployment(&with_web_app, Some(&key()), &options).unwrap();
-        let pod = d.spec.unwrap().template.spec.unwrap();
+        let pod = d.spec.template.spec.unwrap();
         let psc = v(pod.security_context.as_ref().unwrap());
-        let mut want_pod = json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
+        let mut want_pod =
+            json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
         if let Some(uid) = user {
             want_pod["runAsUser"] = json!(uid);
             want_pod["runAsGroup"] = json!(uid);
@@ -352,7 +353,12 @@ fn the_gateway_pod_fits_restricted_v2_on_openshift_and_runs_as_65532_elsewhere()
                 want["runAsUser"] = json!(uid);
                 want["runAsGroup"] = json!(uid);
             }
-            assert_eq!(v(c.security_context.as_ref().unwrap()), want, "{platform:?} {}", c.name);
+            assert_eq!(
+                v(c.security_context.as_ref().unwrap()),
+                want,
+                "{platform:?} {}",
+                c.name
+            );
             assert!(
                 c.ports.iter().flatten().all(|p| p.host_port.is_none()),
                 "no host ports"
@@ -378,7 +384,7 @@ fn the_gateway_pod_fits_restricted_v2_on_openshift_and_runs_as_65532_elsewhere()
     };
     assert_eq!(openshift.platform(), Platform::OpenShift);
     let d = build(&gs, openshift, None);
-    let pod = d.deployment.spec.unwrap().template.spec.unwrap();
+    let pod = d.deployment.spec.template.spec.unwrap();
     assert!(pod.security_context.unwrap().run_as_user.is_none());
 }
 

@@ -100,7 +100,9 @@ impl Template {
 }
 
 fn unsupported(line: &str) -> ManifestError {
-    ManifestError::Unsupported(format!("chart generator: cannot place a template at {line:?}"))
+    ManifestError::Unsupported(format!(
+        "chart generator: cannot place a template at {line:?}"
+    ))
 }
 
 fn pad(indent: usize) -> String {
@@ -118,12 +120,13 @@ fn at(indent: usize, lines: &[&str]) -> String {
 fn map_at<'a>(v: &'a mut Value, path: &[&str]) -> Result<&'a mut Mapping, ManifestError> {
     let mut cur = v;
     for key in path {
-        cur = cur
-            .get_mut(*key)
-            .ok_or_else(|| ManifestError::Unsupported(format!("chart generator: no {key} in {path:?}")))?;
+        cur = cur.get_mut(*key).ok_or_else(|| {
+            ManifestError::Unsupported(format!("chart generator: no {key} in {path:?}"))
+        })?;
     }
-    cur.as_mapping_mut()
-        .ok_or_else(|| ManifestError::Unsupported(format!("chart generator: {path:?} is not a mapping")))
+    cur.as_mapping_mut().ok_or_else(|| {
+        ManifestError::Unsupported(format!("chart generator: {path:?} is not a mapping"))
+    })
 }
 
 /// Adds Helm's labels to `metadata.labels` (creating it).
@@ -279,8 +282,8 @@ fn env_block(env: &Value) -> Result<impl Fn(usize) -> String + 'static, Manifest
 /// Drops the fixed user and group from a container security context; puts them back unless the
 /// chart installs on OpenShift (where the SCC assigns them).
 fn fixed_user(t: &mut Template, sc: &mut Mapping) -> Result<(), ManifestError> {
-    let user = sc.remove("runAsUser");
-    let group = sc.remove("runAsGroup");
+    let user = sc.shift_remove("runAsUser");
+    let group = sc.shift_remove("runAsGroup");
     let (Some(user), Some(group)) = (user, group) else {
         return Err(ManifestError::Unsupported(
             "chart generator: the operator container has no runAsUser/runAsGroup".to_owned(),
@@ -396,16 +399,18 @@ fn deployment(obj: Value) -> Result<(Template, Value), ManifestError> {
     image_pull_policy(&mut t, container);
 
     let args: Vec<String> = container
-        .remove("args")
+        .shift_remove("args")
         .map(serde_yaml::from_value)
         .transpose()?
         .unwrap_or_default();
     let args = args_block(&args)?;
     t.block(container, args);
-    let env = container.remove("env").unwrap_or(Value::Sequence(Vec::new()));
+    let env = container
+        .shift_remove("env")
+        .unwrap_or(Value::Sequence(Vec::new()));
     let env = env_block(&env)?;
     t.block(container, env);
-    container.remove("resources");
+    container.shift_remove("resources");
     t.block(container, |i| {
         at(
             i,
@@ -418,7 +423,9 @@ fn deployment(obj: Value) -> Result<(Template, Value), ManifestError> {
     let sc = container
         .get_mut("securityContext")
         .and_then(Value::as_mapping_mut)
-        .ok_or_else(|| ManifestError::Unsupported("operator container without securityContext".to_owned()))?;
+        .ok_or_else(|| {
+            ManifestError::Unsupported("operator container without securityContext".to_owned())
+        })?;
     fixed_user(&mut t, sc)?;
     Ok((t, obj))
 }
@@ -442,9 +449,10 @@ fn monitor(obj: Value, values: &'static str) -> Result<(Template, Value), Manife
         "endpoints"
     };
     let interval = t.inline(format!("{{{{ .Values.{values}.interval | quote }}}}"));
+    let what = format!("{} without {endpoints}", kind(&obj));
     let first = obj["spec"][endpoints][0]
         .as_mapping_mut()
-        .ok_or_else(|| ManifestError::Unsupported(format!("{} without {endpoints}", kind(&obj))))?;
+        .ok_or(ManifestError::Unsupported(what))?;
     first.insert(Value::from("interval"), interval);
     Ok((t, obj))
 }
@@ -538,8 +546,10 @@ fn uninstall_hook() -> Result<Vec<(Template, Value)>, ManifestError> {
     let (mut t, mut job) = generic(serde_yaml::to_value(&job)?)?;
     let pod = map_at(&mut job, &["spec", "template", "spec"])?;
     pod_extras(&mut t, pod);
-    let container = pod["containers"][0]
-        .as_mapping_mut()
+    let container = pod
+        .get_mut("containers")
+        .and_then(|c| c.get_mut(0))
+        .and_then(Value::as_mapping_mut)
         .ok_or_else(|| ManifestError::Unsupported("hook container".to_owned()))?;
     let image = t.inline("{{ include \"virt-gateway-operator.operatorImage\" . | quote }}");
     container.insert(Value::from("image"), image);
@@ -579,12 +589,13 @@ pub fn chart_files() -> Result<Vec<(String, String)>, ManifestError> {
     // one file per kind.
     let mut others: Vec<(String, Vec<(Template, Value)>)> = Vec::new();
     for obj in operator_objects(RELEASE_NAMESPACE)? {
-        match kind(&obj) {
+        let (kind_of, name_of) = (kind(&obj).to_owned(), name(&obj).to_owned());
+        match kind_of.as_str() {
             "CustomResourceDefinition" => crds.push(crd(obj)?),
             "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding" => {
                 rbac.push(generic(obj)?)
             }
-            "Deployment" if name(&obj) == OPERATOR_NAME => deployments.push(deployment(obj)?),
+            "Deployment" if name_of == OPERATOR_NAME => deployments.push(deployment(obj)?),
             "Service" => services.push(generic(obj)?),
             other => {
                 let file = other.to_lowercase();
@@ -695,7 +706,12 @@ pub fn chart_files() -> Result<Vec<(String, String)>, ManifestError> {
     for (kind, objects) in others {
         out.push((
             path(&format!("templates/{kind}.yaml")),
-            file(&format!("The {kind} objects of the install set."), None, "", objects)?,
+            file(
+                &format!("The {kind} objects of the install set."),
+                None,
+                "",
+                objects,
+            )?,
         ));
     }
     Ok(out)
@@ -802,7 +818,8 @@ true
 fn values_yaml() -> Result<String, ManifestError> {
     let resources = super::operator_deployment("x")
         .spec
-        .and_then(|s| s.template.spec)
+        .template
+        .spec
         .and_then(|p| p.containers.into_iter().next())
         .and_then(|c| c.resources);
     let mut resources = serde_yaml::to_string(&resources)?;
@@ -873,7 +890,8 @@ openshift: auto
 cleanupOnUninstall: true
 
 crds:
-  # Keep the CRDs (and with them every GateServer and GateToken) on helm uninstall.
+  # Keep the CRDs on helm uninstall. To keep the GateServers and GateTokens too (for a later
+  # install to take over), set cleanupOnUninstall: false as well.
   keep: false
 
 podAnnotations: {{}}
@@ -959,7 +977,7 @@ fn notes() -> String {
 Create a GateServer (edit `route`, the gateway's external host name, first):
 
   kubectl create namespace kube-gateway
-  kubectl apply -f https://<this release's source>/deploy/virt-gateway-server.yaml
+  kubectl apply -f deploy/virt-gateway-server.yaml   # from the chart's source repository
 
 helm uninstall {{ .Release.Name }} -n {{ .Release.Namespace }}
 {{- if .Values.cleanupOnUninstall }} first deletes every GateServer and GateToken

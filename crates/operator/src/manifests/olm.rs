@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 use serde_yaml::Value;
 
 use super::{
-    ManifestError, METRICS_SERVICE_NAME, OPERATOR_NAME, operator_image, operator_objects,
+    METRICS_SERVICE_NAME, ManifestError, OPERATOR_NAME, operator_image, operator_objects,
     server_yaml,
 };
 use crate::builders::GatewayDefaults;
@@ -75,14 +75,17 @@ fn classify() -> Result<Install, ManifestError> {
     let mut install = Install::default();
     for mut obj in operator_objects("__olm__")? {
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_mapping_mut) {
-            meta.remove("namespace");
+            meta.shift_remove("namespace");
         }
         let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let operator_subject = |o: &Value| {
-            o["subjects"]
-                .as_sequence()
-                .is_some_and(|s| s.len() == 1 && s[0]["kind"] == "ServiceAccount" && s[0]["name"] == OPERATOR_NAME)
+            o["subjects"].as_sequence().is_some_and(|s| {
+                s.len() == 1 && s[0]["kind"] == "ServiceAccount" && s[0]["name"] == OPERATOR_NAME
+            })
         };
         match kind.as_str() {
             "CustomResourceDefinition" => install.crds.push(obj),
@@ -389,7 +392,10 @@ pub fn bundle_files() -> Result<Vec<(String, String)>, ManifestError> {
         } else {
             "An object of the install set."
         };
-        out.push((manifest(&format!("{name}.{kind}.yaml")), yaml_file(what, obj)?));
+        out.push((
+            manifest(&format!("{name}.{kind}.yaml")),
+            yaml_file(what, obj)?,
+        ));
     }
     Ok(out)
 }
