@@ -249,6 +249,15 @@ async fn seeds_as_written_become_ready_with_every_child() {
             .unwrap()["ocgate.yaacov.com/jwt-kid"],
         public.kid()
     );
+    // On a cluster without OpenShift's SCCs the pod runs as the fixed non-root user, and Pod
+    // Security admission accepts it at `restricted`.
+    assert_eq!(
+        got_pod.security_context.as_ref().unwrap().run_as_user,
+        Some(65532)
+    );
+    dry_run_pod_under_restricted(&client, &deploy)
+        .await
+        .expect("the gateway pod meets Pod Security restricted");
     // No kubelet here: the Deployment never becomes available, and the status says so.
     let available = condition(&status.conditions, "Available").unwrap();
     assert_ne!(available.0, "True", "{available:?}");
