@@ -242,8 +242,21 @@ async fn restricted_namespace(k: &Kubectl) -> String {
 fn applies_to_file(k: &Kubectl, path: &Path) {
     let path = path.to_str().unwrap();
     for args in [
-        vec!["apply", "--server-side", "--field-manager", virt_gateway_deploy_tests::FIELD_MANAGER, "-f", path],
-        vec!["wait", "--for=condition=Established", "--timeout=60s", "-f", path],
+        vec![
+            "apply",
+            "--server-side",
+            "--field-manager",
+            virt_gateway_deploy_tests::FIELD_MANAGER,
+            "-f",
+            path,
+        ],
+        vec![
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            path,
+        ],
     ] {
         k.ok(&args, None).unwrap_or_else(|e| panic!("{e}"));
     }
@@ -261,13 +274,23 @@ async fn the_helm_chart_renders_objects_the_api_server_accepts() {
     for (label, extra) in [
         ("default values", vec![]),
         ("every knob", vec!["-f", knobs.to_str().unwrap()]),
-        ("OpenShift (auto-detected)", vec!["--api-versions", "security.openshift.io/v1/SecurityContextConstraints"]),
+        (
+            "OpenShift (auto-detected)",
+            vec![
+                "--api-versions",
+                "security.openshift.io/v1/SecurityContextConstraints",
+            ],
+        ),
     ] {
         let label = format!("helm template ({label})");
-        let yaml = helm_template(&tools, home.path(), &ns, &extra).unwrap_or_else(|e| panic!("{e}"));
+        let yaml =
+            helm_template(&tools, home.path(), &ns, &extra).unwrap_or_else(|e| panic!("{e}"));
         // The watched namespace of the knobs must exist for nothing; the release namespace does.
         let docs = documents(&yaml).unwrap();
-        assert!(docs.iter().any(|d| d["kind"] == "Job"), "{label}: the hook is rendered and checked too");
+        assert!(
+            docs.iter().any(|d| d["kind"] == "Job"),
+            "{label}: the hook is rendered and checked too"
+        );
         if let Err(e) = check(&k, &label, &yaml) {
             failures.push(e);
         }

@@ -53,7 +53,10 @@ fn operator_binary() -> PathBuf {
         .current_dir(virt_gateway_deploy_tests::repo_root())
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "cargo build of virt-gateway-operator failed");
+    assert!(
+        status.success(),
+        "cargo build of virt-gateway-operator failed"
+    );
     // This test binary is target/<profile>/deps/<name>; the operator is target/<profile>/.
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
@@ -201,7 +204,7 @@ async fn operator_pod(cp: &ControlPlane, client: &Client) -> (Container, Deploym
         .get("virt-gateway-operator")
         .await
         .unwrap();
-    let pod = d.spec.clone().unwrap().template.spec.unwrap();
+    let pod = d.spec.template.spec.clone().unwrap();
     let c = run_pod(cp, RELEASE_NS, "virt-gateway-operator-0", &pod).await;
     c.wait_ready().await;
     (c, d)
@@ -285,7 +288,9 @@ async fn cluster_scoped_leftovers(client: &Client) -> Vec<String> {
     }
     let ours = |labels: &BTreeMap<String, String>, name: &str| {
         labels.get("app.kubernetes.io/part-of").map(String::as_str) == Some("virt-gateway")
-            || labels.get("app.kubernetes.io/managed-by").map(String::as_str)
+            || labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str)
                 == Some("virt-gateway-operator")
             || name.starts_with("virt-gateway")
     };
@@ -341,7 +346,12 @@ async fn install_upgrade_and_uninstall_with_helm() {
     }
 
     // Install with the default values; every object is there (no --wait: pods never run here).
-    helm_ok(&tools, home, cp, &["install", RELEASE, chart, "-n", RELEASE_NS]);
+    helm_ok(
+        &tools,
+        home,
+        cp,
+        &["install", RELEASE, chart, "-n", RELEASE_NS],
+    );
     let (operator, _) = operator_pod(cp, &client).await;
 
     // The seeds, as written, and the example server: Ready under the chart's RBAC alone.
@@ -350,7 +360,10 @@ async fn install_upgrade_and_uninstall_with_helm() {
         .unwrap();
     for sample in ["gateserver-sample.yaml", "gatetoken-sample.yaml"] {
         kubectl
-            .ok(&["create", "-f", &deploy(&format!("samples/{sample}"))], None)
+            .ok(
+                &["create", "-f", &deploy(&format!("samples/{sample}"))],
+                None,
+            )
             .unwrap();
     }
     wait_server_ready(&client, "gateserver-sample").await;
@@ -391,19 +404,21 @@ async fn install_upgrade_and_uninstall_with_helm() {
     // The rollout: the old pod stops, a pod of the new template starts.
     operator.stop().await;
     let (operator, deployment) = operator_pod(cp, &client).await;
-    assert_eq!(deployment.spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(deployment.spec.replicas, Some(2));
     // The mirror reaches the gateways that take the default image (not the seed, which names one).
     let version = env!("CARGO_PKG_VERSION");
     let gateways: Api<Deployment> = Api::namespaced(client.clone(), SEEDS_NS);
     wait_until("the example gateway runs the mirrored image", || async {
         let d = gateways.get("kube-gateway-server").await.unwrap();
-        let image = d.spec?.template.spec?.containers[0].image.clone()?;
+        let image = d.spec.template.spec?.containers[0].image.clone()?;
         (image == format!("{mirror}/kube-gateway:{version}")).then_some(())
     })
     .await;
     let seed_gateway = gateways.get("gateserver-sample").await.unwrap();
     assert_eq!(
-        seed_gateway.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(),
+        seed_gateway.spec.template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
         Some("quay.io/yaacov/kube-gateway")
     );
 
@@ -414,7 +429,11 @@ async fn install_upgrade_and_uninstall_with_helm() {
     assert_eq!(key_after.resource_version(), key.resource_version());
     assert_eq!(key_after.data, key.data);
     let token = wait_token_ready(&client, "gatetoken-sample").await;
-    assert_eq!(token.status.unwrap().token, issued, "the issued token is unchanged");
+    assert_eq!(
+        token.status.unwrap().token,
+        issued,
+        "the issued token is unchanged"
+    );
     verifies(&key_after, &issued);
     let tokens: Api<GateToken> = Api::namespaced(client.clone(), SEEDS_NS);
     tokens
@@ -433,7 +452,8 @@ async fn install_upgrade_and_uninstall_with_helm() {
     verifies(&key_after, &fresh.status.unwrap().token);
     let mid = cluster_scoped_leftovers(&client).await;
     assert!(
-        mid.iter().any(|o| o.starts_with("ClusterRole virt-gateway:kube-gateway:")),
+        mid.iter()
+            .any(|o| o.starts_with("ClusterRole virt-gateway:kube-gateway:")),
         "the gateways' ClusterRoles exist before the uninstall: {mid:?}"
     );
 
@@ -469,9 +489,19 @@ async fn install_upgrade_and_uninstall_with_helm() {
     let mut hook = run_pod(cp, RELEASE_NS, &hook_pod.name_any(), &spec).await;
     let succeeded = hook.wait().await;
     let hook_log = hook.logs();
-    assert!(succeeded, "prepare-uninstall failed:\n{hook_log}\n\noperator:\n{}", operator.logs());
-    assert!(hook_log.contains("every GateServer and GateToken is gone"), "{hook_log}");
-    let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap().to_string();
+    assert!(
+        succeeded,
+        "prepare-uninstall failed:\n{hook_log}\n\noperator:\n{}",
+        operator.logs()
+    );
+    assert!(
+        hook_log.contains("every GateServer and GateToken is gone"),
+        "{hook_log}"
+    );
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap()
+        .to_string();
     pods.patch_status(
         &hook_pod.name_any(),
         &PatchParams::default(),

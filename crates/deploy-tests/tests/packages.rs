@@ -66,15 +66,15 @@ fn args(c: &Value) -> Vec<String> {
 /// Removes the labels Helm adds (and `labels: {}` left behind), so that the rest can be compared
 /// with the generator's objects.
 fn without_helm_labels(mut v: Value) -> Value {
+    let mut empty = false;
     if let Some(labels) = v["metadata"]["labels"].as_mapping_mut() {
         for l in HELM_LABELS {
             labels.remove(*l);
         }
-        if labels.is_empty()
-            && let Some(meta) = v["metadata"].as_mapping_mut()
-        {
-            meta.remove("labels");
-        }
+        empty = labels.is_empty();
+    }
+    if empty && let Some(meta) = v["metadata"].as_mapping_mut() {
+        meta.remove("labels");
     }
     v
 }
@@ -143,7 +143,11 @@ fn helm_template_with_the_defaults_equals_the_generated_manifest() {
         );
         // Helm's labels are really there, on every object.
         for l in HELM_LABELS {
-            assert!(!r["metadata"]["labels"][*l].is_null(), "{} lacks {l}", key(g));
+            assert!(
+                !r["metadata"]["labels"][*l].is_null(),
+                "{} lacks {l}",
+                key(g)
+            );
         }
         assert_eq!(
             canonical(&without_helm_labels(r.clone())),
@@ -161,9 +165,15 @@ fn every_value_takes_effect() {
     let yaml = serde_yaml::to_string(&docs).unwrap();
     let version = env!("CARGO_PKG_VERSION");
     let mirror = "registry.example.com/mirror/virt-gateway";
-    assert!(!yaml.contains("quay.io/virt-gateway"), "an image escaped the mirror");
+    assert!(
+        !yaml.contains("quay.io/virt-gateway"),
+        "an image escaped the mirror"
+    );
     let c = container(&docs);
-    assert_eq!(c["image"], format!("{mirror}/virt-gateway-operator:{version}").as_str());
+    assert_eq!(
+        c["image"],
+        format!("{mirror}/virt-gateway-operator:{version}").as_str()
+    );
     assert_eq!(c["imagePullPolicy"], "Always");
     assert_eq!(
         env(c, "VIRT_GATEWAY_DEFAULT_GATEWAY_IMAGE")["value"],
@@ -182,12 +192,18 @@ fn every_value_takes_effect() {
     assert!(a.contains(&"--log-level=debug".to_owned()), "{a:?}");
     // openshift: true: the SCC picks the user.
     let sc = &c["securityContext"];
-    assert!(sc["runAsUser"].is_null() && sc["runAsGroup"].is_null(), "{sc:?}");
+    assert!(
+        sc["runAsUser"].is_null() && sc["runAsGroup"].is_null(),
+        "{sc:?}"
+    );
     assert_eq!(sc["runAsNonRoot"], true);
     let d = find(&docs, "Deployment", "virt-gateway-operator");
     assert_eq!(d["spec"]["replicas"], 2);
     let pod = &d["spec"]["template"];
-    assert_eq!(pod["metadata"]["annotations"]["example.com/owner"], "platform");
+    assert_eq!(
+        pod["metadata"]["annotations"]["example.com/owner"],
+        "platform"
+    );
     assert_eq!(pod["metadata"]["labels"]["team"], "platform");
     assert_eq!(pod["spec"]["imagePullSecrets"][0]["name"], "mirror-pull");
     assert_eq!(pod["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");
@@ -203,8 +219,14 @@ fn every_value_takes_effect() {
     let pm = find(&docs, "PodMonitor", manifests::GATEWAYS_POD_MONITOR_NAME);
     assert_eq!(pm["spec"]["podMetricsEndpoints"][0]["interval"], "1m");
     // crds.keep.
-    for d in docs.iter().filter(|d| d["kind"] == "CustomResourceDefinition") {
-        assert_eq!(d["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+    for d in docs
+        .iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+    {
+        assert_eq!(
+            d["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
     }
     // The uninstall hook follows the scope, the images and the security context.
     let job = find(&docs, "Job", manifests::helm::UNINSTALL_NAME);
@@ -257,7 +279,10 @@ fn single_values_change_only_what_they_name() {
     assert_eq!(c["image"], manifests::operator_image().as_str());
     // No web app by default: the operator's "" means none.
     let docs = render(&["--set", "image.webAppEnabled=false"]);
-    assert_eq!(env(container(&docs), "VIRT_GATEWAY_DEFAULT_WEB_APP_IMAGE")["value"], "");
+    assert_eq!(
+        env(container(&docs), "VIRT_GATEWAY_DEFAULT_WEB_APP_IMAGE")["value"],
+        ""
+    );
     // Leader election off (one replica).
     let docs = render(&["--set", "leaderElection.enabled=false"]);
     assert!(!args(container(&docs)).contains(&"--leader-elect".to_owned()));
@@ -277,8 +302,16 @@ fn single_values_change_only_what_they_name() {
 
 #[test]
 fn the_chart_refuses_values_that_cannot_work() {
-    let err = render_err(&["--set", "replicas=2", "--set", "leaderElection.enabled=false"]);
-    assert!(err.contains("replicas above 1 need leaderElection.enabled"), "{err}");
+    let err = render_err(&[
+        "--set",
+        "replicas=2",
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
+    assert!(
+        err.contains("replicas above 1 need leaderElection.enabled"),
+        "{err}"
+    );
     // The schema: a misspelt key, a wrong type, an unknown log format.
     let err = render_err(&["--set", "watchNamespaces=a"]);
     assert!(err.contains("watchNamespaces"), "{err}");
@@ -345,6 +378,16 @@ fn the_olm_bundle_passes_the_operator_frameworks_validation() {
     assert!(out.contains("0 error(s), 0 warning(s)"), "{out}");
 }
 
+/// A temporary copy of the bundle. Not under a dot-directory: the bundle loader skips those.
+fn bundle_copy() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("olm-bundle-")
+        .tempdir()
+        .unwrap();
+    copy_dir(&deploy_dir().join(BUNDLE), dir.path());
+    dir
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     for f in files_under(from).unwrap() {
         let target = to.join(&f);
@@ -367,9 +410,14 @@ fn a_broken_bundle_fails_the_validation() {
             "GateTicket",
         ),
         (
-            "no install mode for all namespaces",
-            ("type: AllNamespaces", "type: Everywhere"),
-            "Everywhere",
+            "an icon of a media type OperatorHub cannot show",
+            ("mediatype: image/svg+xml", "mediatype: image/bmp"),
+            "mediatype",
+        ),
+        (
+            "a category OperatorHub does not know",
+            ("categories: Security", "categories: Nonsense"),
+            "standard categories",
         ),
         (
             "an invalid minKubeVersion",
@@ -377,8 +425,7 @@ fn a_broken_bundle_fails_the_validation() {
             "MinKubeVersion",
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&deploy_dir().join(BUNDLE), dir.path());
+        let dir = bundle_copy();
         let path = dir.path().join(&csv_file);
         let csv = std::fs::read_to_string(&path).unwrap();
         assert!(csv.contains(edit.0), "{what}: the CSV has no {:?}", edit.0);
@@ -388,8 +435,7 @@ fn a_broken_bundle_fails_the_validation() {
         assert!(out.contains(expect), "{what}:\n{out}");
     }
     // The bundle format itself.
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&deploy_dir().join(BUNDLE), dir.path());
+    let dir = bundle_copy();
     let annotations = dir.path().join("metadata/annotations.yaml");
     let text = std::fs::read_to_string(&annotations).unwrap();
     std::fs::write(&annotations, text.replace("registry+v1", "helm+v3")).unwrap();
@@ -444,11 +490,19 @@ fn the_olm_bundle_carries_the_same_rbac_deployment_and_crds() {
         serde_yaml::from_value::<Vec<Value>>(csv["spec"]["installModes"].clone())
             .unwrap()
             .iter()
-            .map(|m| (m["type"].as_str().unwrap().to_owned(), m["supported"] == true))
+            .map(|m| {
+                (
+                    m["type"].as_str().unwrap().to_owned(),
+                    m["supported"] == true,
+                )
+            })
             .collect();
     assert!(modes.contains(&("AllNamespaces".to_owned(), true)));
     assert!(modes.contains(&("MultiNamespace".to_owned(), false)));
-    assert_eq!(csv["spec"]["minKubeVersion"], manifests::olm::MIN_KUBE_VERSION);
+    assert_eq!(
+        csv["spec"]["minKubeVersion"],
+        manifests::olm::MIN_KUBE_VERSION
+    );
     // The owned CRDs are the generated ones, as files of the bundle.
     let crds = virt_gateway_api::crd::crds();
     for crd in &crds {
@@ -456,8 +510,12 @@ fn the_olm_bundle_carries_the_same_rbac_deployment_and_crds() {
         let file = deploy_dir()
             .join(BUNDLE)
             .join(format!("manifests/{name}.crd.yaml"));
-        let on_disk: Value = serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        assert_eq!(canonical(&on_disk), canonical(&serde_yaml::to_value(crd).unwrap()));
+        let on_disk: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(
+            canonical(&on_disk),
+            canonical(&serde_yaml::to_value(crd).unwrap())
+        );
         assert!(
             serde_yaml::to_string(&csv["spec"]["customresourcedefinitions"]["owned"])
                 .unwrap()
@@ -466,7 +524,9 @@ fn the_olm_bundle_carries_the_same_rbac_deployment_and_crds() {
     }
     // The examples are valid GateServers and GateTokens.
     let examples: Vec<serde_json::Value> = serde_json::from_str(
-        csv["metadata"]["annotations"]["alm-examples"].as_str().unwrap(),
+        csv["metadata"]["annotations"]["alm-examples"]
+            .as_str()
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(examples.len(), 2);
