@@ -164,11 +164,13 @@ async fn run_pod(cp: &ControlPlane, ns: &str, pod_name: &str, pod: &PodSpec) -> 
         .collect();
     let log = dir.path().join("container.log");
     let mut cmd = Command::new(operator_binary());
+    // The container's arguments exactly as written; the credentials come the way a pod's
+    // in-cluster config would, from outside the command line (KUBECONFIG, which the client reads
+    // when no --kubeconfig is given).
     cmd.args(&args)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &kubeconfig)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
