@@ -148,6 +148,9 @@ fn descriptor(path: &str, name: &str, description: &str, x: &[&str]) -> Json {
     json!({"path": path, "displayName": name, "description": description, "x-descriptors": x})
 }
 
+/// The CRDs the CSV owns, with the kinds each creates. Every `resources` entry needs a `name`
+/// (OLM's CSV schema requires it); the names follow each GateServer's or GateToken's, so it is
+/// empty, as operator-sdk writes it.
 fn owned_crds() -> Json {
     let text = "urn:alm:descriptor:com.tectonic.ui:text";
     let boolean = "urn:alm:descriptor:com.tectonic.ui:booleanSwitch";
@@ -171,15 +174,15 @@ fn owned_crds() -> Json {
             "displayName": "Gate Server",
             "description": "A kube-gateway deployment: the gateway, its ServiceAccount holding exactly one RBAC rule, the signing key Secret, a Service and an Ingress or Route.",
             "resources": [
-                {"kind": "Deployment", "version": "v1"},
-                {"kind": "Service", "version": "v1"},
-                {"kind": "ServiceAccount", "version": "v1"},
-                {"kind": "Secret", "version": "v1"},
-                {"kind": "ClusterRole", "version": "v1"},
-                {"kind": "ClusterRoleBinding", "version": "v1"},
-                {"kind": "RoleBinding", "version": "v1"},
-                {"kind": "Ingress", "version": "v1"},
-                {"kind": "Route", "version": "v1"},
+                {"kind": "Deployment", "name": "", "version": "v1"},
+                {"kind": "Service", "name": "", "version": "v1"},
+                {"kind": "ServiceAccount", "name": "", "version": "v1"},
+                {"kind": "Secret", "name": "", "version": "v1"},
+                {"kind": "ClusterRole", "name": "", "version": "v1"},
+                {"kind": "ClusterRoleBinding", "name": "", "version": "v1"},
+                {"kind": "RoleBinding", "name": "", "version": "v1"},
+                {"kind": "Ingress", "name": "", "version": "v1"},
+                {"kind": "Route", "name": "", "version": "v1"},
             ],
             "specDescriptors": [
                 descriptor("route", "Route host", "The gateway's external host name", &[text]),
@@ -198,10 +201,10 @@ fn owned_crds() -> Json {
             "displayName": "Gate Token",
             "description": "A signed, time-limited access token (JWT) for one RBAC-like rule, e.g. the VNC console of one VM, for a person without a Kubernetes account.",
             "resources": [
-                {"kind": "ServiceAccount", "version": "v1"},
-                {"kind": "ClusterRole", "version": "v1"},
-                {"kind": "ClusterRoleBinding", "version": "v1"},
-                {"kind": "RoleBinding", "version": "v1"},
+                {"kind": "ServiceAccount", "name": "", "version": "v1"},
+                {"kind": "ClusterRole", "name": "", "version": "v1"},
+                {"kind": "ClusterRoleBinding", "name": "", "version": "v1"},
+                {"kind": "RoleBinding", "name": "", "version": "v1"},
             ],
             "specDescriptors": [
                 descriptor("namespace", "Namespace", "The namespace of the resource the token opens", &[text]),
