@@ -292,6 +292,22 @@ fn single_values_change_only_what_they_name() {
         "security.openshift.io/v1/SecurityContextConstraints",
     ]);
     assert!(container(&docs)["securityContext"]["runAsUser"].is_null());
+    // A log filter is free text: it reaches the operator as one argument, never as YAML (a
+    // " #" would start a comment and cut it, a newline would add an argument).
+    let filter = "warn #x: y";
+    let docs = render(&["--set-string", &format!("logLevel={filter}")]);
+    assert!(
+        args(container(&docs)).contains(&format!("--log-level={filter}")),
+        "{:?}",
+        args(container(&docs))
+    );
+    let docs = render(&["--set-json", r#"logLevel="info\n- --leader-elect=false""#]);
+    let a = args(container(&docs));
+    assert!(
+        a.contains(&"--log-level=info\n- --leader-elect=false".to_owned()),
+        "{a:?}"
+    );
+    assert!(!a.contains(&"--leader-elect=false".to_owned()), "{a:?}");
     // No cleanup hook.
     let docs = render(&["--set", "cleanupOnUninstall=false"]);
     assert!(!has(&docs, "Job"));

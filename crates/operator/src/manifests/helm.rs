@@ -234,7 +234,8 @@ fn args_block(args: &[String]) -> Result<impl Fn(usize) -> String + 'static, Man
     }
     lines.extend([
         "{{- with .Values.logLevel }}".to_owned(),
-        "- --log-level={{ . }}".to_owned(),
+        // Quoted: a filter is free text, and unquoted it could end the YAML scalar.
+        "- {{ printf \"--log-level=%s\" . | quote }}".to_owned(),
         "{{- end }}".to_owned(),
     ]);
     Ok(move |i: usize| {
