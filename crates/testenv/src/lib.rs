@@ -20,6 +20,7 @@ pub mod binaries;
 pub mod certs;
 pub mod control_plane;
 pub mod helpers;
+pub mod leftovers;
 pub mod process;
 pub mod websocket;
 
