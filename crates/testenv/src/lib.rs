@@ -22,6 +22,7 @@ pub mod control_plane;
 pub mod helpers;
 pub mod leftovers;
 pub mod process;
+pub mod shutdown;
 pub mod websocket;
 
 pub use aggregated::AggregatedApi;
