@@ -34,7 +34,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Temporary control-plane directories are named `<TEMP_PREFIX><random>`.
-const TEMP_PREFIX: &str = "virt-gateway-testenv-";
+pub const TEMP_PREFIX: &str = "virt-gateway-testenv-";
 
 /// How to start a control plane.
 #[derive(Clone, Debug)]
