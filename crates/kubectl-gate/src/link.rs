@@ -93,6 +93,15 @@ fn check_gateway_url(url: &str, what: &str) -> Result<String, Error> {
     if uri.query().is_some() {
         return Err(bad("must not have a query (?...)"));
     }
+    // `https://gw.example.com@elsewhere.example` opens `elsewhere.example`: a link that reads
+    // as one host and goes to another must not be printed.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(bad("must not have a user name (…@)"));
+    }
+    // Everything after a `#` stays in the browser: the link's token would never reach the gateway.
+    if url.contains('#') {
+        return Err(bad("must not have a fragment (#...)"));
+    }
     Ok(url.trim().trim_end_matches('/').to_owned())
 }
 
@@ -170,6 +179,11 @@ mod tests {
             "ftp://gw.example.com",
             "https://gw.example.com/?a=b",
             "https://",
+            "https://gw.example.com@elsewhere.example",
+            "https://user:pass@gw.example.com",
+            "https://gw.example.com/#x",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
         ] {
             let err = gateway_url(Some(bad), None, None, "gs")
                 .unwrap_err()
