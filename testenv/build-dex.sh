@@ -47,7 +47,7 @@ say "building dex from $pkg ($total packages)"
 if ! (cd "$here/dex" && go build -v -trimpath \
   -ldflags="-s -w -X github.com/dexidp/dex/version.Version=$dex_version" -o "$tmp" "$pkg") 2>&1 |
   awk -v total="$total" '
-    /^#/ || /error|cannot|undefined/ { print; fflush(); next }
+    /^#/ || /\.go:[0-9]+:/ || /^go: / { print; fflush(); next }
     { n++; if (n % 100 == 0) { printf "[testenv]   dex: compiled %d of up to %d packages\n", n, total; fflush() } }'; then
   rm -f "$tmp"
   die "go build of $pkg failed (output above)"
