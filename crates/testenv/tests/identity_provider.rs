@@ -260,3 +260,41 @@ async fn the_login_form_refuses_a_wrong_password() {
         .expect_err("a wrong password must not sign in");
     assert!(err.contains("refused the credentials"), "{err}");
 }
+
+#[tokio::test]
+async fn neither_the_password_nor_tokens_reach_the_logs() {
+    let cp = cp().await;
+    let idp = provider(cp, "dex");
+    let tokens = idp
+        .sign_in(
+            idp.client(),
+            Login::Password {
+                email: USER_EMAIL,
+                password: idp.user_password(),
+            },
+        )
+        .await
+        .expect("sign-in");
+    // A refused token too: the API server logs failed authentications.
+    let forged = with_claims(&tokens.id_token, |c| {
+        c["email"] = "x@virt-gateway.test".into()
+    });
+    assert_eq!(who_am_i(cp, &forged).await, Err(401));
+    assert!(who_am_i(cp, &tokens.id_token).await.is_ok());
+    let signature = tokens.id_token.rsplit('.').next().unwrap().to_string();
+    for log in [
+        cp.dir().join("idp-dex/dex.log"),
+        cp.dir().join("kube-apiserver.log"),
+    ] {
+        let text = std::fs::read_to_string(&log).expect("log file");
+        assert!(!text.is_empty(), "{} is empty", log.display());
+        for (what, secret) in [
+            ("password", idp.user_password()),
+            ("client secret", idp.client().secret.as_str()),
+            ("access token", tokens.access_token.as_str()),
+            ("ID token signature", signature.as_str()),
+        ] {
+            assert!(!text.contains(secret), "{what} in {}", log.display());
+        }
+    }
+}
