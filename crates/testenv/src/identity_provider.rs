@@ -378,8 +378,13 @@ impl IdentityProvider {
 
     async fn send(&self, request: http::Request<Full<Bytes>>) -> Result<Response, String> {
         let uri = request.uri().clone();
-        // Only this provider: never send the person's password or a code anywhere else.
-        if !uri.to_string().starts_with(&self.issuer) {
+        // Only this provider (same scheme, host and port): never send the person's password or
+        // a code anywhere else, whatever a redirect says.
+        let same_origin = match (Url::parse(&uri.to_string()), Url::parse(&self.issuer)) {
+            (Ok(target), Ok(issuer)) => target.origin() == issuer.origin(),
+            _ => false,
+        };
+        if !same_origin {
             return Err(format!(
                 "refusing to send a request outside the provider: {uri}"
             ));
@@ -532,4 +537,51 @@ fn write(path: &Path, content: &str) -> Result<(), Error> {
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::Io(format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(issuer: &str) -> IdentityProvider {
+        let client = StaticClient {
+            id: CLIENT_ID.to_string(),
+            secret: "s".to_string(),
+        };
+        IdentityProvider {
+            name: "t".to_string(),
+            issuer: issuer.to_string(),
+            ca_pem: String::new(),
+            client: client.clone(),
+            other_client: client,
+            password: "p".to_string(),
+            config_path: PathBuf::new(),
+            log_path: PathBuf::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_go_to_the_provider_only() {
+        let idp = provider("https://127.0.0.1:3000");
+        // A port that merely starts with the provider's, another host, plain HTTP.
+        for url in [
+            "https://127.0.0.1:30001/auth",
+            "https://127.0.0.2:3000/auth",
+            "http://127.0.0.1:3000/auth",
+        ] {
+            let err = idp.http_get(url).await.expect_err(url);
+            assert!(err.starts_with("refusing"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_form_action_is_unescaped_and_resolved_against_the_page() {
+        let page = Url::parse("https://127.0.0.1:3000/auth/local?x=1").unwrap();
+        let html = br#"<html><form method="post" action="/auth/local/login?back=&amp;state=abc">"#;
+        assert_eq!(
+            form_action(&page, html).unwrap().as_str(),
+            "https://127.0.0.1:3000/auth/local/login?back=&state=abc"
+        );
+        assert!(form_action(&page, b"<html>no form</html>").is_err());
+    }
 }
