@@ -22,10 +22,11 @@ help:
 	@echo "make bench-quick    a few-minute smoke run of the gateway benchmarks"
 	@echo "make images         build and check the container images without a Docker engine"
 
-## The control-plane binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), built
-## once from the Go module proxy and cached by version.
+## The control-plane binaries (etcd, kube-apiserver, kube-controller-manager, kubectl) and the Dex
+## OpenID Connect provider, built once from the Go module proxy and cached by version.
 testenv-binaries:
 	@bash testenv/build-binaries.sh >/dev/null
+	@bash testenv/build-dex.sh >/dev/null
 
 ## helm and the Operator Framework's bundle validator (tools/), built once from the Go module proxy
 ## and cached by version, for the chart and OLM bundle tests in crates/deploy-tests.
