@@ -22,8 +22,8 @@ async fn kubectl() -> Kubectl {
     }
 }
 
-/// Applies the CRDs under deploy/crds and the monitoring stand-ins for real, once per binary,
-/// and waits until the API server serves them.
+/// Applies the CRDs (and the delegation policy) under deploy/crds and the monitoring stand-ins
+/// for real, once per binary, and waits until the API server serves the CRDs.
 fn install_crds(k: &Kubectl) {
     static DONE: Mutex<bool> = Mutex::new(false);
     let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
@@ -50,6 +50,11 @@ fn install_crds(k: &Kubectl) {
             None,
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        let is_crd =
+            std::fs::read_to_string(f).is_ok_and(|t| t.contains("kind: CustomResourceDefinition"));
+        if !is_crd {
+            continue;
+        }
         k.ok(
             &[
                 "wait",

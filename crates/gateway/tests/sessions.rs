@@ -729,11 +729,16 @@ async fn gettoken_creates_the_gatetoken_with_the_callers_credentials_and_returns
         &env.ns,
         "minter",
         vec![],
-        vec![rule(
-            &["ocgate.yaacov.com"],
-            &["gatetokens"],
-            &["create", "get"],
-        )],
+        vec![
+            rule(&["ocgate.yaacov.com"], &["gatetokens"], &["create", "get"]),
+            // A GateToken may grant only what its creator may do (the delegation policy):
+            // the minter may open the VNC consoles it hands out.
+            rule(
+                &["subresources.kubevirt.io"],
+                &["virtualmachineinstances", "virtualmachineinstances/vnc"],
+                &["get"],
+            ),
+        ],
     )
     .await;
     let nobody = service_account(env.cp, &env.ns, "nobody", vec![], vec![]).await;
