@@ -19,15 +19,14 @@ mod common;
 
 use std::process::Command;
 
-use common::{build_binaries, build_web, repo};
+use common::{build_prerequisites, repo};
 use virt_gateway_demo::stack::{SAMPLE_TOKEN, SAMPLES_NAMESPACE};
 use virt_gateway_demo::{Stack, StackOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_opens_the_console_link_and_sees_only_that_vm_until_the_token_ends() {
+    build_prerequisites();
     let repo = repo();
-    build_binaries(&repo);
-    build_web(&repo);
 
     let stack = Stack::start(StackOptions::from_repo(&repo), |step| {
         eprintln!("console e2e: {step}")

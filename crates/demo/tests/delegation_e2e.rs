@@ -33,7 +33,7 @@ use virt_gateway_demo::stack::{SAMPLES_NAMESPACE, wait_token_ready};
 use virt_gateway_demo::{Stack, StackOptions};
 use virt_gateway_testenv::ControlPlane;
 
-use common::{build_binaries, build_web, repo};
+use common::{build_prerequisites, repo};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const USER: &str = "console-delegate";
@@ -255,11 +255,8 @@ async fn user_token(cp: &ControlPlane, admin: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_can_hand_out_only_the_console_they_may_open() {
+    build_prerequisites();
     let repo = repo();
-    build_binaries(&repo);
-    if !repo.join("web/dist").is_dir() {
-        build_web(&repo);
-    }
     let stack = Stack::start(StackOptions::from_repo(&repo), |step| {
         eprintln!("delegation e2e: {step}")
     })
