@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -106,7 +109,7 @@ impl Stack {
         .await?;
         let client = cp.client().await;
 
-        progress("installing the CRDs from deploy/crds");
+        progress("installing the CRDs and the delegation policy from deploy/crds");
         install_crds(&client, &options.repo.join("deploy/crds")).await?;
 
         progress("starting virt-gateway-operator");
@@ -297,8 +300,13 @@ pub fn console_link(gateway: &str, token: &str, namespace: &str, vm: &str) -> St
     format!("{gateway}/auth/token?{query}")
 }
 
+/// Installs everything in `dir` (`deploy/crds`): the CRDs, waiting until each is Established,
+/// and the delegation policy that ships with them (ValidatingAdmissionPolicies and bindings).
 async fn install_crds(client: &kube::Client, dir: &Path) -> Result<(), Error> {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
+    let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+    let apply = PatchParams::apply("virt-gateway-demo").force();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -308,22 +316,52 @@ async fn install_crds(client: &kube::Client, dir: &Path) -> Result<(), Error> {
     for path in entries {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text)
-            .map_err(|e| Error::Step(format!("{}: {e}", path.display())))?;
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(
-            &name,
-            &PatchParams::apply("virt-gateway-demo").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        tokio::time::timeout(
-            STEP_TIMEOUT,
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .map_err(|_| Error::Step(format!("CRD {name} was not Established in time")))?
-        .map_err(|e| Error::Step(format!("waiting for CRD {name}: {e}")))?;
+        let invalid = |e: &dyn std::fmt::Display| Error::Step(format!("{}: {e}", path.display()));
+        // Parsed up front: the YAML parser may not be held across an await (the stack's
+        // future is sent between threads).
+        let docs = serde_yaml::Deserializer::from_str(&text)
+            .map(|doc| serde::Deserialize::deserialize(doc).map_err(|e| invalid(&e)))
+            .collect::<Result<Vec<serde_json::Value>, Error>>()?;
+        for value in docs {
+            let name = value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            match value["kind"].as_str() {
+                Some("CustomResourceDefinition") => {
+                    let crd: CustomResourceDefinition =
+                        serde_json::from_value(value).map_err(|e| invalid(&e))?;
+                    crds.patch(&name, &apply, &Patch::Apply(&crd)).await?;
+                    tokio::time::timeout(
+                        STEP_TIMEOUT,
+                        await_condition(crds.clone(), &name, conditions::is_crd_established()),
+                    )
+                    .await
+                    .map_err(|_| Error::Step(format!("CRD {name} was not Established in time")))?
+                    .map_err(|e| Error::Step(format!("waiting for CRD {name}: {e}")))?;
+                }
+                Some("ValidatingAdmissionPolicy") => {
+                    let policy: ValidatingAdmissionPolicy =
+                        serde_json::from_value(value).map_err(|e| invalid(&e))?;
+                    policies
+                        .patch(&name, &apply, &Patch::Apply(&policy))
+                        .await?;
+                }
+                Some("ValidatingAdmissionPolicyBinding") => {
+                    let binding: ValidatingAdmissionPolicyBinding =
+                        serde_json::from_value(value).map_err(|e| invalid(&e))?;
+                    bindings
+                        .patch(&name, &apply, &Patch::Apply(&binding))
+                        .await?;
+                }
+                other => {
+                    return Err(Error::Step(format!(
+                        "{}: unexpected kind {other:?}",
+                        path.display()
+                    )));
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -18,8 +18,9 @@ use std::process::{Command, Stdio};
 /// How one entry of [`CHECKED`] is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum How {
-    /// A CustomResourceDefinition file: applied for real first (dry-runs of custom resources
-    /// need their CRDs installed), then waited for until Established.
+    /// A file of `deploy/crds`: a CustomResourceDefinition, or the delegation policy installed
+    /// with the CRDs: applied for real first (dry-runs of custom resources need their CRDs
+    /// installed), then, for a CRD, waited for until Established.
     Crd,
     /// A manifest file: server-side dry-run as it is.
     Manifest,
@@ -53,8 +54,13 @@ const fn entry(path: &'static str, how: How) -> Entry {
 pub const CHECKED: &[Entry] = &[
     entry("crds/gateservers.ocgate.yaacov.com.yaml", How::Crd),
     entry("crds/gatetokens.ocgate.yaacov.com.yaml", How::Crd),
+    entry("crds/virt-gateway-delegation-policy.yaml", How::Crd),
     entry("virt-gateway-operator.yaml", How::Manifest),
     entry("virt-gateway-operator-escalate.yaml", How::Manifest),
+    entry(
+        "virt-gateway-operator-serviceaccount-tokens.yaml",
+        How::Manifest,
+    ),
     entry("virt-gateway-server.yaml", How::Manifest),
     entry("samples/gateserver-sample.yaml", How::Manifest),
     entry("samples/gatetoken-sample.yaml", How::Manifest),

@@ -32,8 +32,8 @@ async fn kubectl() -> Kubectl {
     }
 }
 
-/// Applies the CRDs under deploy/crds and the monitoring stand-ins for real, once per binary,
-/// and waits until the API server serves them.
+/// Applies the CRDs (and the delegation policy) under deploy/crds and the monitoring stand-ins
+/// for real, once per binary, and waits until the API server serves the CRDs.
 fn install_crds(k: &Kubectl) {
     static DONE: Mutex<bool> = Mutex::new(false);
     let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
@@ -60,6 +60,11 @@ fn install_crds(k: &Kubectl) {
             None,
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        let is_crd =
+            std::fs::read_to_string(f).is_ok_and(|t| t.contains("kind: CustomResourceDefinition"));
+        if !is_crd {
+            continue;
+        }
         k.ok(
             &[
                 "wait",
@@ -322,6 +327,10 @@ async fn the_olm_bundle_passes_a_dry_run_against_olms_own_csv_crd() {
         .collect::<Vec<_>>()
         .join("---\n");
     check(&k, "deploy/olm/bundle", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    // The admission policies the administrator applies beside the bundle.
+    let policies = deploy_dir().join(virt_gateway_operator::manifests::olm::ADMISSION_POLICIES);
+    let policies = std::fs::read_to_string(policies).unwrap();
+    check(&k, "deploy/olm/admission-policies.yaml", &policies).unwrap_or_else(|e| panic!("{e}"));
     // The schema is really OLM's: a misplaced field in the CSV is refused.
     let bad = yaml.replacen("installModes:", "installModez:", 1);
     let err = check(&k, "misspelt CSV field", &bad).unwrap_err();

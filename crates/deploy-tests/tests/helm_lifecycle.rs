@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -275,8 +278,9 @@ fn helm_ok(tools: &Tools, home: &Path, cp: &ControlPlane, args: &[&str]) -> Stri
     out.stdout
 }
 
-/// Cluster-scoped objects of ours: CRDs of our group, and ClusterRoles/Bindings that are part of
-/// virt-gateway (the operator's, the hook's) or made by the operator (gateways', tokens').
+/// Cluster-scoped objects of ours: CRDs of our group, the admission policies and their bindings,
+/// and ClusterRoles/Bindings that are part of virt-gateway (the operator's, the hook's) or made
+/// by the operator (gateways', tokens').
 async fn cluster_scoped_leftovers(client: &Client) -> Vec<String> {
     let mut out = Vec::new();
     for crd in Api::<CustomResourceDefinition>::all(client.clone())
@@ -303,6 +307,24 @@ async fn cluster_scoped_leftovers(client: &Client) -> Vec<String> {
     {
         if ours(r.labels(), &r.name_any()) {
             out.push(format!("ClusterRole {}", r.name_any()));
+        }
+    }
+    for p in Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+    {
+        if ours(p.labels(), &p.name_any()) {
+            out.push(format!("ValidatingAdmissionPolicy {}", p.name_any()));
+        }
+    }
+    for b in Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+    {
+        if ours(b.labels(), &b.name_any()) {
+            out.push(format!("ValidatingAdmissionPolicyBinding {}", b.name_any()));
         }
     }
     for b in Api::<ClusterRoleBinding>::all(client.clone())
@@ -400,6 +422,8 @@ async fn install_upgrade_and_uninstall_with_helm() {
             "--set",
             "rbac.escalate=true",
             "--set",
+            "serviceAccountTokens.enabled=true",
+            "--set",
             &format!("watchNamespace={SEEDS_NS}"),
         ],
     );
@@ -458,6 +482,16 @@ async fn install_upgrade_and_uninstall_with_helm() {
             .any(|o| o.starts_with("ClusterRole virt-gateway:kube-gateway:")),
         "the gateways' ClusterRoles exist before the uninstall: {mid:?}"
     );
+    for policy in [
+        "ValidatingAdmissionPolicy virt-gateway-operator-guard",
+        "ValidatingAdmissionPolicyBinding virt-gateway-operator-guard",
+        "ClusterRoleBinding virt-gateway-operator-serviceaccount-tokens",
+    ] {
+        assert!(
+            mid.iter().any(|o| o == policy),
+            "{policy} is installed: {mid:?}"
+        );
+    }
 
     // Uninstall. Helm runs the pre-delete hook first and waits for its Job; this test runs the
     // Job's pod as the kubelet would and reports its exit.

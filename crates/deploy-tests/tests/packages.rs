@@ -213,6 +213,24 @@ fn every_value_takes_effect() {
     // The optional escalate role, bound to the operator in the release namespace.
     let binding = find(&docs, "ClusterRoleBinding", manifests::ESCALATE_NAME);
     assert_eq!(binding["subjects"][0]["namespace"], NS);
+    // ServiceAccount-mode tokens: the operator's flag and the RBAC it needs, from the same code
+    // as deploy/virt-gateway-operator-serviceaccount-tokens.yaml.
+    assert_eq!(
+        env(c, "VIRT_GATEWAY_ENABLE_SERVICE_ACCOUNT_TOKENS")["value"],
+        "true"
+    );
+    let binding = find(
+        &docs,
+        "ClusterRoleBinding",
+        manifests::SERVICE_ACCOUNT_TOKENS_NAME,
+    );
+    assert_eq!(binding["subjects"][0]["namespace"], NS);
+    let role = find(&docs, "ClusterRole", manifests::SERVICE_ACCOUNT_TOKENS_NAME);
+    let generated = &manifests::service_account_tokens_objects(NS).unwrap()[0];
+    assert_eq!(
+        canonical(&without_helm_labels(role.clone())),
+        canonical(generated)
+    );
     let sm = find(&docs, "ServiceMonitor", "virt-gateway-operator");
     assert_eq!(sm["spec"]["endpoints"][0]["interval"], "15s");
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
@@ -245,15 +263,37 @@ fn the_defaults_leave_out_every_optional_object_and_flag() {
         "WATCH_NAMESPACE",
         "VIRT_GATEWAY_DEFAULT_GATEWAY_IMAGE",
         "VIRT_GATEWAY_DEFAULT_WEB_APP_IMAGE",
+        "VIRT_GATEWAY_ENABLE_SERVICE_ACCOUNT_TOKENS",
     ] {
         assert!(env(c, name).is_null(), "{name} is set by default");
     }
     assert!(!has(&docs, "ServiceMonitor") && !has(&docs, "PodMonitor"));
-    assert!(
-        !docs
-            .iter()
-            .any(|d| d["metadata"]["name"] == manifests::ESCALATE_NAME)
-    );
+    for optional in [
+        manifests::ESCALATE_NAME,
+        manifests::SERVICE_ACCOUNT_TOKENS_NAME,
+    ] {
+        assert!(
+            !docs.iter().any(|d| d["kind"] != "ValidatingAdmissionPolicy"
+                && d["kind"] != "ValidatingAdmissionPolicyBinding"
+                && d["metadata"]["name"] == optional),
+            "{optional} is installed by default"
+        );
+    }
+    // The admission policies are not optional: the delegation rule and both guards.
+    for policy in [
+        manifests::GUARD_NAME,
+        manifests::SERVICE_ACCOUNT_TOKENS_NAME,
+    ] {
+        find(&docs, "ValidatingAdmissionPolicy", policy);
+        find(&docs, "ValidatingAdmissionPolicyBinding", policy);
+    }
+    for p in virt_gateway_api::admission::policies() {
+        find(
+            &docs,
+            "ValidatingAdmissionPolicy",
+            p.metadata.name.as_deref().unwrap(),
+        );
+    }
     // The hook is there (helm template shows hooks), with the operator's security context.
     let job = find(&docs, "Job", manifests::helm::UNINSTALL_NAME);
     assert_eq!(
@@ -479,7 +519,7 @@ fn the_olm_bundle_carries_the_same_rbac_deployment_and_crds() {
     };
     assert_eq!(
         strategy["clusterPermissions"][0]["rules"],
-        rules(rbac::CLUSTER_RULES)
+        rules(&rbac::cluster_rules())
     );
     assert_eq!(
         strategy["permissions"][0]["rules"],
@@ -538,6 +578,25 @@ fn the_olm_bundle_carries_the_same_rbac_deployment_and_crds() {
                 .contains(&name)
         );
     }
+    // The admission policies OLM cannot carry are beside the bundle, every one of them.
+    let beside = documents(
+        &std::fs::read_to_string(deploy_dir().join(manifests::olm::ADMISSION_POLICIES)).unwrap(),
+    )
+    .unwrap();
+    let policies: Vec<Value> = manifests::operator_objects(NS)
+        .unwrap()
+        .into_iter()
+        .filter(|o| {
+            o["kind"] == "ValidatingAdmissionPolicy"
+                || o["kind"] == "ValidatingAdmissionPolicyBinding"
+        })
+        .collect();
+    assert_eq!(
+        policies.len(),
+        8,
+        "delegation (2) and guards (2), each with its binding"
+    );
+    assert_eq!(beside, policies);
     // The examples are valid GateServers and GateTokens.
     let examples: Vec<serde_json::Value> = serde_json::from_str(
         csv["metadata"]["annotations"]["alm-examples"]

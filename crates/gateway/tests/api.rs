@@ -20,6 +20,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use virt_gateway_auth::jwt::Claims;
 use virt_gateway_auth::keys::KeyAlgorithm;
 
 fn get(url: String) -> Request<Full<Bytes>> {
@@ -142,6 +143,67 @@ fn forge(header: Value, claims: Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> Strin
     );
     let signature = sign(input.as_bytes());
     secret(&format!("{input}.{}", B64.encode(signature)))
+}
+
+/// Exec, attach, port-forward and proxy need `create` in the token whatever the HTTP method
+/// (security review §5): a "read-only" token with `resources: ["*"]` does not open exec, nor the
+/// kubelet's exec behind `nodes/proxy`, although the gateway's ServiceAccount could (upstream
+/// only ever sees the gateway). With `create` the request is forwarded.
+#[tokio::test]
+async fn exec_attach_port_forward_and_proxy_need_create_whatever_the_method() {
+    let connect = PolicyRule {
+        api_groups: Some(vec!["".into()]),
+        resources: Some(vec![
+            "pods/exec".into(),
+            "pods/attach".into(),
+            "pods/portforward".into(),
+            "nodes/proxy".into(),
+        ]),
+        verbs: vec!["get".into(), "create".into()],
+        ..Default::default()
+    };
+    let env = Env::new(vec![connect], vec![]).await;
+    let gw = env.gateway().await;
+    let token = |namespace: &str, verbs: &[&str], resources: &[&str]| {
+        let mut c = Claims::new(now() + 3600);
+        c.namespace = namespace.into();
+        c.verbs = verbs.iter().map(|v| (*v).into()).collect();
+        c.api_groups = Some(vec!["".into()]);
+        c.resources = Some(resources.iter().map(|r| (*r).into()).collect());
+        mint(&env.key, &c)
+    };
+    let ns = &env.ns;
+    let exec = format!("/k8s/api/v1/namespaces/{ns}/pods/web-0/exec?command=id&stdout=true");
+    let attach = format!("/k8s/api/v1/namespaces/{ns}/pods/web-0/attach?stdout=true");
+    let forward = format!("/k8s/api/v1/namespaces/{ns}/pods/web-0/portforward?ports=80");
+    let kubelet = "/k8s/api/v1/nodes/node-1/proxy/exec/kube-system/etcd/etcd?command=id".to_owned();
+    let read_all = token(ns, &["get"], &["*"]);
+    let read_cluster = token(
+        "*",
+        &["get", "list", "watch"],
+        &["nodes/proxy", "pods/exec"],
+    );
+    for (path, t) in [
+        (&exec, &read_all),
+        (&attach, &read_all),
+        (&forward, &read_all),
+        (&kubelet, &read_cluster),
+    ] {
+        let (status, _, body) = gw.get(path, Some(t)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("needs the verb"), "{path}: {body}");
+    }
+    // With `create` too, the gateway forwards; the API server answers (no such pod).
+    let with_create = token(ns, &["get", "create"], &["*"]);
+    let (status, _, body) = gw.get(&exec, Some(&with_create)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_no_token_logged();
 }
 
 #[tokio::test]

@@ -729,11 +729,16 @@ async fn gettoken_creates_the_gatetoken_with_the_callers_credentials_and_returns
         &env.ns,
         "minter",
         vec![],
-        vec![rule(
-            &["ocgate.yaacov.com"],
-            &["gatetokens"],
-            &["create", "get"],
-        )],
+        vec![
+            rule(&["ocgate.yaacov.com"], &["gatetokens"], &["create", "get"]),
+            // A GateToken may grant only what its creator may do (the delegation policy):
+            // the minter may open the VNC consoles it hands out.
+            rule(
+                &["subresources.kubevirt.io"],
+                &["virtualmachineinstances", "virtualmachineinstances/vnc"],
+                &["get"],
+            ),
+        ],
     )
     .await;
     let nobody = service_account(env.cp, &env.ns, "nobody", vec![], vec![]).await;
@@ -863,10 +868,27 @@ async fn gettoken_creates_the_gatetoken_with_the_callers_credentials_and_returns
     )
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // The delegation policy checks the caller: `spec: {}` (every VM's console in every
+    // namespace) is more than the minter holds (its Role is in one namespace), refused with the
+    // API server's Status naming the missing permission (security review §1, §8).
+    let (status, _, answer) = post(
+        Some(minter.clone()),
+        json!({"metadata": {"namespace": env.ns, "name": "everywhere"}, "spec": {}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (message, reason) = status_of(&answer);
+    assert_eq!(reason, "Forbidden");
+    assert!(
+        message.contains("virt-gateway-gatetoken-delegation")
+            && message.contains(r#""get" on "virtualmachineinstances""#)
+            && message.contains("in all namespaces"),
+        "{message}"
+    );
     // An operator that never signs: a bounded wait, then 504.
     let (status, _, answer) = post(
         Some(minter.clone()),
-        json!({"metadata": {"namespace": env.ns, "name": "unsigned-1"}, "spec": {}}),
+        json!({"metadata": {"namespace": env.ns, "name": "unsigned-1"}, "spec": {"namespace": env.ns}}),
     )
     .await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);

@@ -7,9 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use k8s_openapi::api::rbac::v1::Role;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use virt_gateway_api::{GateServer, GateToken};
 use virt_gateway_auth::authz::authorize;
@@ -612,7 +613,11 @@ async fn forbidden_calls_print_the_api_servers_message_and_an_rbac_hint() {
     // cannot be deleted either is named.
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": "create-gatetokens", "namespace": gw},
-        "rules": [{"apiGroups": ["ocgate.yaacov.com"], "resources": ["gatetokens"], "verbs": ["create"]}]
+        "rules": [
+            {"apiGroups": ["ocgate.yaacov.com"], "resources": ["gatetokens"], "verbs": ["create"]},
+            // The console it hands out (the delegation policy checks the creator).
+            {"apiGroups": ["subresources.kubevirt.io"], "resources": ["virtualmachineinstances", "virtualmachineinstances/vnc"], "verbs": ["get"]}
+        ]
     }))
     .unwrap();
     Api::<Role>::namespaced(client.clone(), &gw)
@@ -630,7 +635,9 @@ async fn forbidden_calls_print_the_api_servers_message_and_an_rbac_hint() {
     let err = loop {
         let args = ["token", "testvm", "--kubeconfig", kc, "--name", "unwatched"];
         let err = run(&binary(), &args, &[]).await.fails(1).to_owned();
-        if !err.contains("not allowed to create GateTokens") || Instant::now() > deadline {
+        let waiting = err.contains("not allowed to create GateTokens")
+            || err.contains("not allowed to grant this console");
+        if !waiting || Instant::now() > deadline {
             break err;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1085,6 +1092,25 @@ async fn the_documented_role_is_all_a_user_needs() {
     let token = cp.service_account_token(&gw, "support", 3600).await;
     cp.bind_role_to_service_account(&gw, "support-links", "kubectl-gate-user", "support")
         .await;
+    // The consoles the user hands out, in the VMs' namespace (bound further down).
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/console-role.yaml"
+    ))
+    .unwrap();
+    let console: ClusterRole = serde_yaml::from_str(&text).unwrap();
+    let console_name = format!("kubectl-gate-console-{gw}");
+    let console = ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(console_name.clone()),
+            ..ObjectMeta::default()
+        },
+        ..console
+    };
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &console)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         dir.path(),
@@ -1103,12 +1129,55 @@ async fn the_documented_role_is_all_a_user_needs() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(row(out.ok(), "gs")[..3], ["gs", "Ready", ROUTE]);
-    let out = run(
+    // Without the console: the delegation policy refuses, and the hint says what to ask for.
+    let refused = run(
         &binary(),
-        &["token", "testvm", "-n", "vms", "--name", "s1"],
+        &["token", "testvm", "-n", "vms", "--name", "s0"],
         &env,
     )
     .await;
+    let err = refused.fails(1);
+    assert!(err.contains("not allowed to grant this console"), "{err}");
+    assert!(
+        err.contains(r#""get" on "virtualmachineinstances"#),
+        "{err}"
+    );
+    assert!(err.contains("console-role.yaml"), "{err}");
+    assert!(tokens(&client, &gw).await.is_empty(), "nothing was created");
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "vms"}})).unwrap();
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("namespace vms: {e}"),
+    }
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("support-consoles-{gw}"), "namespace": "vms"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": console_name},
+        "subjects": [{"kind": "ServiceAccount", "name": "support", "namespace": gw}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), "vms")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // The binding reaches the authorizer a moment later.
+    let deadline = Instant::now() + TIMEOUT;
+    let out = loop {
+        let out = run(
+            &binary(),
+            &["token", "testvm", "-n", "vms", "--name", "s1"],
+            &env,
+        )
+        .await;
+        if out.code == 0 || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let (_, jwt, _) = parse_link(out.ok().trim_end());
     verify(&client, &gw, &jwt, unix_now()).await;
     let out = run(&binary(), &["list"], &env).await;

@@ -20,6 +20,7 @@ pub mod builders;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod delegation;
 pub mod discovery;
 pub mod error;
 pub mod gateserver;

@@ -23,13 +23,28 @@ use kube::api::ObjectMeta;
 use serde::Serialize;
 use serde_yaml::Value;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchCondition, MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
+    ValidatingAdmissionPolicySpec, Validation,
+};
+
 use crate::config::DEFAULT_OPERATOR_NAMESPACE;
-use crate::rbac::{CLUSTER_RULES, ESCALATE_RULES, LEADER_ELECTION_RULES, cluster_role, role};
+use crate::rbac::{
+    ESCALATE_RULES, LEADER_ELECTION_RULES, SERVICE_ACCOUNT_TOKEN_RULES, cluster_role,
+    cluster_rules, role,
+};
 
 /// The operator's name: ServiceAccount, ClusterRole, Deployment.
 pub const OPERATOR_NAME: &str = "virt-gateway-operator";
 /// The optional escalation ClusterRole.
 pub const ESCALATE_NAME: &str = "virt-gateway-operator-escalate";
+/// The optional ServiceAccount-token ClusterRole and its admission policy.
+pub const SERVICE_ACCOUNT_TOKENS_NAME: &str = "virt-gateway-operator-serviceaccount-tokens";
+/// The admission policy that limits what the operator's own ServiceAccount may create.
+pub const GUARD_NAME: &str = "virt-gateway-operator-guard";
+/// The prefix of the ServiceAccounts the operator creates for GateTokens.
+pub const TOKEN_ACCOUNT_PREFIX: &str = "gatetoken-";
 /// The leader-election Role.
 pub const LEADER_ELECTION_NAME: &str = "virt-gateway-operator-leader-election";
 /// The operator image repository.
@@ -272,11 +287,24 @@ pub fn operator_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
     for crd in virt_gateway_api::crd::crds() {
         out.push(value(&crd)?);
     }
+    // The delegation rule is installed with the CRDs: without it the operator signs nothing.
+    let policies = virt_gateway_api::admission::policies();
+    let bindings = virt_gateway_api::admission::bindings();
+    for (policy, binding) in policies.iter().zip(bindings.iter()) {
+        out.push(value(policy)?);
+        out.push(value(binding)?);
+    }
     out.push(value(&ServiceAccount {
         metadata: meta(OPERATOR_NAME, Some(ns)),
         ..ServiceAccount::default()
     })?);
-    out.push(value(&cluster_role(OPERATOR_NAME, CLUSTER_RULES))?);
+    out.push(value(&cluster_role(OPERATOR_NAME, &cluster_rules()))?);
+    // Both guards ship with the default install, so that the ServiceAccount-token one is in
+    // force before its optional RBAC is ever granted (admission policies only restrict).
+    for (policy, binding) in [guard_policy(), service_account_tokens_policy()] {
+        out.push(value(&policy)?);
+        out.push(value(&binding)?);
+    }
     out.push(value(&binding_to_operator(OPERATOR_NAME, ns))?);
     out.push(value(&role(
         LEADER_ELECTION_NAME,
@@ -376,8 +404,100 @@ pub fn monitoring_yaml() -> Result<String, serde_yaml::Error> {
     Ok(out)
 }
 
-/// `deploy/virt-gateway-operator.yaml`: namespace, CRDs, least-privilege RBAC, the operator
-/// Deployment and its metrics Service.
+fn rule(group: &str, resources: &[&str], operations: &[&str]) -> NamedRuleWithOperations {
+    let strings = |l: &[&str]| Some(l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+    NamedRuleWithOperations {
+        api_groups: strings(&[group]),
+        api_versions: strings(&["*"]),
+        operations: strings(operations),
+        resources: strings(resources),
+        resource_names: None,
+        scope: Some("*".to_owned()),
+    }
+}
+
+/// A policy on requests of the operator's own ServiceAccount (in whatever namespace it is
+/// installed), and its binding.
+fn operator_policy(
+    name: &str,
+    rules: Vec<NamedRuleWithOperations>,
+    validations: Vec<Validation>,
+) -> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+    let policy = ValidatingAdmissionPolicy {
+        metadata: meta(name, None),
+        spec: Some(ValidatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".to_owned()),
+            match_constraints: Some(MatchResources {
+                resource_rules: Some(rules),
+                ..MatchResources::default()
+            }),
+            // Any namespace: kustomize and Helm install the operator elsewhere too.
+            match_conditions: Some(vec![MatchCondition {
+                name: "operator".to_owned(),
+                expression: format!(
+                    "request.userInfo.username.matches('^system:serviceaccount:[^:]+:{OPERATOR_NAME}$')"
+                ),
+            }]),
+            validations: Some(validations),
+            ..ValidatingAdmissionPolicySpec::default()
+        }),
+        status: None,
+    };
+    let binding = ValidatingAdmissionPolicyBinding {
+        metadata: meta(name, None),
+        spec: ValidatingAdmissionPolicyBindingSpec {
+            policy_name: name.to_owned(),
+            validation_actions: vec!["Deny".to_owned()],
+            ..ValidatingAdmissionPolicyBindingSpec::default()
+        },
+    };
+    (policy, binding)
+}
+
+/// What RBAC cannot say about the operator's own requests: `create secrets` cannot be limited
+/// by name, and a ServiceAccount-token Secret (`kubernetes.io/service-account-token`, annotated
+/// with any ServiceAccount's name, named like a key Secret the operator may read) would hand it
+/// that ServiceAccount's token. The operator creates only Opaque Secrets.
+pub fn guard_policy() -> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+    operator_policy(
+        GUARD_NAME,
+        vec![rule("", &["secrets"], &["CREATE"])],
+        vec![Validation {
+            expression: "has(object.type) && object.type == 'Opaque'".to_owned(),
+            message: Some(
+                "virt-gateway-operator creates only Opaque Secrets (its signing keys and OAuth client secrets): a ServiceAccount-token Secret would give it another ServiceAccount's token".to_owned(),
+            ),
+            message_expression: None,
+            reason: Some("Forbidden".to_owned()),
+        }],
+    )
+}
+
+/// ServiceAccount-mode tokens: the operator may request tokens for, and delete, only
+/// ServiceAccounts named `gatetoken-*` (it creates them for GateTokens, and checks that the one
+/// it requests a token for is the one it created for that very GateToken).
+pub fn service_account_tokens_policy()
+-> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+    operator_policy(
+        SERVICE_ACCOUNT_TOKENS_NAME,
+        vec![
+            rule("", &["serviceaccounts/token"], &["CREATE"]),
+            rule("", &["serviceaccounts"], &["DELETE"]),
+        ],
+        vec![Validation {
+            expression: format!("request.name.startsWith('{TOKEN_ACCOUNT_PREFIX}')"),
+            message: Some(format!(
+                "virt-gateway-operator may request tokens for, and delete, only the ServiceAccounts it creates for GateTokens ({TOKEN_ACCOUNT_PREFIX}*)"
+            )),
+            message_expression: None,
+            reason: Some("Forbidden".to_owned()),
+        }],
+    )
+}
+
+/// `deploy/virt-gateway-operator.yaml`: namespace, CRDs and the delegation policy installed
+/// with them, least-privilege RBAC and the admission policy guarding it, the operator Deployment
+/// and its metrics Service.
 pub fn operator_yaml() -> Result<String, serde_yaml::Error> {
     let ns = DEFAULT_OPERATOR_NAMESPACE;
     let mut out = header(&format!(
@@ -397,6 +517,32 @@ pub fn escalate_yaml() -> Result<String, serde_yaml::Error> {
     );
     documents(&mut out, &escalate_objects(DEFAULT_OPERATOR_NAMESPACE)?)?;
     Ok(out)
+}
+
+/// `deploy/virt-gateway-operator-serviceaccount-tokens.yaml`: the optional RBAC of
+/// ServiceAccount-mode tokens (with `--enable-service-account-tokens`); the admission policy
+/// narrowing it ([`service_account_tokens_policy`]) is in the default install already.
+pub fn service_account_tokens_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = header(
+        "OPTIONAL: lets virt-gateway-operator issue generateServiceAccount GateTokens (a real Kubernetes token per GateToken). Also set VIRT_GATEWAY_ENABLE_SERVICE_ACCOUNT_TOKENS=true on the operator (or --enable-service-account-tokens). Read the Security model in crates/operator/README.md first.",
+    );
+    documents(
+        &mut out,
+        &service_account_tokens_objects(DEFAULT_OPERATOR_NAMESPACE)?,
+    )?;
+    Ok(out)
+}
+
+/// The optional ServiceAccount-token ClusterRole and its binding to the operator in `ns` (the
+/// chart's `serviceAccountTokens.enabled`).
+pub fn service_account_tokens_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
+    Ok(vec![
+        value(&cluster_role(
+            SERVICE_ACCOUNT_TOKENS_NAME,
+            SERVICE_ACCOUNT_TOKEN_RULES,
+        ))?,
+        value(&binding_to_operator(SERVICE_ACCOUNT_TOKENS_NAME, ns))?,
+    ])
 }
 
 /// `deploy/virt-gateway-server.yaml`: the Gen B example GateServer (§1.10) in the namespace
@@ -464,6 +610,10 @@ pub fn files() -> Result<Vec<(String, String)>, ManifestError> {
         (
             "virt-gateway-operator-escalate.yaml".to_owned(),
             escalate_yaml()?,
+        ),
+        (
+            "virt-gateway-operator-serviceaccount-tokens.yaml".to_owned(),
+            service_account_tokens_yaml()?,
         ),
         ("virt-gateway-server.yaml".to_owned(), server_yaml()),
     ];

@@ -65,11 +65,5 @@ pub(crate) fn identity<K: Resource<DynamicType = ()>>(
     Ok((namespace, name, owner))
 }
 
-/// `Some(list)` unless the list is absent or empty (RBAC treats both alike; omitting keeps the
-/// objects clean).
-pub(crate) fn non_empty(list: Option<&Vec<String>>) -> Option<Vec<String>> {
-    list.filter(|l| !l.is_empty()).cloned()
-}
-
 #[cfg(test)]
 mod tests;

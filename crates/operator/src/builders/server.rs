@@ -24,7 +24,7 @@ use kube::api::{DynamicObject, ObjectMeta};
 use serde_json::json;
 use virt_gateway_api::{GateServer, JWT_SECRET_NAME, JWT_SECRET_PUBLIC_KEY};
 
-use super::{BuildError, identity, non_empty};
+use super::{BuildError, identity};
 use crate::keysecret;
 use crate::names::{
     ANNOTATION_KID, COMPONENT_ACCESS, COMPONENT_GATEWAY, COMPONENT_OAUTH, COMPONENT_TOKEN_READER,
@@ -261,18 +261,11 @@ pub fn build_server(inputs: ServerInputs<'_>) -> Result<DesiredServer, BuildErro
     };
 
     // The serviceAccount* rule: a resource rule or a non-resource rule, never both (RBAC
-    // rejects a rule that mixes them).
+    // rejects a rule that mixes them). `[]` means "nothing" (no rule), as in a JWT.
     let effective = spec.effective_rule()?;
-    let rule = PolicyRule {
-        verbs: effective.verbs.clone(),
-        api_groups: non_empty(effective.api_groups.as_ref()),
-        resources: non_empty(effective.resources.as_ref()),
-        resource_names: non_empty(effective.resource_names.as_ref()),
-        non_resource_urls: non_empty(effective.non_resource_urls.as_ref()),
-    };
     let cluster_role = ClusterRole {
         metadata: cluster_meta(&access_name, COMPONENT_ACCESS),
-        rules: Some(vec![rule]),
+        rules: Some(effective.policy_rule().into_iter().collect()),
         aggregation_rule: None,
     };
     let role_ref = RoleRef {

@@ -689,3 +689,28 @@ fn service_account_token_objects() {
         json!([{"nonResourceURLs": ["/healthz", "/livez"], "verbs": ["get"]}])
     );
 }
+
+/// `[]` means "nothing" in RBAC written for tokens and gateways too, as in a JWT: no rule at all,
+/// where RBAC itself would read an empty `resourceNames` as every name (security review §7).
+#[test]
+fn empty_lists_grant_nothing_in_service_account_mode_and_to_the_gateway() {
+    let mut tok = token(TOKEN_SA);
+    tok.spec.resource_names = Some(vec![]);
+    let a = token_account(&tok, &tok.spec.effective_rule().unwrap()).unwrap();
+    assert_eq!(v(&a.cluster_role)["rules"], json!([]));
+    tok.spec.resource_names = None;
+    tok.spec.verbs = vec![];
+    let a = token_account(&tok, &tok.spec.effective_rule().unwrap()).unwrap();
+    assert_eq!(v(&a.cluster_role)["rules"], json!([]));
+
+    let mut gs = server(SEED);
+    gs.spec.service_account_resource_names = Some(vec![]);
+    let d = build(&gs, ApiAvailability::default(), None);
+    assert_eq!(v(&d.cluster_role)["rules"], json!([]));
+    gs.spec.service_account_resource_names = Some(vec!["testvm".into()]);
+    let d = build(&gs, ApiAvailability::default(), None);
+    assert_eq!(
+        v(&d.cluster_role)["rules"][0]["resourceNames"],
+        json!(["testvm"])
+    );
+}

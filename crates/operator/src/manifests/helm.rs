@@ -13,7 +13,8 @@ use serde_yaml::{Mapping, Value};
 
 use super::{
     ESCALATE_NAME, GATEWAYS_POD_MONITOR_NAME, ManifestError, OPERATOR_IMAGE_REPOSITORY,
-    OPERATOR_NAME, escalate_objects, monitoring_objects, operator_objects,
+    OPERATOR_NAME, SERVICE_ACCOUNT_TOKENS_NAME, escalate_objects, monitoring_objects,
+    operator_objects, service_account_tokens_objects,
 };
 use crate::builders::GatewayDefaults;
 use crate::builders::server::{GATEWAY_IMAGE_REPOSITORY, WEB_APP_IMAGE_REPOSITORY};
@@ -40,6 +41,7 @@ pub const UNINSTALL_RULES: &[Rule] = &[Rule {
     api_groups: &["ocgate.yaacov.com"],
     resources: &["gateservers", "gatetokens"],
     verbs: &["get", "list", "watch", "delete"],
+    resource_names: &[],
     why: "delete every GateServer and GateToken before the operator goes, and wait until the finalizers have run",
 }];
 
@@ -263,6 +265,10 @@ fn env_block(env: &Value) -> Result<impl Fn(usize) -> String + 'static, Manifest
                 "{{- with .Values.watchNamespace }}",
                 "- name: WATCH_NAMESPACE",
                 "  value: {{ . | quote }}",
+                "{{- end }}",
+                "{{- if .Values.serviceAccountTokens.enabled }}",
+                "- name: VIRT_GATEWAY_ENABLE_SERVICE_ACCOUNT_TOKENS",
+                "  value: \"true\"",
                 "{{- end }}",
                 "{{- $gateway := include \"virt-gateway-operator.gatewayImage\" . }}",
                 &format!("{{{{- if ne $gateway \"{}\" }}}}", defaults.gateway_image),
@@ -617,6 +623,10 @@ pub fn chart_files() -> Result<Vec<(String, String)>, ManifestError> {
     for obj in escalate_objects(RELEASE_NAMESPACE)? {
         escalate.push(generic(obj)?);
     }
+    let mut service_account_tokens = Vec::new();
+    for obj in service_account_tokens_objects(RELEASE_NAMESPACE)? {
+        service_account_tokens.push(generic(obj)?);
+    }
     let mut service_monitor = Vec::new();
     let mut pod_monitor = Vec::new();
     for obj in monitoring_objects(RELEASE_NAMESPACE)? {
@@ -661,6 +671,17 @@ pub fn chart_files() -> Result<Vec<(String, String)>, ManifestError> {
                 Some(".Values.rbac.escalate"),
                 "",
                 escalate,
+            )?,
+        ),
+        (
+            path("templates/rbac-serviceaccount-tokens.yaml"),
+            file(
+                &format!(
+                    "OPTIONAL ({SERVICE_ACCOUNT_TOKENS_NAME}): the RBAC of generateServiceAccount GateTokens, with the operator's --enable-service-account-tokens. The admission policy narrowing it is installed either way. Read the Security model in crates/operator/README.md first."
+                ),
+                Some(".Values.serviceAccountTokens.enabled"),
+                "",
+                service_account_tokens,
             )?,
         ),
         (
@@ -871,6 +892,13 @@ rbac:
   # write verbs it does not hold itself. Read the security note in crates/operator/README.md first.
   escalate: false
 
+# generateServiceAccount GateTokens (a real Kubernetes token per GateToken): off by default. true
+# sets the operator's --enable-service-account-tokens and installs the RBAC it needs (tokens
+# only for the ServiceAccounts it creates, enforced by an admission policy installed either way).
+# Read the Security model in crates/operator/README.md first.
+serviceAccountTokens:
+  enabled: false
+
 # Prometheus Operator objects (only where the monitoring.coreos.com CRDs exist).
 serviceMonitor:
   enabled: false
@@ -941,6 +969,10 @@ fn values_schema() -> Result<String, ManifestError> {
             "rbac": {
                 "type": "object", "additionalProperties": false,
                 "properties": {"escalate": flag("install the optional escalate/bind ClusterRole")},
+            },
+            "serviceAccountTokens": {
+                "type": "object", "additionalProperties": false,
+                "properties": {"enabled": flag("issue generateServiceAccount GateTokens")},
             },
             "serviceMonitor": monitor_schema(),
             "podMonitor": monitor_schema(),
