@@ -1,12 +1,33 @@
-//! The one error type of request handling, rendered as a Kubernetes `Status` object.
+//! The error types: [`GatewayError`], the one error of request handling (rendered as a Kubernetes
+//! `Status` that carries its [`Outcome`]), and [`ConfigError`] for startup.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
 
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use virt_gateway_auth::authz::Denied;
 use virt_gateway_auth::jwt::TokenError;
 use virt_gateway_auth::request::RequestError;
+
+use crate::outcome::{Decision, Outcome, Reason};
+
+/// A startup configuration error (the binary prints it and exits non-zero).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag value is invalid or flags contradict each other.
+    #[error("{0}")]
+    Invalid(String),
+    /// A file could not be read or parsed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
 
 /// Why the gateway answered a request itself instead of forwarding it.
 #[derive(Debug, thiserror::Error)]
@@ -55,21 +76,18 @@ pub enum GatewayError {
     /// The operator did not sign a token in time (/auth/gettoken).
     #[error("{0}")]
     Timeout(String),
-    /// The gateway is shutting down.
-    #[error("the gateway is shutting down")]
-    ShuttingDown,
     /// A bug or resource problem inside the gateway.
     #[error("internal error: {0}")]
     Internal(String),
-    /// A `Status` answered by the API server, passed through unchanged (/auth/gettoken).
+    /// A `Status` answered by the API server, passed on (/auth/gettoken).
     #[error("{message}")]
     ApiStatus {
         /// HTTP status code.
         code: u16,
-        /// The Status message, for logs.
+        /// The Status reason (e.g. `Forbidden`).
+        reason: String,
+        /// The Status message.
         message: String,
-        /// The body as received.
-        body: Bytes,
     },
 }
 
@@ -87,7 +105,7 @@ impl GatewayError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) | Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::RevocationNotReady | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RevocationNotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ApiStatus { code, .. } => {
                 StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -111,36 +129,44 @@ impl GatewayError {
         }
     }
 
-    /// A short, bounded reason code for metrics labels and the audit log.
-    pub fn reason_code(&self) -> &'static str {
+    /// The bounded reason code for metrics labels and the audit log.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::NoToken => "no_token",
+            Self::NoToken => Reason::NoToken,
             Self::InvalidToken(e) => match e {
-                TokenError::Expired { .. } => "token_expired",
-                TokenError::NotYetValid { .. } => "token_not_yet_valid",
+                TokenError::Expired { .. } => Reason::TokenExpired,
+                TokenError::NotYetValid { .. } => Reason::TokenNotYetValid,
                 TokenError::UnknownKid { .. } | TokenError::NoKeyForAlgorithm { .. } => {
-                    "unknown_key"
+                    Reason::UnknownKey
                 }
-                TokenError::BadSignature => "bad_signature",
+                TokenError::BadSignature => Reason::BadSignature,
                 TokenError::AlgNone
                 | TokenError::HmacNotAccepted { .. }
-                | TokenError::UnsupportedAlgorithm { .. } => "bad_algorithm",
-                _ => "invalid_token",
+                | TokenError::UnsupportedAlgorithm { .. } => Reason::BadAlgorithm,
+                _ => Reason::InvalidToken,
             },
-            Self::BadCredentials(_) => "invalid_token",
-            Self::Revoked(_) => "token_revoked",
-            Self::RevocationNotReady => "revocation_not_ready",
-            Self::Forbidden(_) => "forbidden",
-            Self::BadPath(_) | Self::BadRequest(_) => "bad_request",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::PayloadTooLarge => "too_large",
-            Self::Upstream(_) => "upstream_error",
-            Self::UpstreamTimeout(_) | Self::Timeout(_) => "timeout",
-            Self::ShuttingDown => "shutting_down",
-            Self::Internal(_) => "internal_error",
-            Self::ApiStatus { .. } => "api_refused",
+            Self::BadCredentials(_) => Reason::InvalidToken,
+            Self::Revoked(_) => Reason::TokenRevoked,
+            Self::RevocationNotReady => Reason::RevocationNotReady,
+            Self::Forbidden(_) => Reason::Forbidden,
+            Self::BadPath(_) | Self::BadRequest(_) => Reason::BadRequest,
+            Self::NotFound => Reason::NotFound,
+            Self::MethodNotAllowed(_) => Reason::MethodNotAllowed,
+            Self::PayloadTooLarge => Reason::TooLarge,
+            Self::Upstream(_) => Reason::UpstreamError,
+            Self::UpstreamTimeout(_) | Self::Timeout(_) => Reason::Timeout,
+            Self::Internal(_) => Reason::InternalError,
+            Self::ApiStatus { .. } => Reason::ApiRefused,
         }
+    }
+
+    /// The outcome of a request answered with this error.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::refused(
+            Decision::for_status(self.status_code()),
+            self.reason(),
+            Cow::Owned(self.to_string()),
+        )
     }
 }
 
@@ -187,10 +213,29 @@ pub fn status_response(code: StatusCode, reason: &'static str, message: &str) ->
 }
 
 impl IntoResponse for GatewayError {
+    /// The `Status` response, carrying this error's [`Outcome`].
     fn into_response(self) -> Response {
-        if let Self::ApiStatus { code, body, .. } = &self {
+        let outcome = self.outcome();
+        let mut response = self.render();
+        outcome.attach(&mut response);
+        response
+    }
+}
+
+impl GatewayError {
+    fn render(self) -> Response {
+        if let Self::ApiStatus {
+            code,
+            reason,
+            message,
+        } = &self
+        {
             let code = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut response = (code, body.clone()).into_response();
+            let body = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": reason, "code": code.as_u16(),
+            });
+            let mut response = (code, body.to_string()).into_response();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -241,8 +286,32 @@ mod tests {
             StatusCode::GATEWAY_TIMEOUT
         );
         assert_eq!(
-            GatewayError::InvalidToken(TokenError::BadSignature).reason_code(),
-            "bad_signature"
+            GatewayError::InvalidToken(TokenError::BadSignature).reason(),
+            Reason::BadSignature
         );
+    }
+
+    #[test]
+    fn every_error_response_carries_its_outcome() {
+        let response = GatewayError::NoToken.into_response();
+        let outcome = Outcome::of(&response);
+        assert_eq!(
+            (outcome.decision, outcome.reason),
+            (Decision::Deny, Reason::NoToken)
+        );
+        let response = GatewayError::Upstream("refused".into()).into_response();
+        let outcome = Outcome::of(&response);
+        assert_eq!(
+            (outcome.decision, outcome.reason),
+            (Decision::Error, Reason::UpstreamError)
+        );
+        let response = GatewayError::ApiStatus {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "no".into(),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(Outcome::of(&response).reason, Reason::ApiRefused);
     }
 }

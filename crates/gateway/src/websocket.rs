@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::metrics::Metrics;
+use crate::outcome::Reason;
 
 /// Close code: the token expired (application range 4000–4999).
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
@@ -49,11 +50,11 @@ impl Kill {
     }
 
     /// Bounded reason code for metrics and the audit log.
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Expired => "token_expired",
-            Self::Revoked(_) => "token_revoked",
-            Self::Shutdown => "shutdown",
+            Self::Expired => Reason::TokenExpired,
+            Self::Revoked(_) => Reason::TokenRevoked,
+            Self::Shutdown => Reason::Shutdown,
         }
     }
 }
@@ -173,11 +174,11 @@ pub enum SessionEnd {
 
 impl SessionEnd {
     /// Bounded reason code.
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Closed => "closed",
-            Self::Killed(k) => k.code(),
-            Self::Error => "io_error",
+            Self::Closed => Reason::Closed,
+            Self::Killed(k) => k.reason(),
+            Self::Error => Reason::IoError,
         }
     }
 }
