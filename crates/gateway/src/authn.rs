@@ -10,12 +10,13 @@ use std::task::{Context, Poll};
 
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 use tower::Service;
 use virt_gateway_auth::jwt::{Claims, VerifiedToken};
 
 use crate::error::GatewayError;
 use crate::exchange::{ApiPath, Exchange};
+use crate::origin::OriginPolicy;
 use crate::outcome::Outcome;
 use crate::revocation::{Refusal, Revocation};
 use crate::token::{self, Credential, TokenSource};
@@ -105,6 +106,7 @@ pub struct Authenticator {
     verifier: Arc<TokenVerifier>,
     revocation: Option<Arc<Revocation>>,
     passthrough: bool,
+    origins: OriginPolicy,
 }
 
 impl Authenticator {
@@ -119,7 +121,20 @@ impl Authenticator {
             verifier,
             revocation,
             passthrough,
+            origins: OriginPolicy::default(),
         }
+    }
+
+    /// Accepts the session cookie from cross-site pages only for `origins`.
+    #[must_use]
+    pub fn with_origins(mut self, origins: OriginPolicy) -> Self {
+        self.origins = origins;
+        self
+    }
+
+    /// The origin policy of the session cookie.
+    pub fn origins(&self) -> &OriginPolicy {
+        &self.origins
     }
 
     /// Whether credentials are passed through unchecked.
@@ -146,10 +161,18 @@ impl Authenticator {
         Ok(verified)
     }
 
-    /// The principal of a request with `headers`: its credential (required, also in
-    /// pass-through mode), verified unless passed through.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Refused> {
+    /// The principal of a request with `method` and `headers`: its credential (required, also
+    /// in pass-through mode, whose cookie is a real Kubernetes credential), refused when it is
+    /// the cookie of a cross-site WebSocket or unsafe request, then verified unless passed through.
+    pub async fn authenticate(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Principal, Refused> {
         let credential = token::extract(headers)?.ok_or(GatewayError::NoToken)?;
+        if credential.source == TokenSource::Cookie {
+            self.origins.check_cookie_request(method, headers)?;
+        }
         if self.passthrough {
             return Ok(Principal::PassThrough { credential });
         }
@@ -205,7 +228,11 @@ where
         let authn = self.authn.clone();
         let mut inner = self.inner.clone();
         Box::pin(async move {
-            match authn.authenticate(exchange.request.headers()).await {
+            let request = &exchange.request;
+            match authn
+                .authenticate(request.method(), request.headers())
+                .await
+            {
                 Ok(principal) => {
                     let api_path = exchange.value.clone();
                     inner
@@ -384,5 +411,56 @@ pub(crate) mod tests {
         assert_eq!(body(response).await, "passthrough:anything");
         let response = stage.oneshot(api_exchange("/api", &[])).await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    /// Review §3: a sibling subdomain's page opening the console WebSocket with the victim's
+    /// cookie. Refused (403, audited as foreign_origin), also in pass-through mode; the same
+    /// request with a bearer header, and a same-origin one with the cookie, are served.
+    #[tokio::test]
+    async fn a_cookie_websocket_from_another_site_is_refused() {
+        for passthrough in [false, true] {
+            let (key, authn) = authenticator(None, passthrough);
+            let stage = Authenticate::new(authn, echo());
+            let good = token(&key, Some("u1"));
+            let cookie = format!("ocgate-session-token={good}");
+            let bearer = format!("Bearer {good}");
+            let ws = |auth: (&'static str, &str), origin: &str| {
+                let auth = (auth.0, auth.1.to_owned());
+                let origin = origin.to_owned();
+                move || {
+                    api_exchange(
+                        "/apis/subresources.kubevirt.io/v1/namespaces/a/virtualmachineinstances/v/vnc",
+                        &[
+                            ("host", "gw.apps.example.com"),
+                            ("upgrade", "websocket"),
+                            ("connection", "Upgrade"),
+                            ("origin", &origin),
+                            (auth.0, &auth.1),
+                        ],
+                    )
+                }
+            };
+            for origin in ["https://evil.apps.example.com", "null"] {
+                let response = stage
+                    .clone()
+                    .oneshot(ws(("cookie", &cookie), origin)())
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origin}");
+                assert_eq!(Outcome::of(&response).reason, Reason::ForeignOrigin);
+                let response = stage
+                    .clone()
+                    .oneshot(ws(("authorization", &bearer), origin)())
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "bearer from {origin}");
+            }
+            let response = stage
+                .clone()
+                .oneshot(ws(("cookie", &cookie), "https://gw.apps.example.com")())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
     }
 }

@@ -180,6 +180,11 @@ pub struct Cli {
     #[arg(long, env = "KUBE_GATEWAY_GETTOKEN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub gettoken_timeout: Duration,
 
+    /// Origins (scheme://host[:port], comma-separated) besides the gateway's own whose pages may
+    /// use the session cookie for WebSockets, unsafe methods and sign-in.
+    #[arg(long, env = "KUBE_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// Redirect target of /auth/jwt/set (the noVNC page).
     #[arg(
         long,

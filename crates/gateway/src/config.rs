@@ -123,6 +123,8 @@ pub struct Config {
     pub gettoken_timeout: Duration,
     /// Redirect target of /auth/jwt/set.
     pub client_path: String,
+    /// Origins besides the gateway's own allowed to use the session cookie (normalised).
+    pub allowed_origins: Vec<String>,
     /// How long an unknown `jti` waits for the revocation index to catch up before it is refused.
     pub revocation_grace: Duration,
     /// Where audit lines go.
@@ -348,6 +350,22 @@ fn validate_api_server(
     Ok((api_server, ca_file, bearer_token_file))
 }
 
+/// `--allowed-origins`, normalised.
+fn validate_origins(cli: &Cli) -> Result<Vec<String>, ConfigError> {
+    cli.allowed_origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            virt_gateway_api::names::normalize_origin(o).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "--allowed-origins: {o:?} is not an origin; write scheme://host[:port]"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// Limits and intervals.
 fn validate_limits(cli: &Cli, notes: &mut Vec<String>) -> Result<Duration, ConfigError> {
     if cli.max_header_bytes < 8192 {
@@ -394,6 +412,7 @@ impl Config {
         let (api_server, ca_file, bearer_token_file) =
             validate_api_server(&cli, passthrough, env, exists, &mut notes)?;
         let jwt_leeway = validate_limits(&cli, &mut notes)?;
+        let allowed_origins = validate_origins(&cli)?;
         Ok(Self {
             listen,
             metrics_listen,
@@ -417,6 +436,7 @@ impl Config {
             reload_interval: cli.reload_interval,
             gettoken_timeout: cli.gettoken_timeout,
             client_path: cli.client_path,
+            allowed_origins,
             revocation_grace: Duration::from_secs(2),
             audit: AuditSink::stdout(),
             notes,

@@ -52,6 +52,11 @@ pub enum GatewayError {
     /// The token does not allow the request.
     #[error("forbidden: {0}")]
     Forbidden(#[from] Denied),
+    /// A request using the session cookie came from another site (review §3, §15).
+    #[error(
+        "cross-site request refused: the session cookie is only accepted from the gateway's own pages (or an allowed origin); other clients send 'Authorization: Bearer <token>'"
+    )]
+    ForeignOrigin,
     /// The path or query could not be parsed unambiguously.
     #[error("bad request: {0}")]
     BadPath(#[from] RequestError),
@@ -98,7 +103,7 @@ impl GatewayError {
             Self::NoToken | Self::InvalidToken(_) | Self::BadCredentials(_) | Self::Revoked(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ForeignOrigin => StatusCode::FORBIDDEN,
             Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -149,6 +154,7 @@ impl GatewayError {
             Self::Revoked(_) => Reason::TokenRevoked,
             Self::RevocationNotReady => Reason::RevocationNotReady,
             Self::Forbidden(_) => Reason::Forbidden,
+            Self::ForeignOrigin => Reason::ForeignOrigin,
             Self::BadPath(_) | Self::BadRequest(_) => Reason::BadRequest,
             Self::NotFound => Reason::NotFound,
             Self::MethodNotAllowed(_) => Reason::MethodNotAllowed,

@@ -43,6 +43,7 @@ pub mod exchange;
 pub mod headers;
 pub mod metrics;
 pub mod observe;
+pub mod origin;
 pub mod outcome;
 pub mod proxy;
 pub mod revocation;

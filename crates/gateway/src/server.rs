@@ -26,6 +26,7 @@ use crate::endpoints::login::Login;
 use crate::error::ConfigError;
 use crate::exchange::ClientAddr;
 use crate::metrics::Metrics;
+use crate::origin::OriginPolicy;
 use crate::proxy::{Forward, Upstream};
 use crate::revocation::Revocation;
 use crate::routes::{MetricsRoutes, Routes, api_pipeline};
@@ -138,11 +139,14 @@ impl Gateway {
         };
         let revocation_index = revocation.as_ref().map(|(r, _)| r.clone());
 
-        let authn = Arc::new(Authenticator::new(
-            verifier.clone(),
-            revocation_index.clone(),
-            config.passthrough,
-        ));
+        let authn = Arc::new(
+            Authenticator::new(
+                verifier.clone(),
+                revocation_index.clone(),
+                config.passthrough,
+            )
+            .with_origins(OriginPolicy::new(config.allowed_origins.clone())),
+        );
         let sessions = Arc::new(Sessions::new(
             shutdown.clone(),
             revocation_index.clone(),

@@ -146,6 +146,15 @@ impl Login {
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
     }
 
+    /// Refuses to set a session from another site's page (login CSRF, review §15): the victim
+    /// would then act in the attacker's session.
+    fn same_site_only(&self, headers: &HeaderMap) -> Result<(), Refused> {
+        if self.authn.origins().is_cross_site_sign_in(headers) {
+            return Err(GatewayError::ForeignOrigin.into());
+        }
+        Ok(())
+    }
+
     /// Verifies a token for a cookie, exactly as an API request would be.
     async fn sign_in(&self, raw: Option<&str>) -> Result<SignIn, Refused> {
         let token = token::sanitize_token(raw.unwrap_or_default());
@@ -196,6 +205,7 @@ impl Login {
                 "'then' must be a local path starting with a single '/' (no scheme, host, '//' or backslash)".into(),
             ).into());
         }
+        self.same_site_only(&params.headers)?;
         let sign_in = self.sign_in(params.get("token")).await?;
         self.redirect_with_cookie(then, &sign_in, &params.headers)
     }
@@ -217,6 +227,7 @@ impl Login {
                 "'name' and 'namespace' must be DNS labels (lower-case letters, digits and '-', at most 63 characters)".into(),
             ).into());
         }
+        self.same_site_only(&params.headers)?;
         let sign_in = self.sign_in(params.get("token")).await?;
         let api = self.api_path.trim_start_matches('/');
         let location = format!(

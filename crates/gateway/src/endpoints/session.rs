@@ -39,7 +39,9 @@ async fn describe(authn: &Authenticator, exchange: Exchange<()>) -> Result<Respo
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return Err(GatewayError::MethodNotAllowed(request.method().to_string()).into());
     }
-    let principal = authn.authenticate(request.headers()).await?;
+    let principal = authn
+        .authenticate(request.method(), request.headers())
+        .await?;
     let Principal::Token { verified, .. } = principal else {
         return Err(GatewayError::NotFound.into());
     };
