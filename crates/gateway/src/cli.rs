@@ -180,6 +180,30 @@ pub struct Cli {
     #[arg(long, env = "KUBE_GATEWAY_GETTOKEN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub gettoken_timeout: Duration,
 
+    /// This gateway's audience: tokens with an `aud` claim must name it (the operator sets
+    /// ocgate.yaacov.com/namespaces/<ns>/gateservers/<name>). Unset: tokens with `aud` are refused.
+    #[arg(long, env = "KUBE_GATEWAY_AUDIENCE")]
+    pub audience: Option<String>,
+
+    /// The issuer whose tokens are accepted: a token with `iss` must name it. Unset: not checked.
+    #[arg(long, env = "KUBE_GATEWAY_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// Refuse tokens without an `aud` claim (those of the upstream operator, or issued before
+    /// audiences). Needs --audience.
+    #[arg(long, env = "KUBE_GATEWAY_REQUIRE_AUDIENCE", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub require_audience: bool,
+
+    /// Publish the verification keys at /.well-known/jwks.json. Off by default: the namespace's
+    /// key may also be used by an upstream (Go) gateway, which accepts HS256 tokens signed with
+    /// the public key, so publishing it lets anyone forge tokens for that gateway.
+    #[arg(long, env = "KUBE_GATEWAY_PUBLISH_JWKS", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub publish_jwks: bool,
+
     /// Origins (scheme://host[:port], comma-separated) besides the gateway's own whose pages may
     /// use the session cookie for WebSockets, unsafe methods and sign-in.
     #[arg(long, env = "KUBE_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]

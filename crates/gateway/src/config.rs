@@ -123,6 +123,10 @@ pub struct Config {
     pub gettoken_timeout: Duration,
     /// Redirect target of /auth/jwt/set.
     pub client_path: String,
+    /// Which tokens are accepted by their `aud` and `iss`.
+    pub audience: virt_gateway_auth::jwt::AudiencePolicy,
+    /// Serve /.well-known/jwks.json.
+    pub publish_jwks: bool,
     /// Origins besides the gateway's own allowed to use the session cookie (normalised).
     pub allowed_origins: Vec<String>,
     /// How long an unknown `jti` waits for the revocation index to catch up before it is refused.
@@ -350,6 +354,27 @@ fn validate_api_server(
     Ok((api_server, ca_file, bearer_token_file))
 }
 
+/// `--audience`, `--issuer`, `--require-audience`.
+fn validate_audience(cli: &Cli) -> Result<virt_gateway_auth::jwt::AudiencePolicy, ConfigError> {
+    let clean = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let audience = clean(&cli.audience);
+    if cli.require_audience && audience.is_none() {
+        return Err(ConfigError::Invalid(
+            "--require-audience needs --audience (this gateway's audience)".into(),
+        ));
+    }
+    Ok(virt_gateway_auth::jwt::AudiencePolicy {
+        audience,
+        issuer: clean(&cli.issuer),
+        required: cli.require_audience,
+    })
+}
+
 /// `--allowed-origins`, normalised.
 fn validate_origins(cli: &Cli) -> Result<Vec<String>, ConfigError> {
     cli.allowed_origins
@@ -413,6 +438,7 @@ impl Config {
             validate_api_server(&cli, passthrough, env, exists, &mut notes)?;
         let jwt_leeway = validate_limits(&cli, &mut notes)?;
         let allowed_origins = validate_origins(&cli)?;
+        let audience = validate_audience(&cli)?;
         Ok(Self {
             listen,
             metrics_listen,
@@ -437,6 +463,8 @@ impl Config {
             gettoken_timeout: cli.gettoken_timeout,
             client_path: cli.client_path,
             allowed_origins,
+            publish_jwks: cli.publish_jwks,
+            audience,
             revocation_grace: Duration::from_secs(2),
             audit: AuditSink::stdout(),
             notes,

@@ -137,6 +137,41 @@ pub fn clean_response_headers(headers: &mut HeaderMap, switching: bool) {
     }
 }
 
+/// The `Content-Security-Policy` that keeps other sites from framing the gateway's pages
+/// (clickjacking, review §15): only the gateway itself and the allowed origins may.
+pub fn frame_ancestors(allowed: &[String]) -> HeaderValue {
+    let mut policy = String::from("frame-ancestors 'self'");
+    for origin in allowed {
+        policy.push(' ');
+        policy.push_str(origin);
+    }
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("frame-ancestors 'self'"))
+}
+
+/// Adds the headers every response of the main listener carries: no `Referer` with a token in
+/// it leaves a page (review §9), pages cannot be framed by other sites, and a response to a
+/// request that carried a token (`takes_token`) is never stored by a cache or the browser.
+pub fn add_security_headers(
+    headers: &mut HeaderMap,
+    frame_ancestors: &HeaderValue,
+    takes_token: bool,
+) {
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, frame_ancestors.clone());
+    }
+    if takes_token {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +252,24 @@ mod tests {
         assert!(upgrade_kind(&h).unwrap());
         h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
         assert!(upgrade_kind(&h).is_err());
+    }
+
+    #[test]
+    fn responses_leak_no_referrer_are_not_framed_and_token_responses_are_not_stored() {
+        let fa = frame_ancestors(&["https://portal.example.com".into()]);
+        assert_eq!(fa, "frame-ancestors 'self' https://portal.example.com");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=600"),
+        );
+        add_security_headers(&mut h, &fa, true);
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], fa);
+        let mut h = HeaderMap::new();
+        add_security_headers(&mut h, &fa, false);
+        assert!(!h.contains_key(header::CACHE_CONTROL));
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
     }
 }

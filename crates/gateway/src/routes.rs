@@ -21,6 +21,7 @@ use crate::endpoints::login::Login;
 use crate::endpoints::{jwks, session};
 use crate::error::GatewayError;
 use crate::exchange::{ApiPath, ClientAddr, Exchange};
+use crate::headers;
 use crate::metrics::Metrics;
 use crate::observe::{Kind, Observe, observe};
 use crate::proxy::Forward;
@@ -119,6 +120,10 @@ pub struct Routes {
     pub verifier: Arc<TokenVerifier>,
     /// Readiness.
     pub readiness: Arc<Readiness>,
+    /// The `frame-ancestors` policy of every response.
+    pub frame_ancestors: http::HeaderValue,
+    /// Whether `/.well-known/jwks.json` is served (off unless enabled: review §2).
+    pub publish_jwks: bool,
 }
 
 fn client_of(req: &Request) -> SocketAddr {
@@ -162,9 +167,24 @@ impl Routes {
         observe(Kind::Auth, &self.metrics, ctx, response)
     }
 
-    /// Answers one request.
+    /// Answers one request, with the security headers of [`headers::add_security_headers`].
     pub async fn handle(&self, request: Request) -> Response {
         let route = classify(request.uri().path(), &self.api_prefix, &self.base_path);
+        // The API and /auth/* take tokens; a static page does when linked with ?token=.
+        let takes_token = match &route {
+            Route::Static => request
+                .uri()
+                .query()
+                .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "token")),
+            Route::Healthz | Route::Readyz | Route::Jwks | Route::NotFound => false,
+            _ => true,
+        };
+        let mut response = self.route(route, request).await;
+        headers::add_security_headers(response.headers_mut(), &self.frame_ancestors, takes_token);
+        response
+    }
+
+    async fn route(&self, route: Route, request: Request) -> Response {
         match route {
             Route::Api(api_path) => {
                 let exchange = self.exchange(request, api_path);
@@ -182,6 +202,7 @@ impl Routes {
                     .await
             }
             Route::GetToken => self.auth(request, |ex| self.gettoken.handle(ex)).await,
+            Route::Jwks if !self.publish_jwks => GatewayError::NotFound.into_response(),
             Route::Jwks => match get_or_head(&request) {
                 Ok(()) => jwks::jwks(&self.verifier),
                 Err(e) => e.into_response(),

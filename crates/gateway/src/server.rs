@@ -104,11 +104,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let audit = Audit::new(config.audit.clone());
         let shutdown = CancellationToken::new();
-        let verifier = Arc::new(TokenVerifier::load(
-            &config.jwt_key_files,
-            config.jwt_leeway,
-            metrics.clone(),
-        )?);
+        let verifier = Arc::new(
+            TokenVerifier::load(&config.jwt_key_files, config.jwt_leeway, metrics.clone())?
+                .with_audience(config.audience.clone()),
+        );
         let sa_token = match &config.bearer_token_file {
             Some(path) if !config.passthrough => {
                 Some(Arc::new(SecretFile::load(path, metrics.clone())?))
@@ -189,6 +188,8 @@ impl Gateway {
             }),
             verifier: verifier.clone(),
             readiness: readiness.clone(),
+            frame_ancestors: crate::headers::frame_ancestors(&config.allowed_origins),
+            publish_jwks: config.publish_jwks,
         });
         let metrics_routes = Arc::new(MetricsRoutes {
             metrics: metrics.clone(),

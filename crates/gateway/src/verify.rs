@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use virt_gateway_auth::jwt::{TokenError, VerifiedToken, Verifier};
+use virt_gateway_auth::jwt::{AudiencePolicy, TokenError, VerifiedToken, Verifier};
 use virt_gateway_auth::keys::{self, PublicKey};
 
 use crate::error::ConfigError;
@@ -34,6 +34,7 @@ pub struct TokenVerifier {
     verifier: RwLock<Arc<Verifier>>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
     leeway: Duration,
+    audience: AudiencePolicy,
     metrics: Arc<Metrics>,
 }
 
@@ -81,14 +82,32 @@ impl TokenVerifier {
     fn with_files(files: Vec<KeyFile>, leeway: Duration, metrics: Arc<Metrics>) -> Self {
         let all: Vec<PublicKey> = files.iter().flat_map(|f| f.keys.iter().cloned()).collect();
         metrics.verification_keys.set(all.len() as i64);
-        let verifier = Verifier::new(all).with_leeway(leeway);
+        let audience = AudiencePolicy::default();
+        let verifier = Verifier::new(all)
+            .with_leeway(leeway)
+            .with_audience(audience.clone());
         Self {
             files: Mutex::new(files),
             verifier: RwLock::new(Arc::new(verifier)),
             cache: Mutex::new(HashMap::new()),
             leeway,
+            audience,
             metrics,
         }
+    }
+
+    /// Checks `aud` and `iss` with `policy` (review §6). The default policy accepts tokens
+    /// without `aud` and refuses every token bound to an audience.
+    #[must_use]
+    pub fn with_audience(mut self, policy: AudiencePolicy) -> Self {
+        let keys = self.current().keys().to_vec();
+        self.verifier = RwLock::new(Arc::new(
+            Verifier::new(keys)
+                .with_leeway(self.leeway)
+                .with_audience(policy.clone()),
+        ));
+        self.audience = policy;
+        self
     }
 
     /// Re-reads the key files; when any changed, rebuilds the key set and empties the cache. A file
@@ -129,7 +148,9 @@ impl TokenVerifier {
         if changed {
             let all: Vec<PublicKey> = files.iter().flat_map(|f| f.keys.iter().cloned()).collect();
             self.metrics.verification_keys.set(all.len() as i64);
-            let verifier = Verifier::new(all).with_leeway(self.leeway);
+            let verifier = Verifier::new(all)
+                .with_leeway(self.leeway)
+                .with_audience(self.audience.clone());
             if let Ok(mut v) = self.verifier.write() {
                 *v = Arc::new(verifier);
             }
