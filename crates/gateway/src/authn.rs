@@ -97,6 +97,7 @@ impl IntoResponse for Refused {
 pub fn refusal_error(refusal: &Refusal) -> GatewayError {
     match refusal {
         Refusal::NotReady => GatewayError::RevocationNotReady,
+        Refusal::Stale => GatewayError::RevocationStale,
         other => GatewayError::Revoked(other.message().to_string()),
     }
 }

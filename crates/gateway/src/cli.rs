@@ -180,6 +180,11 @@ pub struct Cli {
     #[arg(long, env = "KUBE_GATEWAY_GETTOKEN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub gettoken_timeout: Duration,
 
+    /// How long the revocation watch may be broken before every token is refused (503) and
+    /// /readyz reports unready, so a revocation made meanwhile cannot go unseen.
+    #[arg(long, env = "KUBE_GATEWAY_REVOCATION_MAX_STALENESS", default_value = "5s", value_parser = parse_duration)]
+    pub revocation_max_staleness: Duration,
+
     /// This gateway's audience: tokens with an `aud` claim must name it (the operator sets
     /// ocgate.yaacov.com/namespaces/<ns>/gateservers/<name>). Unset: tokens with `aud` are refused.
     #[arg(long, env = "KUBE_GATEWAY_AUDIENCE")]

@@ -123,6 +123,8 @@ pub struct Config {
     pub gettoken_timeout: Duration,
     /// Redirect target of /auth/jwt/set.
     pub client_path: String,
+    /// How long the revocation watch may be broken before tokens are refused.
+    pub revocation_max_staleness: Duration,
     /// Which tokens are accepted by their `aud` and `iss`.
     pub audience: virt_gateway_auth::jwt::AudiencePolicy,
     /// Serve /.well-known/jwks.json.
@@ -464,6 +466,7 @@ impl Config {
             client_path: cli.client_path,
             allowed_origins,
             publish_jwks: cli.publish_jwks,
+            revocation_max_staleness: cli.revocation_max_staleness,
             audience,
             revocation_grace: Duration::from_secs(2),
             audit: AuditSink::stdout(),

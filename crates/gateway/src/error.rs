@@ -49,6 +49,9 @@ pub enum GatewayError {
     /// The revocation index is not ready, so no token can be checked yet.
     #[error("the revocation index is not synchronised yet; retry shortly")]
     RevocationNotReady,
+    /// The revocation watch has been broken for too long: no token can be checked (fail closed).
+    #[error("the revocation index is out of date (its watch is broken); retry shortly")]
+    RevocationStale,
     /// The token does not allow the request.
     #[error("forbidden: {0}")]
     Forbidden(#[from] Denied),
@@ -110,7 +113,7 @@ impl GatewayError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) | Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::RevocationNotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RevocationNotReady | Self::RevocationStale => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ApiStatus { code, .. } => {
                 StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -153,6 +156,7 @@ impl GatewayError {
             Self::BadCredentials(_) => Reason::InvalidToken,
             Self::Revoked(_) => Reason::TokenRevoked,
             Self::RevocationNotReady => Reason::RevocationNotReady,
+            Self::RevocationStale => Reason::RevocationStale,
             Self::Forbidden(_) => Reason::Forbidden,
             Self::ForeignOrigin => Reason::ForeignOrigin,
             Self::BadPath(_) | Self::BadRequest(_) => Reason::BadRequest,

@@ -49,6 +49,9 @@ pub enum Refusal {
     NoJti,
     /// The index is not synchronised yet.
     NotReady,
+    /// The watch has been broken for longer than the allowed staleness: a revocation made
+    /// meanwhile would go unseen, so no token is accepted until it is back (fail closed).
+    Stale,
 }
 
 impl Refusal {
@@ -63,6 +66,9 @@ impl Refusal {
             }
             Self::NoJti => "token has no jti, and this gateway enforces revocation",
             Self::NotReady => "the revocation index is not synchronised yet",
+            Self::Stale => {
+                "the revocation index is out of date (its watch is broken); retry shortly"
+            }
         }
     }
 }
@@ -83,6 +89,8 @@ struct Index {
     synced: HashSet<String>,
     relisting: HashMap<String, HashSet<String>>,
     healthy: bool,
+    /// When the watch last went from working to broken (None while it works).
+    broken_since: Option<Instant>,
     last_ok: Option<Instant>,
     last_error: Option<String>,
 }
@@ -92,6 +100,8 @@ struct Index {
 pub struct RevocationHealth {
     /// Every watched namespace has been listed at least once.
     pub synced: bool,
+    /// The watch has been broken for longer than the allowed staleness (tokens are refused).
+    pub stale: bool,
     /// The last watch attempt succeeded.
     pub healthy: bool,
     /// Seconds since the watch last delivered data.
@@ -124,8 +134,12 @@ pub struct Revocation {
     /// One channel per `jti` somebody waits on; dropped when nobody does any more.
     waiters: Mutex<Waiters>,
     grace: Duration,
+    max_staleness: Duration,
     metrics: Arc<Metrics>,
 }
+
+/// Default of `--revocation-max-staleness`.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 
 /// Drops what the gateway must not keep of a GateToken: the issued token and `managedFields`.
 pub fn strip(token: &mut GateToken) {
@@ -149,7 +163,10 @@ fn entry_of(token: &GateToken) -> Option<(String, Entry)> {
         uid,
         Entry {
             namespace: token.metadata.namespace.clone().unwrap_or_default(),
-            revoked: token.spec.revoked || phase == Some(GateTokenPhase::Revoked),
+            // Deleting (a finalizer holds it) counts as revoked (review §12).
+            revoked: token.spec.revoked
+                || phase == Some(GateTokenPhase::Revoked)
+                || token.metadata.deletion_timestamp.is_some(),
             completed: phase == Some(GateTokenPhase::Completed),
             exp,
         },
@@ -164,8 +181,22 @@ impl Revocation {
             index: Mutex::new(Index::default()),
             waiters: Mutex::new(Waiters::default()),
             grace,
+            max_staleness: DEFAULT_MAX_STALENESS,
             metrics,
         }
+    }
+
+    /// Refuses every token once the watch has been broken for longer than `max_staleness`.
+    #[must_use]
+    pub fn with_max_staleness(mut self, max_staleness: Duration) -> Self {
+        self.max_staleness = max_staleness;
+        self
+    }
+
+    fn stale(&self, index: &Index) -> bool {
+        index
+            .broken_since
+            .is_some_and(|t| t.elapsed() > self.max_staleness)
     }
 
     /// A receiver that changes whenever `jti`'s entry may have changed.
@@ -220,6 +251,9 @@ impl Revocation {
         };
         let now = now_unix();
         self.with_index(|index| {
+            if self.all_synced(index) && self.stale(index) {
+                return Err(Refusal::Stale);
+            }
             if let Some(until) = index.denied.get(jti)
                 && *until >= now
             {
@@ -295,6 +329,7 @@ impl Revocation {
             let age = index.last_ok.map(|t| t.elapsed().as_secs_f64());
             RevocationHealth {
                 synced: self.all_synced(index),
+                stale: self.stale(index),
                 healthy: index.healthy,
                 age_secs: age,
                 last_error: index.last_error.clone(),
@@ -332,6 +367,7 @@ impl Revocation {
     pub(crate) fn apply(&self, scope: &str, event: Event<GateToken>) {
         let touched: Vec<String> = self.with_index(|index| {
             index.healthy = true;
+            index.broken_since = None;
             index.last_ok = Some(Instant::now());
             let mut touched = Vec::new();
             match event {
@@ -393,6 +429,9 @@ impl Revocation {
         self.with_index(|index| {
             if index.healthy || index.last_error.as_deref() != Some(error.as_str()) {
                 tracing::warn!(error = %error, "revocation watch failed; serving from the last known state");
+            }
+            if index.healthy || index.broken_since.is_none() {
+                index.broken_since = Some(Instant::now());
             }
             index.healthy = false;
             index.last_error = Some(error);
@@ -531,6 +570,41 @@ mod tests {
         assert_eq!(r.check_now(Some("u3")), Err(Refusal::Deleted));
         assert!(!r.health().healthy);
         assert!(r.health().synced);
+    }
+
+    /// Review §12: the watch broke after its first sync and the gateway kept serving from the
+    /// last state forever (a revocation meanwhile went unseen); a GateToken held by a finalizer
+    /// after `kubectl delete` stayed valid.
+    #[tokio::test]
+    async fn a_broken_watch_fails_closed_after_the_staleness_and_deleting_counts_as_revoked() {
+        let r = Revocation::new(
+            vec!["a".into()],
+            Duration::from_millis(10),
+            Arc::new(Metrics::new()),
+        )
+        .with_max_staleness(Duration::ZERO);
+        r.apply("a", Event::Init);
+        r.apply(
+            "a",
+            Event::InitApply(obj("a", "t1", "u1", false, "Ready", 4_000_000_000)),
+        );
+        r.apply("a", Event::InitDone);
+        assert_eq!(r.check_now(Some("u1")), Ok(()));
+        r.failed("connection refused".into());
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(r.check_now(Some("u1")), Err(Refusal::Stale));
+        assert!(r.health().stale);
+        // Back: served again.
+        r.apply("a", Event::Init);
+        assert_eq!(r.check_now(Some("u1")), Ok(()));
+        assert!(!r.health().stale);
+        // Deleting (finalizers pending): refused at once.
+        let mut deleting = obj("a", "t1", "u1", false, "Ready", 4_000_000_000);
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+        );
+        r.apply("a", Event::Apply(deleting));
+        assert_eq!(r.check_now(Some("u1")), Err(Refusal::Revoked));
     }
 
     #[tokio::test]

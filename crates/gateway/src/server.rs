@@ -129,11 +129,14 @@ impl Gateway {
         let revocation = if config.revocation_namespaces.is_empty() {
             None
         } else {
-            let index = Arc::new(Revocation::new(
-                config.revocation_namespaces.clone(),
-                config.revocation_grace,
-                metrics.clone(),
-            ));
+            let index = Arc::new(
+                Revocation::new(
+                    config.revocation_namespaces.clone(),
+                    config.revocation_grace,
+                    metrics.clone(),
+                )
+                .with_max_staleness(config.revocation_max_staleness),
+            );
             Some((index, kube_clients.service_account(sa_token.clone())?))
         };
         let revocation_index = revocation.as_ref().map(|(r, _)| r.clone());

@@ -80,6 +80,12 @@ impl Readiness {
                             .map(|e| format!(" (last error: {e})"))
                             .unwrap_or_default()
                     )
+                } else if h.stale {
+                    ready = false;
+                    format!(
+                        "stale: the watch is broken for longer than allowed, tokens are refused (last error: {})",
+                        h.last_error.unwrap_or_default()
+                    )
                 } else if !h.healthy {
                     degraded = true;
                     format!(
