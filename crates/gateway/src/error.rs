@@ -175,8 +175,27 @@ impl GatewayError {
         Outcome::refused(
             Decision::for_status(self.status_code()),
             self.reason(),
-            Cow::Owned(self.to_string()),
+            self.audit_detail(),
         )
+    }
+
+    /// The `detail` of the audit line: the client's message where it holds only our own text,
+    /// and a fixed description where the message would echo request data (paths, names, a
+    /// token's `kid`, upstream errors with URLs), which may hold a token pasted in the wrong
+    /// place (review §13) or what the public must not read (§14).
+    pub fn audit_detail(&self) -> Cow<'static, str> {
+        let fixed = match self {
+            Self::InvalidToken(_) | Self::BadCredentials(_) => "the token did not verify",
+            Self::Forbidden(_) => "the token does not allow this request",
+            Self::BadPath(_) | Self::BadRequest(_) => "malformed request",
+            Self::MethodNotAllowed(_) => "method not allowed here",
+            Self::Upstream(_) => "the API server could not be reached",
+            Self::ApiStatus { .. } => "the API server refused the request",
+            Self::Internal(_) => "internal error",
+            Self::Timeout(_) => "timed out",
+            _ => return Cow::Owned(self.to_string()),
+        };
+        Cow::Borrowed(fixed)
     }
 }
 
@@ -323,5 +342,27 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert_eq!(Outcome::of(&response).reason, Reason::ApiRefused);
+    }
+
+    /// Review §13: a 403 echoed the path's namespace, which may be a token pasted by mistake,
+    /// into the audit `detail` although `path` is redacted.
+    #[test]
+    fn audit_details_never_echo_request_data() {
+        let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjF9.c2ln";
+        let errors = [
+            GatewayError::Forbidden(Denied::Namespace {
+                namespace: jwt.into(),
+                allowed: "a".into(),
+            }),
+            GatewayError::BadRequest(format!("bad {jwt}")),
+            GatewayError::MethodNotAllowed(jwt.into()),
+            GatewayError::Upstream(format!("https://10.0.0.1/{jwt}")),
+            GatewayError::InvalidToken(TokenError::UnknownKid { kid: jwt.into() }),
+        ];
+        for e in errors {
+            assert!(e.to_string().contains(jwt), "the client still sees {e}");
+            let detail = e.outcome().detail.unwrap();
+            assert!(!detail.contains(jwt), "{detail}");
+        }
     }
 }

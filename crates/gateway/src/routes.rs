@@ -208,7 +208,7 @@ impl Routes {
                 Err(e) => e.into_response(),
             },
             Route::Healthz => health::healthz(),
-            Route::Readyz => self.readiness.readyz(),
+            Route::Readyz => self.readiness.readyz_public(),
             Route::Static => static_files::serve(&self.public_dir, &self.base_path, request).await,
             Route::NotFound => GatewayError::NotFound.into_response(),
         }

@@ -889,6 +889,13 @@ async fn health_readiness_and_bounded_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ready["status"], "ok");
     assert_eq!(ready["checks"]["revocation"], "off");
+    // Review §14: the public /readyz says ready or not, nothing about keys or the watch.
+    let (status, _, body) = send(get(format!("{}/readyz", gw.url))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"status": "ok"})
+    );
     let token = env.seed_token();
     gw.get(&Env::vmi_path(&env.ns, "testvm"), Some(&token))
         .await;

@@ -114,15 +114,31 @@ impl Readiness {
         }
     }
 
-    /// `/readyz`: 200 when ready, else 503, with the report.
+    /// `/readyz` of the public listener: 200 when ready, else 503, with the status only. The
+    /// checks name key and GateToken counts and watch errors (URLs, the ServiceAccount), which
+    /// are for the metrics listener only (review §14).
+    pub fn readyz_public(&self) -> Response {
+        let mut report = self.report();
+        report.checks.clear();
+        Self::respond(report, false)
+    }
+
+    /// `/readyz` of the metrics listener: 200 when ready, else 503, with the report.
     pub fn readyz(&self) -> Response {
-        let report = self.report();
+        Self::respond(self.report(), true)
+    }
+
+    fn respond(report: Report, checks: bool) -> Response {
         let code = if report.ready {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        let body = json!({"status": report.status, "checks": report.checks});
+        let body = if checks {
+            json!({"status": report.status, "checks": report.checks})
+        } else {
+            json!({"status": report.status})
+        };
         let mut response = (code, axum::Json(body)).into_response();
         response
             .headers_mut()
