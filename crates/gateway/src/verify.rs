@@ -201,6 +201,13 @@ impl TokenVerifier {
         let verified = Arc::new(verifier.verify(token, now)?);
         let valid_until = verified.claims.exp.saturating_add(self.leeway.as_secs());
         if let Ok(mut cache) = self.cache.lock() {
+            // Review §10: a reload between `current()` and here swapped the keys and emptied the
+            // cache; caching now would keep a token of a removed key valid until its expiry.
+            // `reload` swaps the verifier before it takes the cache lock, so checking under the
+            // lock that the keys are still those we verified with closes the window.
+            if !Arc::ptr_eq(&verifier, &self.current()) {
+                return Ok(verified);
+            }
             if cache.len() >= CACHE_CAPACITY {
                 cache.retain(|_, e| e.valid_until >= now);
                 if cache.len() >= CACHE_CAPACITY {
