@@ -5,6 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 TESTENV_DIR ?= .testenv
+DEMO_DIR ?= .demo
 
 .PHONY: help demo build test lint fmt deps web testenv-binaries testenv-up testenv-down crds fuzz bench bench-quick images
 
@@ -40,9 +41,10 @@ build:
 	$(CARGO) build --workspace --bins --locked
 
 ## The whole product on this machine: control plane, CRDs, operator, seed samples, KubeVirt
-## stand-in and the gateway run from the operator's Deployment; prints a console link.
+## stand-in and the gateway run from the operator's Deployment; prints a console link and what
+## to try next. Ctrl-C stops it (a second Ctrl-C kills what is left) and removes $(DEMO_DIR).
 demo: testenv-binaries web build
-	./target/debug/virt-gateway-demo
+	./target/debug/virt-gateway-demo --dir $(DEMO_DIR)
 
 test: testenv-binaries web build
 	$(CARGO) test --workspace --all-targets --locked

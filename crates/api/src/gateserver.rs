@@ -36,6 +36,25 @@ pub const GEN_B_WEB_APP_IMAGE: &str = "quay.io/yaacov/kube-gateway-web-app-novnc
 /// Default of `generateSecret` (applied in code, see [`GateServerSpec::generate_secret`]).
 pub const DEFAULT_GENERATE_SECRET: bool = true;
 
+/// Annotation on a GateServer: the gateway's base URL as its users reach it (`https://HOST[:PORT]`,
+/// or `http://` for a loopback port), when that is not `https://<spec.route>`: a load balancer, a
+/// port-forward, or `make demo`, which sets it to the loopback port its gateway serves on.
+/// `kubectl gate token` builds its links on it; the operator does not read it. It is trusted
+/// like `spec.route`: whoever may edit the GateServer decides where links point either way.
+pub const GATEWAY_URL_ANNOTATION: &str = "ocgate.yaacov.com/gateway-url";
+
+impl GateServer {
+    /// The [`GATEWAY_URL_ANNOTATION`], when set and not blank.
+    pub fn gateway_url_annotation(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(GATEWAY_URL_ANNOTATION)
+            .map(|url| url.trim())
+            .filter(|url| !url.is_empty())
+    }
+}
+
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -553,6 +572,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_gateway_url_annotation_is_read_trimmed_and_blank_means_unset() {
+        let with = |value: Option<&str>| {
+            let mut gs = GateServer::new("gs", spec(json!({})));
+            if let Some(v) = value {
+                gs.metadata.annotations =
+                    Some([(GATEWAY_URL_ANNOTATION.to_owned(), v.to_owned())].into());
+            }
+            gs
+        };
+        assert_eq!(with(None).gateway_url_annotation(), None);
+        assert_eq!(with(Some("  ")).gateway_url_annotation(), None);
+        assert_eq!(
+            with(Some(" http://127.0.0.1:8080 ")).gateway_url_annotation(),
+            Some("http://127.0.0.1:8080")
+        );
+    }
 
     fn spec(v: serde_json::Value) -> GateServerSpec {
         serde_json::from_value(v).unwrap()

@@ -10,6 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kubevirt_standin::{Standin, StandinOptions};
+use virt_gateway_api::gateserver::GATEWAY_URL_ANNOTATION;
 use virt_gateway_api::{GateServer, GateToken, GateTokenSpec};
 use virt_gateway_testenv::control_plane::free_port;
 use virt_gateway_testenv::process::Process;
@@ -25,6 +26,10 @@ pub const SAMPLE_SERVER: &str = "gateserver-sample";
 /// The seed GateToken's name.
 pub const SAMPLE_TOKEN: &str = "gatetoken-sample";
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the gateway and the operator may take to exit after SIGTERM (both at once) before
+/// SIGKILL. The whole stop takes at most about this plus the control plane's three
+/// [`virt_gateway_testenv::control_plane::STOP_GRACE`]s and the VNC servers'.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Where things are.
 #[derive(Clone, Debug)]
@@ -58,7 +63,7 @@ impl StackOptions {
     }
 }
 
-/// Everything running. Dropping it stops every process.
+/// Everything running. Dropping it stops every process; [`Stack::shutdown`] does so in order.
 pub struct Stack {
     // Field order: the gateway and operator stop before the control plane.
     gateway: LocalPod,
@@ -159,6 +164,11 @@ impl Stack {
         .await?;
         wait_http_ok(&format!("{}/readyz", gateway.url), || gateway.log_tail(30)).await?;
 
+        progress(&format!(
+            "publishing the gateway's address on GateServer {SAMPLE_SERVER} ({GATEWAY_URL_ANNOTATION})"
+        ));
+        advertise_gateway_url(&client, SAMPLE_SERVER, &gateway.url).await?;
+
         Ok(Self {
             gateway,
             standin: Some(standin),
@@ -238,12 +248,41 @@ impl Stack {
         )
     }
 
-    /// Stops everything (also done on drop).
-    pub async fn stop(mut self) {
-        if let Some(standin) = self.standin.take() {
-            standin.stop().await;
-        }
+    /// Stops everything in order (see [`Stack::shutdown`]) on a blocking thread.
+    pub async fn stop(self) {
+        let _ = tokio::task::spawn_blocking(move || self.shutdown()).await;
     }
+
+    /// Stops everything, clients before the servers they talk to, each step bounded: the
+    /// gateway and the operator together (SIGTERM, SIGKILL after [`STOP_GRACE`]), the VNC
+    /// servers, then kube-controller-manager, kube-apiserver and etcd. It makes no API call:
+    /// the cluster goes away with its etcd, so unregistering the stand-in's API would only be one
+    /// more thing that can hang. Blocks (up to a few seconds when every process behaves).
+    pub fn shutdown(mut self) {
+        self.gateway.terminate();
+        self.operator.terminate();
+        self.gateway.stop(STOP_GRACE);
+        self.operator.stop(STOP_GRACE);
+        drop(self.standin.take());
+        self.cp.stop();
+    }
+}
+
+/// Writes the gateway's reachable URL into the GateServer's [`GATEWAY_URL_ANNOTATION`], where
+/// `kubectl gate token` finds it: in the demo, the loopback port the gateway really serves on
+/// (on a cluster, the route's `https://` address is what users reach).
+pub async fn advertise_gateway_url(
+    client: &kube::Client,
+    server: &str,
+    url: &str,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {GATEWAY_URL_ANNOTATION: url}}
+    });
+    Api::<GateServer>::namespaced(client.clone(), SAMPLES_NAMESPACE)
+        .patch(server, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
 
 /// `<gateway>/auth/token?token=<jwt>&then=<console page for the VM>`.

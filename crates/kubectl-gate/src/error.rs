@@ -74,6 +74,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The GateServer's gateway-URL annotation is not a usable URL.
+    #[error("{0}; fix the annotation or pass --gateway-url")]
+    BadAdvertisedUrl(String),
+
     /// No usable kubeconfig or context.
     #[error("cannot load the Kubernetes client configuration: {0}")]
     Kubeconfig(String),

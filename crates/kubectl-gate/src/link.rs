@@ -5,6 +5,7 @@
 //! `path` parameter is the VM's VNC WebSocket under the gateway's `k8s/` API prefix.
 
 use http::Uri;
+use virt_gateway_api::gateserver::GATEWAY_URL_ANNOTATION;
 
 use crate::error::Error;
 
@@ -50,25 +51,34 @@ pub fn percent_encode(value: &str) -> String {
 }
 
 /// The gateway's base URL: `--gateway-url` when given (checked and without a trailing slash),
-/// else `https://<route>` of the GateServer `server`, else an error.
+/// else the GateServer `server`'s [`GATEWAY_URL_ANNOTATION`] (`advertised`), else
+/// `https://<route>`, else an error.
 pub fn gateway_url(
     explicit: Option<&str>,
+    advertised: Option<&str>,
     route: Option<&str>,
     server: &str,
 ) -> Result<String, Error> {
     if let Some(url) = explicit {
-        return check_gateway_url(url);
+        return check_gateway_url(url, "--gateway-url");
+    }
+    if let Some(url) = advertised {
+        return check_gateway_url(
+            url,
+            &format!("GateServer {server}'s annotation {GATEWAY_URL_ANNOTATION}"),
+        )
+        .map_err(|e| Error::BadAdvertisedUrl(e.to_string()));
     }
     match route.map(str::trim).filter(|r| !r.is_empty()) {
-        Some(route) => check_gateway_url(&format!("https://{route}")),
+        Some(route) => check_gateway_url(&format!("https://{route}"), "--gateway-url"),
         None => Err(Error::NoRoute {
             server: server.to_owned(),
         }),
     }
 }
 
-fn check_gateway_url(url: &str) -> Result<String, Error> {
-    let bad = |why: &str| Error::Usage(format!("--gateway-url {url:?}: {why}"));
+fn check_gateway_url(url: &str, what: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::Usage(format!("{what} {url:?}: {why}"));
     let uri: Uri = url
         .trim()
         .parse()
@@ -82,6 +92,15 @@ fn check_gateway_url(url: &str) -> Result<String, Error> {
     }
     if uri.query().is_some() {
         return Err(bad("must not have a query (?...)"));
+    }
+    // `https://gw.example.com@elsewhere.example` opens `elsewhere.example`: a link that reads
+    // as one host and goes to another must not be printed.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(bad("must not have a user name (…@)"));
+    }
+    // Everything after a `#` stays in the browser: the link's token would never reach the gateway.
+    if url.contains('#') {
+        return Err(bad("must not have a fragment (#...)"));
     }
     Ok(url.trim().trim_end_matches('/').to_owned())
 }
@@ -129,12 +148,13 @@ mod tests {
     #[test]
     fn gateway_url_from_route_or_flag() {
         assert_eq!(
-            gateway_url(None, Some("gw.apps.example.com"), "gs").unwrap(),
+            gateway_url(None, None, Some("gw.apps.example.com"), "gs").unwrap(),
             "https://gw.apps.example.com"
         );
         assert_eq!(
             gateway_url(
                 Some("http://127.0.0.1:8080/"),
+                Some("http://127.0.0.1:9090"),
                 Some("ignored.example.com"),
                 "gs"
             )
@@ -142,7 +162,7 @@ mod tests {
             "http://127.0.0.1:8080",
             "the flag wins, trailing slash dropped"
         );
-        let err = gateway_url(None, None, "kube-gateway/gs")
+        let err = gateway_url(None, None, None, "kube-gateway/gs")
             .unwrap_err()
             .to_string();
         assert!(
@@ -151,7 +171,7 @@ mod tests {
             "{err}"
         );
         assert!(matches!(
-            gateway_url(None, Some(" "), "gs"),
+            gateway_url(None, None, Some(" "), "gs"),
             Err(Error::NoRoute { .. })
         ));
         for bad in [
@@ -159,10 +179,45 @@ mod tests {
             "ftp://gw.example.com",
             "https://gw.example.com/?a=b",
             "https://",
+            "https://gw.example.com@elsewhere.example",
+            "https://user:pass@gw.example.com",
+            "https://gw.example.com/#x",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
         ] {
-            let err = gateway_url(Some(bad), None, "gs").unwrap_err().to_string();
+            let err = gateway_url(Some(bad), None, None, "gs")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("--gateway-url"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_annotated_url_wins_over_the_route() {
+        assert_eq!(
+            gateway_url(
+                None,
+                Some("http://127.0.0.1:43121/"),
+                Some("gw.apps-crc.testing"),
+                "gs"
+            )
+            .unwrap(),
+            "http://127.0.0.1:43121"
+        );
+        assert_eq!(
+            gateway_url(None, Some("https://gw.example.com:8443"), None, "gs").unwrap(),
+            "https://gw.example.com:8443",
+            "no route needed"
+        );
+        let err = gateway_url(None, Some("gw.example.com"), Some("r"), "kube-gateway/gs")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "GateServer kube-gateway/gs's annotation ocgate.yaacov.com/gateway-url \"gw.example.com\""
+            ) && err.contains("--gateway-url"),
+            "a bad annotation is an error that names it, not a silent fallback: {err}"
+        );
     }
 
     fn percent_decode(s: &str) -> String {

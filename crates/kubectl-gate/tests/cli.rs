@@ -401,6 +401,83 @@ async fn a_gateserver_without_route_needs_a_gateway_url() {
     verify(&client, &gw, out.ok().trim_end(), unix_now()).await;
 }
 
+/// The gateway's reachable URL comes from the GateServer itself, so `kubectl gate token` needs
+/// no flag where the route is not what users open (`make demo`'s loopback port, a load balancer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_url_annotation_is_where_links_point() {
+    let (cp, client, gw) = setup().await;
+    let _operator = Operator::start(client.clone(), &gw);
+    ready_server(&client, &gw, "gs", json!({"route": ROUTE})).await;
+    let servers: Api<GateServer> = Api::namespaced(client.clone(), &gw);
+    let annotate = |url: &str| {
+        let patch = json!({"metadata": {"annotations": {
+            virt_gateway_api::gateserver::GATEWAY_URL_ANNOTATION: url
+        }}});
+        let servers = servers.clone();
+        async move {
+            servers
+                .patch("gs", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    let token = ["token", "testvm", "--server-namespace", &gw];
+
+    annotate("http://127.0.0.1:43121/").await;
+    let out = gate(cp, &token).await;
+    let (base, jwt, _) = parse_link(out.ok().trim_end());
+    assert_eq!(
+        base, "http://127.0.0.1:43121",
+        "the annotation wins over the route"
+    );
+    assert!(
+        !out.stderr.contains("warning"),
+        "loopback http: {}",
+        out.stderr
+    );
+    verify(&client, &gw, &jwt, unix_now()).await;
+
+    let mut with_flag = token.to_vec();
+    with_flag.extend(["--gateway-url", "https://elsewhere.example.com"]);
+    let (base, _, _) = parse_link(gate(cp, &with_flag).await.ok().trim_end());
+    assert_eq!(base, "https://elsewhere.example.com", "the flag still wins");
+
+    annotate("http://gw.example.com:8080").await;
+    let out = gate(cp, &token).await;
+    let (base, _, _) = parse_link(out.ok().trim_end());
+    assert_eq!(base, "http://gw.example.com:8080");
+    assert!(
+        out.stderr
+            .contains("warning: the gateway URL http://gw.example.com:8080 is plain http"),
+        "{}",
+        out.stderr
+    );
+
+    let before = tokens(&client, &gw).await.len();
+    annotate("gw.example.com").await;
+    let err = gate(cp, &token).await.fails(1).to_owned();
+    assert!(
+        err.contains(&format!(
+            "GateServer {gw}/gs's annotation ocgate.yaacov.com/gateway-url \"gw.example.com\""
+        )) && err.contains("--gateway-url"),
+        "{err}"
+    );
+    assert_eq!(
+        tokens(&client, &gw).await.len(),
+        before,
+        "a bad annotation is refused before anything is created"
+    );
+    let mut as_token = token.to_vec();
+    as_token.extend(["-o", "token"]);
+    verify(
+        &client,
+        &gw,
+        gate(cp, &as_token).await.ok().trim_end(),
+        unix_now(),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_calls_print_the_api_servers_message_and_an_rbac_hint() {
     let (cp, client, gw) = setup().await;

@@ -29,6 +29,13 @@ pub const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long each component may take to exit after SIGTERM before it gets SIGKILL. Three
+/// components stop one after another, so a control plane stops within about three times this.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Temporary control-plane directories are named `<TEMP_PREFIX><random>`.
+pub const TEMP_PREFIX: &str = "virt-gateway-testenv-";
+
 /// How to start a control plane.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -99,10 +106,12 @@ impl ControlPlane {
                 (None, dir.clone())
             }
             None => {
+                crate::leftovers::remove_abandoned_temp_dirs(TEMP_PREFIX);
                 let temp = tempfile::Builder::new()
-                    .prefix("virt-gateway-testenv-")
+                    .prefix(TEMP_PREFIX)
                     .tempdir()
                     .map_err(|e| Error::Io(format!("cannot create a temporary directory: {e}")))?;
+                crate::leftovers::claim(temp.path())?;
                 let path = temp.path().to_path_buf();
                 (Some(temp), path)
             }
@@ -378,10 +387,12 @@ impl ControlPlane {
         self.processes.iter().map(Process::pid).collect()
     }
 
-    /// Stops every process now (also done on drop).
+    /// Stops every process now (also done on drop), clients before servers:
+    /// kube-controller-manager, then kube-apiserver, then etcd, so that none of them is left
+    /// retrying against one already gone. Each gets [`STOP_GRACE`] before SIGKILL.
     pub fn stop(&mut self) {
         for p in self.processes.iter_mut().rev() {
-            p.stop(Duration::from_secs(5));
+            p.stop(STOP_GRACE);
         }
     }
 

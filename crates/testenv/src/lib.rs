@@ -20,7 +20,9 @@ pub mod binaries;
 pub mod certs;
 pub mod control_plane;
 pub mod helpers;
+pub mod leftovers;
 pub mod process;
+pub mod shutdown;
 pub mod websocket;
 
 pub use aggregated::AggregatedApi;
