@@ -180,6 +180,10 @@ pub struct Cli {
     #[arg(long, env = "KUBE_GATEWAY_GETTOKEN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub gettoken_timeout: Duration,
 
+    /// Concurrent connections served on the main listener; more are answered 503 and closed.
+    #[arg(long, env = "KUBE_GATEWAY_MAX_CONNECTIONS", default_value_t = 2048)]
+    pub max_connections: usize,
+
     /// How long the revocation watch may be broken before every token is refused (503) and
     /// /readyz reports unready, so a revocation made meanwhile cannot go unseen.
     #[arg(long, env = "KUBE_GATEWAY_REVOCATION_MAX_STALENESS", default_value = "5s", value_parser = parse_duration)]

@@ -123,6 +123,8 @@ pub struct Config {
     pub gettoken_timeout: Duration,
     /// Redirect target of /auth/jwt/set.
     pub client_path: String,
+    /// Concurrent connections on the main listener.
+    pub max_connections: usize,
     /// How long the revocation watch may be broken before tokens are refused.
     pub revocation_max_staleness: Duration,
     /// Which tokens are accepted by their `aud` and `iss`.
@@ -467,6 +469,7 @@ impl Config {
             allowed_origins,
             publish_jwks: cli.publish_jwks,
             revocation_max_staleness: cli.revocation_max_staleness,
+            max_connections: cli.max_connections.max(1),
             audience,
             revocation_grace: Duration::from_secs(2),
             audit: AuditSink::stdout(),

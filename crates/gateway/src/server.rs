@@ -76,6 +76,7 @@ pub struct Gateway {
     metrics_listener: Option<TcpListener>,
     tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
+    max_connections: usize,
     background: Background,
     shutdown: CancellationToken,
     sessions: Arc<Sessions>,
@@ -236,6 +237,7 @@ impl Gateway {
             shutdown,
             sessions,
             shutdown_timeout: config.shutdown_timeout,
+            max_connections: config.max_connections,
         })
     }
 
@@ -269,6 +271,7 @@ impl Gateway {
             metrics_listener,
             tls,
             limits,
+            max_connections,
             background,
             shutdown: stop,
             sessions,
@@ -289,6 +292,7 @@ impl Gateway {
             let routes = metrics_routes.clone();
             async move { routes.handle(req).await }
         };
+        let cap = Arc::new(tokio::sync::Semaphore::new(max_connections));
         let main_loop = accept_loop(
             listener,
             tls,
@@ -296,10 +300,20 @@ impl Gateway {
             limits,
             stop.clone(),
             connections.clone(),
+            Some(cap),
         );
         let metrics_loop = async {
             if let Some(l) = metrics_listener {
-                accept_loop(l, None, metrics, limits, stop.clone(), connections.clone()).await;
+                accept_loop(
+                    l,
+                    None,
+                    metrics,
+                    limits,
+                    stop.clone(),
+                    connections.clone(),
+                    None,
+                )
+                .await;
             }
         };
         let serving = async { tokio::join!(main_loop, metrics_loop) };
@@ -371,6 +385,7 @@ async fn accept_loop<H, Fut>(
     limits: ConnectionLimits,
     stop: CancellationToken,
     connections: TaskTracker,
+    cap: Option<Arc<tokio::sync::Semaphore>>,
 ) where
     H: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = axum::response::Response> + Send + 'static,
@@ -390,10 +405,26 @@ async fn accept_loop<H, Fut>(
             }
         };
         let _ = tcp.set_nodelay(true);
+        // Review §11: one task per connection without limit let a flood exhaust memory. Over
+        // the cap a connection gets a plain 503 (TLS ones are closed: no handshake is spent).
+        let permit = match &cap {
+            None => None,
+            Some(cap) => match cap.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    tracing::warn!(client = %peer, "connection refused: --max-connections reached");
+                    if tls.is_none() {
+                        connections.spawn(refuse_connection(tcp));
+                    }
+                    continue;
+                }
+            },
+        };
         let handler = handler.clone();
         let tls = tls.clone();
         let stop = stop.clone();
         connections.spawn(async move {
+            let _permit = permit;
             match tls {
                 None => serve_connection(tcp, peer, handler, limits, stop).await,
                 Some(acceptor) => {
@@ -412,6 +443,18 @@ async fn accept_loop<H, Fut>(
             }
         });
     }
+}
+
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse_connection(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too many connections; retry shortly","reason":"ServiceUnavailable","code":503}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(response.as_bytes())).await;
+    let _ = tcp.shutdown().await;
 }
 
 async fn serve_connection<IO, H, Fut>(

@@ -1170,3 +1170,31 @@ async fn a_token_for_one_gateway_is_refused_by_another_sharing_the_key() {
     );
     assert_no_token_logged();
 }
+
+/// Review §11: connections beyond --max-connections are answered 503 and closed, instead of
+/// each getting a task without limit.
+#[tokio::test]
+async fn connections_over_the_cap_get_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new(vec![], vec![]).await;
+    let gw = env.gateway_with(&["--max-connections=1"]).await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    // The one allowed connection, held open (a request head not yet finished).
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    held.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut answer = Vec::new();
+    second.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many connections"), "{answer}");
+    // Once the first is done, a new connection is served.
+    held.write_all(b"Host: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    held.read_to_end(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    let (status, _, _) = send(get(format!("{}/healthz", gw.url))).await;
+    assert_eq!(status, StatusCode::OK);
+}

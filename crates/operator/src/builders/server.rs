@@ -715,6 +715,18 @@ pub fn gateway_deployment(
     {
         env.push(var("KUBE_GATEWAY_ALLOWED_ORIGINS", origins.join(",")));
     }
+    // The limits the gateway implements so far (the others are accepted and not yet passed).
+    if let Some(limits) = &spec.limits {
+        if let Some(n) = limits.max_connections {
+            env.push(var("KUBE_GATEWAY_MAX_CONNECTIONS", n.to_string()));
+        }
+        if let Some(secs) = limits.revocation_max_staleness_sec {
+            env.push(var(
+                "KUBE_GATEWAY_REVOCATION_MAX_STALENESS",
+                format!("{secs}s"),
+            ));
+        }
+    }
     env.extend([
         EnvVar {
             name: "KUBE_GATEWAY_METRICS_LISTEN".to_owned(),

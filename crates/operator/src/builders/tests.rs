@@ -322,6 +322,11 @@ fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
         gs.spec.require_audience = require_audience;
         gs.spec.publish_jwks = publish_jwks;
         gs.spec.allowed_origins = Some(vec!["https://Portal.example.com".into()]);
+        gs.spec.limits = Some(virt_gateway_api::GateServerLimits {
+            max_connections: Some(100),
+            revocation_max_staleness_sec: Some(7),
+            ..Default::default()
+        });
         let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
         let config = kube_gateway::Config::from_args(gateway_args(&d))
             .unwrap_or_else(|e| panic!("pass-through {pass_through}: {e}"));
@@ -334,6 +339,11 @@ fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
         );
         assert_eq!(config.publish_jwks, publish_jwks);
         assert_eq!(config.allowed_origins, vec!["https://portal.example.com"]);
+        assert_eq!(config.max_connections, 100);
+        assert_eq!(
+            config.revocation_max_staleness,
+            std::time::Duration::from_secs(7)
+        );
     }
 }
 
