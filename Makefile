@@ -21,10 +21,11 @@ help:
 	@echo "make bench-quick    a few-minute smoke run of the gateway benchmarks"
 	@echo "make images         build and check the container images without a Docker engine"
 
-## The control-plane binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), built
-## once from the Go module proxy and cached by version.
+## The control-plane binaries (etcd, kube-apiserver, kube-controller-manager, kubectl) and the Dex
+## OpenID Connect provider, built once from the Go module proxy and cached by version.
 testenv-binaries:
 	@bash testenv/build-binaries.sh >/dev/null
+	@bash testenv/build-dex.sh >/dev/null
 
 ## Debian packages (Xvnc for the KubeVirt stand-in, Chromium for browser tests) and the web app's
 ## npm packages from its lock file. Idempotent; shows what it installs.

@@ -160,6 +160,13 @@ fn up(dir: &Path) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             if let Ok(Some(status)) = child.try_wait() {
+                // A Ctrl-C that lands while `serve` is being spawned reaches it too: between fork
+                // and its setpgid it is still in our process group. That is an interruption.
+                if std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGINT) {
+                    eprintln!("SIGINT: the control plane was interrupted while starting");
+                    clear_state_files(dir);
+                    return ExitCode::from(130);
+                }
                 eprintln!(
                     "the control plane exited ({status}); last lines of {}:\n{}",
                     log_path.display(),
