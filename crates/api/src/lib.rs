@@ -37,6 +37,7 @@ pub mod crd;
 pub mod error;
 pub mod gateserver;
 pub mod gatetoken;
+pub mod names;
 pub mod rule;
 mod schema;
 pub mod time;
@@ -46,7 +47,9 @@ pub use conditions::{
     set_condition,
 };
 pub use error::{CrdError, SpecError, TimeError, UnknownPhase};
-pub use gateserver::{GateServer, GateServerPhase, GateServerSpec, GateServerStatus};
+pub use gateserver::{
+    GateServer, GateServerLimits, GateServerPhase, GateServerSpec, GateServerStatus,
+};
 pub use gatetoken::{GateToken, GateTokenData, GateTokenPhase, GateTokenSpec, GateTokenStatus};
 pub use rule::EffectiveRule;
 pub use time::{TokenValidity, parse_rfc3339};

@@ -481,6 +481,9 @@ fn stored_sample_spec(kind: &str) -> Value {
             "serviceAccountNamespace": "*",
             "generateOauthClient": false,
             "generateRoute": false,
+            // virt-gateway extensions' defaults
+            "requireAudience": false,
+            "publishJWKS": false,
         }),
         other => panic!("not one of ours: {other}"),
     }

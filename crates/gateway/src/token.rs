@@ -74,7 +74,7 @@ pub fn extract(headers: &HeaderMap) -> Result<Option<Credential>, GatewayError> 
             source: TokenSource::Header,
         }));
     }
-    if let Some(token) = cookie_value(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) {
+    if let Some(token) = session_cookie(headers)? {
         return Ok(Some(Credential {
             token,
             source: TokenSource::Cookie,
@@ -101,6 +101,41 @@ pub fn extract(headers: &HeaderMap) -> Result<Option<Credential>, GatewayError> 
         }
     }
     Ok(None)
+}
+
+/// The session cookie. Review §15: a sibling subdomain can toss a second
+/// `ocgate-session-token` (with a longer Path, so browsers send it first); the first one no
+/// longer wins, two different values are refused.
+fn session_cookie(headers: &HeaderMap) -> Result<Option<String>, GatewayError> {
+    let mut values = cookie_values(headers, SESSION_COOKIE).filter(|t| !t.is_empty());
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.any(|other| other != first) {
+        return Err(GatewayError::BadCredentials(
+            "several different ocgate-session-token cookies (one may have been set by another site); sign in again",
+        ));
+    }
+    Ok(Some(first))
+}
+
+/// Every value of cookie `name`, in order (see [`cookie_value`]).
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(move |(k, _)| k.trim() == name)
+        .map(|(_, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            sanitize_token(v)
+        })
 }
 
 /// The value of cookie `name` from every `Cookie` header, with one pair of surrounding quotes
@@ -214,6 +249,22 @@ mod tests {
             forwarded_protocols(&h).as_deref(),
             Some("plain.kubevirt.io")
         );
+    }
+
+    /// Review §15: a tossed cookie from a sibling subdomain is sent first; it must not win.
+    #[test]
+    fn a_tossed_second_session_cookie_is_refused() {
+        let h = headers(&[(
+            "cookie",
+            "ocgate-session-token=attacker.x.y; ocgate-session-token=victim.x.y",
+        )]);
+        assert!(matches!(extract(&h), Err(GatewayError::BadCredentials(_))));
+        // The same value twice (two paths) is harmless.
+        let h = headers(&[
+            ("cookie", "ocgate-session-token=same.x.y"),
+            ("cookie", "ocgate-session-token=same.x.y"),
+        ]);
+        assert_eq!(extract(&h).unwrap().unwrap().token, "same.x.y");
     }
 
     #[test]

@@ -804,8 +804,16 @@ async fn key_rotation_old_and_new_keys_both_work_and_removed_keys_stop_working()
     let second = key(KeyAlgorithm::Ed25519);
     let second_file = write_public_key(env.dir.path(), "second.pem", &second);
     let gw = env
-        .gateway_with(&[&format!("--jwt-key-files={}", second_file.display())])
+        .gateway_with(&[
+            &format!("--jwt-key-files={}", second_file.display()),
+            "--publish-jwks",
+        ])
         .await;
+    // Review §2: without --publish-jwks the keys are not published (an upstream gateway sharing
+    // the namespace key would accept HS256 tokens signed with it).
+    let default = env.gateway().await;
+    let (status, _, _) = send(get(format!("{}/.well-known/jwks.json", default.url))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let path = Env::vmi_path(&env.ns, "testvm");
     let claims = seed_claims(&env.ns, now() + 3600);
     let old_token = mint(&env.key, &claims);
@@ -943,6 +951,13 @@ async fn health_readiness_and_bounded_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ready["status"], "ok");
     assert_eq!(ready["checks"]["revocation"], "off");
+    // Review §14: the public /readyz says ready or not, nothing about keys or the watch.
+    let (status, _, body) = send(get(format!("{}/readyz", gw.url))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"status": "ok"})
+    );
     let token = env.seed_token();
     gw.get(&Env::vmi_path(&env.ns, "testvm"), Some(&token))
         .await;
@@ -1162,4 +1177,86 @@ async fn startup_errors_are_clear() {
     ])
     .unwrap_err();
     assert!(err.to_string().contains("no-such-flag"), "{err}");
+}
+
+/// Review §6: two GateServers sharing the namespace key. A token bound to server A is refused
+/// by server B; tokens without `aud` (upstream operator, issued before audiences) keep working
+/// unless B requires an audience.
+#[tokio::test]
+async fn a_token_for_one_gateway_is_refused_by_another_sharing_the_key() {
+    let env = Env::new(vec![], vec![]).await;
+    let aud = |name: &str| virt_gateway_api::names::gateserver_audience(&env.ns, name);
+    let iss = virt_gateway_api::names::token_issuer(&env.ns);
+    let gw_a = env
+        .gateway_with(&[
+            &format!("--audience={}", aud("a")),
+            &format!("--issuer={iss}"),
+        ])
+        .await;
+    let gw_b = env
+        .gateway_with(&[
+            &format!("--audience={}", aud("b")),
+            &format!("--issuer={iss}"),
+        ])
+        .await;
+    let strict_b = env
+        .gateway_with(&[&format!("--audience={}", aud("b")), "--require-audience"])
+        .await;
+    let path = Env::vmi_path(&env.ns, "testvm");
+    let mut claims = seed_claims(&env.ns, now() + 3600);
+    let unbound = mint(&env.key, &claims);
+    claims.aud = Some(vec![aud("a")]);
+    claims.iss = Some(iss.clone());
+    let for_a = mint(&env.key, &claims);
+    claims.iss = Some("ocgate.yaacov.com/namespaces/elsewhere".into());
+    let foreign_issuer = mint(&env.key, &claims);
+
+    assert_eq!(gw_a.get(&path, Some(&for_a)).await.0, StatusCode::OK);
+    assert_eq!(
+        gw_b.get(&path, Some(&for_a)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        strict_b.get(&path, Some(&for_a)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        gw_a.get(&path, Some(&foreign_issuer)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(gw_a.get(&path, Some(&unbound)).await.0, StatusCode::OK);
+    assert_eq!(gw_b.get(&path, Some(&unbound)).await.0, StatusCode::OK);
+    assert_eq!(
+        strict_b.get(&path, Some(&unbound)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_no_token_logged();
+}
+
+/// Review §11: connections beyond --max-connections are answered 503 and closed, instead of
+/// each getting a task without limit.
+#[tokio::test]
+async fn connections_over_the_cap_get_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new(vec![], vec![]).await;
+    let gw = env.gateway_with(&["--max-connections=1"]).await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    // The one allowed connection, held open (a request head not yet finished).
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    held.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut answer = Vec::new();
+    second.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many connections"), "{answer}");
+    // Once the first is done, a new connection is served.
+    held.write_all(b"Host: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    held.read_to_end(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    let (status, _, _) = send(get(format!("{}/healthz", gw.url))).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -26,7 +26,7 @@ use virt_gateway_api::{
     TokenValidity,
 };
 
-use crate::builders::{BuildError, token_account, token_claims, token_data};
+use crate::builders::{BuildError, bind_claims, token_account, token_claims, token_data};
 use crate::context::{
     Context, FORBIDDEN_RETRY, api_message, apply_cluster, apply_namespaced, prune_cluster,
     prune_namespaced, truncate,
@@ -499,7 +499,11 @@ async fn issue(
         }
     };
     let claims = match token_claims(&rule, &validity, &uid, now.as_second()) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            let ns = tok.metadata.namespace.as_deref().unwrap_or_default();
+            bind_claims(&mut c, ns, tok.spec.server.as_deref());
+            c
+        }
         Err(e) => {
             return refuse(
                 tok,

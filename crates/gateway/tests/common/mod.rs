@@ -661,9 +661,11 @@ impl TestGateway {
         String::from_utf8(body.to_vec()).unwrap()
     }
 
+    /// The detailed /readyz of the metrics listener (the public one says only the status).
     pub async fn readyz(&self) -> (StatusCode, Value) {
+        let addr = self.metrics_addr.expect("metrics listener");
         let (status, _, body) = send(
-            Request::get(format!("{}/readyz", self.url))
+            Request::get(format!("http://{addr}/readyz"))
                 .body(Full::new(Bytes::new()))
                 .unwrap(),
         )

@@ -12,7 +12,7 @@ pub use server::{
     ApiAvailability, DesiredServer, Exposure, GatewayDefaults, GatewayOptions, OAuthPlan, Platform,
     build_server, gateway_command, gateway_deployment,
 };
-pub use token::{TokenAccount, token_account, token_claims, token_data};
+pub use token::{TokenAccount, bind_claims, token_account, token_claims, token_data};
 
 /// Why a desired object could not be built. Only incomplete metadata (an object that did not
 /// come from the API server) or an out-of-range value can cause it.

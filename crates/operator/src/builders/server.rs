@@ -722,12 +722,50 @@ pub fn gateway_deployment(
         ..VolumeMount::default()
     });
 
-    let mut env = vec![
-        EnvVar {
-            name: "KUBE_GATEWAY_REVOCATION_NAMESPACES".to_owned(),
-            value: Some(ns.clone()),
-            value_from: None,
-        },
+    let var = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    };
+    let mut env = Vec::new();
+    // Pass-through forwards the caller's own credential unchecked, so there is nothing to
+    // revoke; the gateway refuses the two together (review §16: it crash-looped).
+    if !spec.pass_through {
+        env.push(var("KUBE_GATEWAY_REVOCATION_NAMESPACES", ns.clone()));
+    }
+    // Review §6: tokens naming another GateServer are refused; iss names the namespace key.
+    env.push(var(
+        "KUBE_GATEWAY_AUDIENCE",
+        virt_gateway_api::names::gateserver_audience(&ns, &name),
+    ));
+    env.push(var(
+        "KUBE_GATEWAY_ISSUER",
+        virt_gateway_api::names::token_issuer(&ns),
+    ));
+    if spec.require_audience {
+        env.push(var("KUBE_GATEWAY_REQUIRE_AUDIENCE", "true".into()));
+    }
+    if spec.publish_jwks {
+        env.push(var("KUBE_GATEWAY_PUBLISH_JWKS", "true".into()));
+    }
+    if let Ok(origins) = spec.origins()
+        && !origins.is_empty()
+    {
+        env.push(var("KUBE_GATEWAY_ALLOWED_ORIGINS", origins.join(",")));
+    }
+    // The limits the gateway implements so far (the others are accepted and not yet passed).
+    if let Some(limits) = &spec.limits {
+        if let Some(n) = limits.max_connections {
+            env.push(var("KUBE_GATEWAY_MAX_CONNECTIONS", n.to_string()));
+        }
+        if let Some(secs) = limits.revocation_max_staleness_sec {
+            env.push(var(
+                "KUBE_GATEWAY_REVOCATION_MAX_STALENESS",
+                format!("{secs}s"),
+            ));
+        }
+    }
+    env.extend([
         EnvVar {
             name: "KUBE_GATEWAY_METRICS_LISTEN".to_owned(),
             value: Some(format!("0.0.0.0:{GATEWAY_METRICS_PORT}")),
@@ -738,7 +776,7 @@ pub fn gateway_deployment(
             value: Some("json".to_owned()),
             value_from: None,
         },
-    ];
+    ]);
     if options.oauth_client_id.is_some() {
         env.push(EnvVar {
             name: ENV_OAUTH_CLIENT_SECRET.to_owned(),

@@ -212,6 +212,14 @@ fn seed_deployment_runs_the_written_image_with_gen_b_flags() {
                 "KUBE_GATEWAY_REVOCATION_NAMESPACES".into(),
                 "kube-gateway".into()
             ),
+            (
+                "KUBE_GATEWAY_AUDIENCE".into(),
+                "ocgate.yaacov.com/namespaces/kube-gateway/gateservers/gateserver-sample".into()
+            ),
+            (
+                "KUBE_GATEWAY_ISSUER".into(),
+                "ocgate.yaacov.com/namespaces/kube-gateway".into()
+            ),
             ("KUBE_GATEWAY_METRICS_LISTEN".into(), "0.0.0.0:9090".into()),
             ("KUBE_GATEWAY_LOG_FORMAT".into(), "json".into()),
         ]
@@ -282,6 +290,61 @@ fn seed_deployment_runs_the_written_image_with_gen_b_flags() {
             .unwrap()[crate::names::ANNOTATION_KID],
         kid
     );
+}
+
+/// The gateway's command line as the Deployment gives it: the container command plus each
+/// `KUBE_GATEWAY_*` variable as its flag.
+fn gateway_args(d: &Deployment) -> Vec<String> {
+    let c = &d.spec.template.spec.as_ref().unwrap().containers[0];
+    let mut args = c.command.clone().unwrap();
+    for e in c.env.iter().flatten() {
+        if let (Some(flag), Some(v)) = (e.name.strip_prefix("KUBE_GATEWAY_"), &e.value) {
+            args.push(format!(
+                "--{}={v}",
+                flag.to_ascii_lowercase().replace('_', "-")
+            ));
+        }
+    }
+    args
+}
+
+/// Review §16: a pass-through GateServer's gateway exited at startup (revocation and
+/// pass-through contradict each other). Every variant of the seed now starts.
+#[test]
+fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
+    for (pass_through, require_audience, publish_jwks) in [
+        (false, false, false),
+        (true, false, false),
+        (false, true, true),
+    ] {
+        let mut gs = server(SEED);
+        gs.spec.pass_through = pass_through;
+        gs.spec.require_audience = require_audience;
+        gs.spec.publish_jwks = publish_jwks;
+        gs.spec.allowed_origins = Some(vec!["https://Portal.example.com".into()]);
+        gs.spec.limits = Some(virt_gateway_api::GateServerLimits {
+            max_connections: Some(100),
+            revocation_max_staleness_sec: Some(7),
+            ..Default::default()
+        });
+        let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
+        let config = kube_gateway::Config::from_args(gateway_args(&d))
+            .unwrap_or_else(|e| panic!("pass-through {pass_through}: {e}"));
+        assert_eq!(config.passthrough, pass_through);
+        assert_eq!(config.revocation_namespaces.is_empty(), pass_through);
+        assert_eq!(config.audience.required, require_audience);
+        assert_eq!(
+            config.audience.audience.as_deref(),
+            Some("ocgate.yaacov.com/namespaces/kube-gateway/gateservers/gateserver-sample")
+        );
+        assert_eq!(config.publish_jwks, publish_jwks);
+        assert_eq!(config.allowed_origins, vec!["https://portal.example.com"]);
+        assert_eq!(config.max_connections, 100);
+        assert_eq!(
+            config.revocation_max_staleness,
+            std::time::Duration::from_secs(7)
+        );
+    }
 }
 
 #[test]
@@ -628,6 +691,31 @@ fn seed_token_claims_and_data() {
     assert_eq!(data.alg, "EdDSA");
     assert_eq!(data.jti.as_deref(), Some(uid.as_str()));
     assert_eq!(data.kid.as_deref(), Some(private.kid()));
+}
+
+#[test]
+fn claims_name_their_issuer_and_the_gateserver_they_are_for() {
+    let tok = token(TOKEN_SEED);
+    let rule = tok.spec.effective_rule().unwrap();
+    let now: jiff::Timestamp = "2021-04-22T09:00:00Z".parse().unwrap();
+    let validity = tok.spec.validity(now).unwrap();
+    let mut claims = token_claims(&rule, &validity, "u", now.as_second()).unwrap();
+    bind_claims(&mut claims, "gw", None);
+    assert_eq!(
+        claims.iss.as_deref(),
+        Some("ocgate.yaacov.com/namespaces/gw")
+    );
+    assert_eq!(
+        claims.aud, None,
+        "no server: valid at every GateServer of the namespace"
+    );
+    bind_claims(&mut claims, "gw", Some("vnc"));
+    assert_eq!(
+        claims.aud,
+        Some(vec![
+            "ocgate.yaacov.com/namespaces/gw/gateservers/vnc".to_owned()
+        ])
+    );
 }
 
 #[test]

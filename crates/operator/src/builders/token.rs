@@ -39,6 +39,15 @@ pub fn token_claims(
     Ok(claims)
 }
 
+/// Binds `claims` to where they are valid (review §6): `iss` names the namespace whose key
+/// signs them, and `aud` the GateServer `server` of that namespace when the GateToken names
+/// one. Without `server` there is no `aud`, and every GateServer of the namespace that does not
+/// require an audience accepts the token, as before.
+pub fn bind_claims(claims: &mut Claims, namespace: &str, server: Option<&str>) {
+    claims.iss = Some(virt_gateway_api::names::token_issuer(namespace));
+    claims.aud = server.map(|s| vec![virt_gateway_api::names::gateserver_audience(namespace, s)]);
+}
+
 /// `status.data` of an issued token: Gen B's keys, `alg` the algorithm actually used, plus `jti`
 /// and `kid` (the signing key's id; `None` for ServiceAccount tokens).
 pub fn token_data(
