@@ -138,6 +138,20 @@ fn up_and_down_start_and_stop_a_background_control_plane_that_kubectl_can_use() 
 /// The bound for "Ctrl-C gives the prompt back".
 const EXIT_BOUND: Duration = Duration::from_secs(30);
 
+/// What is left in session `sid` once the processes already dying have gone. `up` returns as soon
+/// as `serve` is reaped, and its components die with it through `PR_SET_PDEATHSIG`, which the
+/// kernel delivers a moment later: a process still listed right after is dying, not left behind.
+fn session_once_settled(sid: u32) -> Vec<(u32, String)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_in_session(sid);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits for `child` to exit, failing the test after [`EXIT_BOUND`].
 #[track_caller]
 fn exits_within_bound(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -222,7 +236,7 @@ fn ctrl_c_while_up_waits_stops_the_control_plane_it_was_starting() {
     let status = exits_within_bound(&mut up);
     assert_eq!(status.code(), Some(130), "interrupted");
     assert_eq!(
-        processes_in_session(up.id()),
+        session_once_settled(up.id()),
         [],
         "nothing of the control plane is left running"
     );
