@@ -53,6 +53,15 @@ impl OriginPolicy {
             .any(|own| own == origin)
     }
 
+    /// Whether `origin` is ours or allowed, for this request. Our own pages send `Referrer-Policy:
+    /// no-referrer`, under which a browser sends `Origin: null` on their form posts and same-origin
+    /// fetches; the browser-set `Sec-Fetch-Site: same-origin` (no page script can set it) tells those
+    /// apart from the opaque origins of sandboxed frames and `data:` URLs, which are `cross-site`.
+    fn origin_is_ours(&self, origin: &str, headers: &HeaderMap) -> bool {
+        self.allows(origin, headers)
+            || (origin.trim() == "null" && fetch_site(headers) == Some("same-origin"))
+    }
+
     /// Refuses a cross-site request that would use the cookie (see the module documentation).
     pub fn check_cookie_request(
         &self,
@@ -64,7 +73,7 @@ impl OriginPolicy {
         }
         match headers.get(header::ORIGIN) {
             None => Ok(()),
-            Some(v) if v.to_str().is_ok_and(|o| self.allows(o, headers)) => Ok(()),
+            Some(v) if v.to_str().is_ok_and(|o| self.origin_is_ours(o, headers)) => Ok(()),
             Some(_) => Err(GatewayError::ForeignOrigin),
         }
     }
@@ -73,13 +82,10 @@ impl OriginPolicy {
     /// `Sec-Fetch-Site` other than `same-origin`/`none`, or a foreign `Origin`. Such a request
     /// must not set the session (login CSRF).
     pub fn is_cross_site_sign_in(&self, headers: &HeaderMap) -> bool {
-        let fetch_site = headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
+        let fetch_site = fetch_site(headers);
         let origin_foreign = headers
             .get(header::ORIGIN)
-            .is_some_and(|v| !v.to_str().is_ok_and(|o| self.allows(o, headers)));
+            .is_some_and(|v| !v.to_str().is_ok_and(|o| self.origin_is_ours(o, headers)));
         let site_foreign = matches!(fetch_site, Some(s) if s != "same-origin" && s != "none");
         // An allowed portal posting to us is "cross-site" for the browser but on our list.
         let portal = headers
@@ -89,6 +95,14 @@ impl OriginPolicy {
             .is_some_and(|o| self.allowed.contains(&o));
         origin_foreign || (site_foreign && !portal)
     }
+}
+
+/// The browser's `Sec-Fetch-Site` (`same-origin`, `same-site`, `cross-site` or `none`), if sent.
+fn fetch_site(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 #[cfg(test)]
@@ -150,6 +164,28 @@ mod tests {
         assert!(p.check_cookie_request(&Method::GET, &get).is_ok());
         assert!(p.check_cookie_request(&Method::POST, &get).is_err());
         assert!(p.check_cookie_request(&Method::DELETE, &get).is_err());
+        // `null` is ours only when the browser says the request is same-origin (our own pages
+        // under `no-referrer`); sandboxed frames and `data:` URLs are cross-site, and a `null`
+        // without `Sec-Fetch-Site` stays foreign.
+        let null_from =
+            |site: &str| headers(&[WS, HOST, ("origin", "null"), ("sec-fetch-site", site)]);
+        assert!(
+            p.check_cookie_request(&Method::GET, &null_from("same-origin"))
+                .is_ok()
+        );
+        assert!(
+            p.check_cookie_request(&Method::POST, &null_from("same-origin"))
+                .is_ok()
+        );
+        for site in ["cross-site", "same-site", "none", "same-origin, cross-site"] {
+            assert!(
+                matches!(
+                    p.check_cookie_request(&Method::POST, &null_from(site)),
+                    Err(GatewayError::ForeignOrigin)
+                ),
+                "null from {site}"
+            );
+        }
         // Without a Host nothing but the allow-list matches.
         let no_host = headers(&[WS, ("origin", "https://gw.apps.example.com")]);
         assert!(p.check_cookie_request(&Method::GET, &no_host).is_err());
@@ -167,7 +203,23 @@ mod tests {
             ("sec-fetch-site", "same-origin"),
             ("origin", "https://gw.apps.example.com")
         ]));
-        // Another site navigating or posting, a sibling subdomain, `null`.
+        // Our login page auto-submitting its form under `no-referrer`.
+        assert!(!cross(&[
+            HOST,
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "null")
+        ]));
+        // Another site navigating or posting, a sibling subdomain, `null` from anywhere else.
+        assert!(cross(&[
+            HOST,
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "null")
+        ]));
+        assert!(cross(&[
+            HOST,
+            ("sec-fetch-site", "same-site"),
+            ("origin", "null")
+        ]));
         assert!(cross(&[HOST, ("sec-fetch-site", "cross-site")]));
         assert!(cross(&[HOST, ("sec-fetch-site", "same-site")]));
         assert!(cross(&[HOST, ("origin", "https://evil.apps.example.com")]));
