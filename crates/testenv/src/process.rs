@@ -190,12 +190,21 @@ pub fn processes_in_session(sid: u32) -> Vec<(u32, String)> {
 /// Makes `command` start in a new session and process group (`setsid`), as a terminal's shell
 /// starts a job in a process group of its own: a test can then send signals to the whole group,
 /// as Ctrl-C does, and see with [`processes_in_session`] what is left afterwards.
+///
+/// SIGINT and SIGQUIT get their default action back, as a job-control shell gives its jobs:
+/// a test run in the background of a non-interactive shell (`cmd &`, nohup) inherits them
+/// ignored, and a job that ignores Ctrl-C would test nothing.
 pub fn new_session(command: &mut Command) -> &mut Command {
-    // SAFETY: setsid is async-signal-safe and the only call made between fork and exec.
+    // SAFETY: setsid and signal are async-signal-safe, the only calls made between fork and exec.
     unsafe {
         command.pre_exec(|| {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            for signal in [libc::SIGINT, libc::SIGQUIT] {
+                if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         })
