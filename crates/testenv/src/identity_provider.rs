@@ -7,7 +7,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -506,25 +505,7 @@ pub fn authentication_config(providers: &[IdentityProvider]) -> String {
 /// Finds Dex, building it first if it is not cached yet (progress goes to stderr).
 pub fn ensure_dex() -> Result<PathBuf, Error> {
     let script = repo_root().join("testenv/build-dex.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| Error::Binaries(format!("cannot run {}: {e}", script.display())))?;
-    if !output.status.success() {
-        return Err(Error::Binaries(format!(
-            "{} failed ({}); its output above names the step that failed",
-            script.display(),
-            output.status
-        )));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let dex = stdout
-        .lines()
-        .last()
-        .map(|dir| PathBuf::from(dir).join("dex"))
-        .ok_or_else(|| Error::Binaries(format!("{} printed no directory", script.display())))?;
+    let dex = crate::binaries::run_build_script(&script)?.join("dex");
     if !dex.is_file() {
         return Err(Error::Binaries(format!("{} is missing", dex.display())));
     }
