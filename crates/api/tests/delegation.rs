@@ -7,13 +7,8 @@
 //! Users are impersonated by the admin (`ControlPlane::client_as`): the API server authorizes
 //! and admits their requests as them, exactly as for a user with their own credentials.
 
-use std::time::Duration;
-
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::Client;
@@ -21,9 +16,8 @@ use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams,
 use serde_json::{Value, json};
 use virt_gateway_api::admission::{self, GATESERVER_POLICY, GATETOKEN_POLICY};
 use virt_gateway_api::{GateServer, GateToken};
-use virt_gateway_testenv::ControlPlane;
+use virt_gateway_testenv::{ControlPlane, helpers};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
 const KUBEVIRT: &str = "subresources.kubevirt.io";
 
 async fn setup() -> (&'static ControlPlane, Client, String) {
@@ -102,37 +96,8 @@ async fn wait_allowed(
     name: &str,
     ns: &str,
 ) {
-    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(who.into()),
-            groups: Some(vec!["system:authenticated".into()]),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                subresource: Some(subresource.into()),
-                name: Some(name.into()),
-                namespace: Some(ns.into()),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
-    let api = Api::<SubjectAccessReview>::all(admin.clone());
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let r = api.create(&PostParams::default(), &review).await.unwrap();
-        if r.status.is_some_and(|s| s.allowed) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "RBAC for {who} not in effect"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let access = helpers::resource_access(verb, group, resource, name, ns);
+    helpers::wait_allowed(admin, who, &["system:authenticated"], access).await;
 }
 
 fn resource(kind: &str) -> ApiResource {

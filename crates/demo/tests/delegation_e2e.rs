@@ -17,9 +17,6 @@ mod common;
 
 use std::time::Duration;
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -31,7 +28,7 @@ use virt_gateway_api::GateToken;
 use virt_gateway_api::admission::GATETOKEN_POLICY;
 use virt_gateway_demo::stack::{SAMPLES_NAMESPACE, wait_token_ready};
 use virt_gateway_demo::{Stack, StackOptions};
-use virt_gateway_testenv::ControlPlane;
+use virt_gateway_testenv::{ControlPlane, helpers};
 
 use common::{build_prerequisites, repo};
 
@@ -103,39 +100,13 @@ async fn wait_allowed(
     name: &str,
     ns: &str,
 ) {
-    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(format!("system:serviceaccount:{SAMPLES_NAMESPACE}:{USER}")),
-            groups: Some(vec![
-                "system:serviceaccounts".into(),
-                "system:authenticated".into(),
-            ]),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                subresource: Some(subresource.into()),
-                name: Some(name.into()),
-                namespace: Some(ns.into()),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
-    let api = Api::<SubjectAccessReview>::all(admin.clone());
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !api
-        .create(&PostParams::default(), &review)
-        .await
-        .unwrap()
-        .status
-        .is_some_and(|s| s.allowed)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "RBAC not in effect");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    helpers::wait_allowed(
+        admin,
+        &format!("system:serviceaccount:{SAMPLES_NAMESPACE}:{USER}"),
+        &["system:serviceaccounts", "system:authenticated"],
+        helpers::resource_access(verb, group, resource, name, ns),
+    )
+    .await;
 }
 
 /// Creates a GateToken named `name` with `spec` as `client`: the API server's answer.

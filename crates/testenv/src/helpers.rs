@@ -13,6 +13,9 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject,
@@ -395,5 +398,62 @@ impl ControlPlane {
             "current-context": contexts[0]["name"],
         });
         serde_yaml::to_string(&config).expect("a kubeconfig serialises")
+    }
+}
+
+/// How long [`wait_allowed`] waits for RBAC to take effect.
+pub const RBAC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The SubjectAccessReview attributes of `verb` on `resource` (`pods/exec` names its
+/// subresource) of API group `group`, named `name` (`""`: any) in `namespace` (`""`: all).
+pub fn resource_access(
+    verb: &str,
+    group: &str,
+    resource: &str,
+    name: &str,
+    namespace: &str,
+) -> ResourceAttributes {
+    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    ResourceAttributes {
+        verb: Some(verb.into()),
+        group: Some(group.into()),
+        resource: Some(resource.into()),
+        subresource: Some(subresource.into()),
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        ..ResourceAttributes::default()
+    }
+}
+
+/// Waits until the API server lets `user` (in `groups`) do what `access` describes, asking
+/// with SubjectAccessReviews as `admin`: RBAC is evaluated from an informer cache, so a new
+/// binding takes effect a moment after it is stored. Panics after [`RBAC_TIMEOUT`].
+pub async fn wait_allowed(admin: &Client, user: &str, groups: &[&str], access: ResourceAttributes) {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.into()),
+            groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
+            resource_attributes: Some(access),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let api = Api::<SubjectAccessReview>::all(admin.clone());
+    let deadline = tokio::time::Instant::now() + RBAC_TIMEOUT;
+    loop {
+        // A failed review is retried like a denied one, until the deadline.
+        let allowed = api
+            .create(&PostParams::default(), &review)
+            .await
+            .is_ok_and(|r| r.status.is_some_and(|s| s.allowed));
+        if allowed {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "RBAC for {user} not in effect after {RBAC_TIMEOUT:?}: {:?}",
+            review.spec.resource_attributes
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
