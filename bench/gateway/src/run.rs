@@ -65,6 +65,13 @@ pub struct RunArgs {
     /// Hand-written analysis appended to the report.
     #[arg(long, default_value = "bench/gateway/NOTES.md")]
     pub notes: PathBuf,
+    /// The upstream Go gateway (Gen B), built by bench/gateway/build-go-peer.sh; run beside ours
+    /// with the same flags, upstreams, key and token. Without it the report says why.
+    #[arg(long)]
+    pub go_peer: Option<PathBuf>,
+    /// Why there is no Go peer (what build-go-peer.sh said), for the report.
+    #[arg(long, default_value = "")]
+    pub go_peer_note: String,
 }
 
 /// Sizes of a run.
@@ -177,6 +184,8 @@ pub struct HttpRun {
     pub cpu_per_100k: BTreeMap<String, f64>,
     /// Load average before the run.
     pub loadavg: String,
+    /// Resident memory of each watched process after the run, KiB.
+    pub rss_kib: BTreeMap<String, u64>,
 }
 
 /// One fixed-rate run.
@@ -213,6 +222,8 @@ pub struct WsRun {
 /// Idle sessions held through one fresh gateway.
 #[derive(Clone, Debug, Serialize)]
 pub struct IdleRun {
+    /// `gateway` (ours) or `go`.
+    pub target: String,
     /// Round.
     pub round: u32,
     /// Sessions.
@@ -233,15 +244,13 @@ pub struct IdleRun {
     pub open_secs: f64,
 }
 
-/// One try to install the Go gateway.
-#[derive(Clone, Debug, Serialize)]
-pub struct GoTry {
-    /// The command.
-    pub command: String,
-    /// Exit code.
-    pub exit: Option<i32>,
-    /// What it printed.
-    pub output: String,
+/// The upstream Go gateway run beside ours.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GoPeer {
+    /// The binary (cached by build-go-peer.sh), when there is one.
+    pub binary: Option<String>,
+    /// Why there is none, or what failed while running it.
+    pub note: String,
 }
 
 /// A criterion figure of the auth core.
@@ -277,8 +286,8 @@ pub struct Results {
     pub machine: Machine,
     /// What the load average was at the start and the end, and the busiest processes at start.
     pub load: Vec<(String, String)>,
-    /// The Go gateway install attempts.
-    pub go_peer: Vec<GoTry>,
+    /// The Go gateway.
+    pub go_peer: GoPeer,
     /// Closed-loop HTTP runs.
     pub http: Vec<HttpRun>,
     /// Fixed-rate runs.
@@ -395,6 +404,7 @@ fn spawn_upstream(dir: &Path, cert: &Path, key: &Path) -> Result<(Proc, SocketAd
     ))
 }
 
+#[derive(Clone)]
 struct GatewayFiles {
     key_file: PathBuf,
     serving_cert: PathBuf,
@@ -402,9 +412,18 @@ struct GatewayFiles {
     public_dir: PathBuf,
 }
 
-/// Starts our gateway in front of `api_server`; waits until /readyz answers 200.
+/// Which gateway a process is: ours, or the upstream Go one (same flags, no /readyz, and its
+/// request log on stderr instead of an audit log on stdout).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Ours,
+    Go,
+}
+
+/// Starts a gateway in front of `api_server`; waits until it answers (ours: /readyz 200).
 #[allow(clippy::too_many_arguments)]
 async fn spawn_gateway(
+    kind: Kind,
     bin: &Path,
     dir: &Path,
     label: &str,
@@ -436,6 +455,12 @@ async fn spawn_gateway(
         args.push(format!("-key-file={}", files.serving_key.display()));
     }
     let log = std::fs::File::create(dir.join(format!("{label}.log")))?;
+    // The Go gateway logs two lines per request to stderr (its only request log): like our
+    // audit lines, they go nowhere, as cheaply as possible.
+    let stderr = match kind {
+        Kind::Ours => Stdio::from(log),
+        Kind::Go => Stdio::null(),
+    };
     let mut command = match wrapper {
         None => Command::new(bin),
         Some(w) => {
@@ -451,7 +476,7 @@ async fn spawn_gateway(
         .stdin(Stdio::null())
         // The audit log: one JSON line per request, written as in production (to stdout).
         .stdout(Stdio::null())
-        .stderr(log)
+        .stderr(stderr)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let mut proc = Proc {
@@ -471,17 +496,18 @@ async fn spawn_gateway(
     let deadline = Instant::now() + Duration::from_secs(ready_within);
     loop {
         if let Ok(mut c) = HttpConn::open(&probe).await
-            && let Ok((200, _)) = c.get("/readyz", None).await
+            && let Ok((status, _)) = c.get("/readyz", None).await
+            && (status == 200 || kind == Kind::Go)
         {
             break;
         }
         if let Ok(Some(status)) = proc.child.try_wait() {
             let log = std::fs::read_to_string(dir.join(format!("{label}.log"))).unwrap_or_default();
-            bail!("the gateway exited ({status}): {log}");
+            bail!("{label} exited ({status}): {log}");
         }
         if Instant::now() > deadline {
             proc.stop();
-            bail!("the gateway did not become ready within {ready_within} s");
+            bail!("{label} did not become ready within {ready_within} s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -583,55 +609,6 @@ fn busiest_processes() -> String {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Tries to install the upstream Go gateway from the Go module proxy, as issue 8 asks; records
-/// every error. Nothing of it is kept.
-fn go_peer(dir: &Path) -> Vec<GoTry> {
-    let gobin = dir.join("gobin");
-    let attempts: &[&[&str]] = &[
-        &[
-            "install",
-            "github.com/yaacov/kube-gateway/cmd/kube-gateway@latest",
-        ],
-        &[
-            "install",
-            "github.com/yaacov/kube-gateway/cmd/kube-gateway@v0.1.0",
-        ],
-        &["install", "github.com/yaacov/oc-gate/cmd/oc-gate@latest"],
-        &["list", "-m", "-versions", "github.com/yaacov/kube-gateway"],
-        &["list", "-m", "-versions", "github.com/yaacov/oc-gate"],
-    ];
-    let mut tries = Vec::new();
-    for args in attempts {
-        let out = Command::new("timeout")
-            .arg("120")
-            .arg("go")
-            .args(*args)
-            .env("GOBIN", &gobin)
-            .env("GOFLAGS", "-mod=mod")
-            .current_dir(dir)
-            .output();
-        let (exit, output) = match out {
-            Ok(o) => (
-                o.status.code(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                )
-                .trim()
-                .to_string(),
-            ),
-            Err(e) => (None, e.to_string()),
-        };
-        tries.push(GoTry {
-            command: format!("GOFLAGS=-mod=mod go {}", args.join(" ")),
-            exit,
-            output,
-        });
-    }
-    tries
 }
 
 fn criterion_figures(dir: &Path) -> Vec<CriterionFigure> {
@@ -790,7 +767,12 @@ async fn closed_loop(
                 })
                 .await??;
                 let cpu = cpu_delta(&before, &cpu_map(watch));
+                let rss_kib = watch
+                    .iter()
+                    .filter_map(|(n, p)| procs::rss_kib(*p).map(|k| (n.clone(), k)))
+                    .collect();
                 let run = HttpRun {
+                    rss_kib,
                     upstream: upstream.into(),
                     target: t.name.clone(),
                     concurrency: c,
@@ -828,6 +810,100 @@ fn want(args: &RunArgs, section: &str) -> bool {
     args.only.is_empty() || args.only.iter().any(|s| s == section)
 }
 
+/// What starting the Go peer needs (several scenarios start one).
+struct GoSpawn {
+    binary: Option<PathBuf>,
+    dir: PathBuf,
+    files: GatewayFiles,
+    token: String,
+}
+
+impl GoSpawn {
+    /// The Go gateway in front of `api_server`, checked with one GET; `None` without a binary.
+    async fn start(
+        &self,
+        label: &str,
+        api_server: &str,
+        ca_file: &Path,
+        sa_file: &Path,
+    ) -> Result<Option<(Proc, Target)>> {
+        let Some(bin) = &self.binary else {
+            return Ok(None);
+        };
+        let (p, addr) = spawn_gateway(
+            Kind::Go,
+            bin,
+            &self.dir,
+            label,
+            &self.files,
+            api_server,
+            ca_file,
+            sa_file,
+            None,
+            None,
+        )
+        .await?;
+        let t = Target {
+            name: "go".into(),
+            addr,
+            tls: None,
+            prefix: "/k8s".into(),
+            authorization: Some(format!("Bearer {}", self.token)),
+        };
+        check_ok(&t, OBJECT_PATH).await?;
+        Ok(Some((p, t)))
+    }
+}
+
+/// Opens `n` idle WebSockets through a fresh gateway `g` (then stopped) and reads its memory.
+async fn idle_sessions(
+    mut g: Proc,
+    t: &Target,
+    upstream_pid: u32,
+    round: u32,
+    n: usize,
+) -> Result<IdleRun> {
+    // Warm up: requests and a few sessions, so that lazily built state exists.
+    let mut c = HttpConn::open(t).await?;
+    for _ in 0..100 {
+        c.get(OBJECT_PATH, None).await?;
+    }
+    drop(c);
+    let warm = wsbench::open_idle(t, WS_PATH, 32, 32).await?;
+    wsbench::close_all(warm).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss0 = procs::rss_kib(g.pid()).unwrap_or(0);
+    let up0 = procs::rss_kib(upstream_pid).unwrap_or(0);
+    let t0 = Instant::now();
+    let sessions = wsbench::open_idle(t, WS_PATH, n, 64).await?;
+    let open_secs = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss1 = procs::rss_kib(g.pid()).unwrap_or(0);
+    let up1 = procs::rss_kib(upstream_pid).unwrap_or(0);
+    let threads = procs::threads(g.pid()).unwrap_or(0);
+    wsbench::close_all(sessions).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss2 = procs::rss_kib(g.pid()).unwrap_or(0);
+    g.stop();
+    let run = IdleRun {
+        target: t.name.clone(),
+        round,
+        sessions: n,
+        gateway_rss_before_kib: rss0,
+        gateway_rss_open_kib: rss1,
+        gateway_rss_closed_kib: rss2,
+        gateway_kib_per_session: (rss1 as f64 - rss0 as f64) / n as f64,
+        gateway_threads: threads,
+        upstream_kib_per_session: (up1 as f64 - up0 as f64) / n as f64,
+        open_secs,
+    };
+    eprintln!(
+        "[bench] idle round {round} n={n} {}: RSS {rss0} → {rss1} KiB ({:.1} KiB/session), after close {rss2} KiB; opened in {open_secs:.1} s",
+        t.name, run.gateway_kib_per_session
+    );
+    Ok(run)
+}
+
 // ------------------------------------------------------------------------------------------
 // The run.
 
@@ -850,16 +926,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         ),
     ];
     let machine = machine();
-    eprintln!("[bench] trying the Go peer (go install from the module proxy)");
-    let go_peer = go_peer(&dir);
-    let go_installed = go_peer
-        .iter()
-        .any(|t| t.command.contains(" install ") && t.exit == Some(0));
-    if go_installed {
-        eprintln!(
-            "[bench] a Go gateway installed, but this harness has no Go scenario wired: it is reported, not run"
-        );
-    }
+    let mut go_peer = GoPeer {
+        binary: args.go_peer.as_ref().map(|p| p.display().to_string()),
+        note: args.go_peer_note.clone(),
+    };
 
     // Keys, tokens, certificates.
     eprintln!("[bench] generating the RSA-4096 signing key and tokens");
@@ -919,7 +989,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         wall_secs: 0.0,
         machine,
         load: Vec::new(),
-        go_peer,
+        go_peer: GoPeer::default(),
         http: Vec::new(),
         fixed: Vec::new(),
         ws: Vec::new(),
@@ -937,6 +1007,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let (mut upstream, upstream_addr) = spawn_upstream(&dir, &cert_file, &serving_key_file)?;
     let api_server = format!("https://{upstream_addr}");
     let (mut gw, gw_addr) = spawn_gateway(
+        Kind::Ours,
         &args.gateway,
         &dir,
         "gateway",
@@ -951,6 +1022,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut gw_tls = if plan.tls_listen && want(&args, "http") {
         Some(
             spawn_gateway(
+        Kind::Ours,
                 &args.gateway,
                 &dir,
                 "gateway-tls",
@@ -992,6 +1064,23 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Some(t) = &through_tls {
         check_ok(t, OBJECT_PATH).await?;
     }
+    let go_spawn = GoSpawn {
+        binary: args.go_peer.clone(),
+        dir: dir.clone(),
+        files: files.clone(),
+        token: token.clone(),
+    };
+    let mut go_gw = match go_spawn
+        .start("go", &api_server, &ca_file, &sa_file)
+        .await
+    {
+        Ok(g) => g,
+        Err(e) => {
+            go_peer.note = format!("{e:#}");
+            None
+        }
+    };
+    let through_go = go_gw.as_ref().map(|(_, t)| t.clone());
 
     let mut watch = vec![
         ("gateway".to_string(), gw.pid()),
@@ -1000,12 +1089,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Some((p, _)) = &gw_tls {
         watch.push(("gateway-tls".into(), p.pid()));
     }
+    if let Some((p, _)) = &go_gw {
+        watch.push(("go".into(), p.pid()));
+    }
 
     // 1 + 2. Closed loop against the minimal upstream.
     if want(&args, "http") {
         eprintln!("[bench] 1. closed loop (wrk), minimal upstream");
         let targets_for = |c: u32| {
             let mut v = vec![direct.clone(), through.clone()];
+            v.extend(through_go.clone());
             if c == 16
                 && let Some(t) = &through_tls
             {
@@ -1102,15 +1195,21 @@ pub async fn run(args: RunArgs) -> Result<()> {
         );
         let mut watch = watch.clone();
         watch.push(("client".into(), std::process::id()));
+        let mut ws_targets = vec![direct.clone(), through.clone()];
+        ws_targets.extend(through_go.clone());
         let r: Result<()> = async {
             // Warm-up.
-            for t in [&direct, &through] {
-                wsbench::upload(t, WS_PATH, 8 << 20).await?;
-                wsbench::download(t, WS_PATH, 8 << 20).await?;
+            for t in &ws_targets {
+                wsbench::upload(t, WS_PATH, 8 << 20)
+                    .await
+                    .with_context(|| format!("{} upload", t.name))?;
+                wsbench::download(t, WS_PATH, 8 << 20)
+                    .await
+                    .with_context(|| format!("{} download", t.name))?;
             }
             for round in 0..plan.ws_rounds {
                 for direction in ["client-to-server", "server-to-client"] {
-                    for t in round_order(&[direct.clone(), through.clone()], round) {
+                    for t in round_order(&ws_targets, round) {
                         let before = cpu_map(&watch);
                         let secs = if direction == "client-to-server" {
                             wsbench::upload(&t, WS_PATH, plan.ws_bytes).await?
@@ -1176,6 +1275,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
     }
     gw.stop();
+    if let Some((mut p, _)) = go_gw.take() {
+        p.stop();
+    }
 
     if !args.no_profile && want(&args, "profile") {
         eprintln!("[bench] callgrind: instructions per proxied request");
@@ -1191,6 +1293,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         ];
         let r: Result<Callgrind> = async {
             let (mut g, addr) = spawn_gateway(
+        Kind::Ours,
                 &args.gateway,
                 &dir,
                 "gateway-callgrind",
@@ -1291,7 +1394,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let r: Result<()> = async {
             for round in 0..plan.idle_rounds {
                 for &n in &plan.idle_sessions {
-                    let (mut g, addr) = spawn_gateway(
+                    let (g, addr) = spawn_gateway(
+                        Kind::Ours,
                         &args.gateway,
                         &dir,
                         "gateway-idle",
@@ -1307,44 +1411,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
                         addr,
                         ..through.clone()
                     };
-                    // Warm up: requests and a few sessions, so that lazily built state exists.
-                    let mut c = HttpConn::open(&t).await?;
-                    for _ in 0..100 {
-                        c.get(OBJECT_PATH, None).await?;
-                    }
-                    drop(c);
-                    let warm = wsbench::open_idle(&t, WS_PATH, 32, 32).await?;
-                    wsbench::close_all(warm).await;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let rss0 = procs::rss_kib(g.pid()).unwrap_or(0);
-                    let up0 = procs::rss_kib(upstream.pid()).unwrap_or(0);
-                    let t0 = Instant::now();
-                    let sessions = wsbench::open_idle(&t, WS_PATH, n, 64).await?;
-                    let open_secs = t0.elapsed().as_secs_f64();
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    let rss1 = procs::rss_kib(g.pid()).unwrap_or(0);
-                    let up1 = procs::rss_kib(upstream.pid()).unwrap_or(0);
-                    let threads = procs::threads(g.pid()).unwrap_or(0);
-                    wsbench::close_all(sessions).await;
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    let rss2 = procs::rss_kib(g.pid()).unwrap_or(0);
-                    g.stop();
-                    let run = IdleRun {
-                        round,
-                        sessions: n,
-                        gateway_rss_before_kib: rss0,
-                        gateway_rss_open_kib: rss1,
-                        gateway_rss_closed_kib: rss2,
-                        gateway_kib_per_session: (rss1 as f64 - rss0 as f64) / n as f64,
-                        gateway_threads: threads,
-                        upstream_kib_per_session: (up1 as f64 - up0 as f64) / n as f64,
-                        open_secs,
-                    };
-                    eprintln!(
-                        "[bench] idle round {round} n={n}: gateway RSS {rss0} → {rss1} KiB ({:.1} KiB/session), after close {rss2} KiB; opened in {open_secs:.1} s",
-                        run.gateway_kib_per_session
-                    );
+                    let run = idle_sessions(g, &t, upstream.pid(), round, n).await?;
                     results.idle.push(run);
+                    let go = go_spawn
+                        .start("go-idle", &api_server, &ca_file, &sa_file)
+                        .await;
+                    match go {
+                        Ok(Some((g, t))) => match idle_sessions(g, &t, upstream.pid(), round, n).await {
+                            Ok(run) => results.idle.push(run),
+                            Err(e) => results.failures.push(("go-idle".into(), format!("{e:#}"))),
+                        },
+                        Ok(None) => {}
+                        Err(e) => results.failures.push(("go-idle".into(), format!("{e:#}"))),
+                    }
                 }
             }
             Ok(())
@@ -1359,7 +1438,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // 1b. The real kube-apiserver.
     if want(&args, "apiserver") && !args.skip_apiserver {
         eprintln!("[bench] 1b. real kube-apiserver (starting the test control plane)");
-        if let Err(e) = apiserver(&args, &plan, &dir, &files, &token, &script, &mut results).await {
+        if let Err(e) = apiserver(&args, &plan, &go_spawn, &script, &mut results).await {
             eprintln!("[bench] kube-apiserver scenario failed: {e:#}");
             results
                 .failures
@@ -1369,6 +1448,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     load.push(("load average at end".into(), procs::loadavg()));
     results.load = load;
+    results.go_peer = go_peer;
     results.finished = now_rfc3339();
     results.wall_secs = started_at.elapsed().as_secs_f64();
     let out_dir = args.out_dir.join(&plan.mode);
@@ -1510,12 +1590,11 @@ async fn profile(
 async fn apiserver(
     args: &RunArgs,
     plan: &Plan,
-    dir: &Path,
-    files: &GatewayFiles,
-    token: &str,
+    go: &GoSpawn,
     script: &Path,
     results: &mut Results,
 ) -> Result<()> {
+    let (dir, files, token) = (&go.dir, &go.files, &go.token);
     use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
     use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -1644,6 +1723,7 @@ async fn apiserver(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (mut gw, gw_addr) = spawn_gateway(
+        Kind::Ours,
         &args.gateway,
         dir,
         "gateway-apiserver",
@@ -1664,13 +1744,24 @@ async fn apiserver(
     };
     check_ok(&through, OBJECT_PATH).await?;
     let mut watch = vec![("gateway".to_string(), gw.pid())];
+    let go_gw = match go.start("go-apiserver", &api_url, &ca_file, &sa_file).await {
+        Ok(g) => g,
+        Err(e) => {
+            results.failures.push(("go-apiserver".into(), format!("{e:#}")));
+            None
+        }
+    };
+    if let Some((p, _)) = &go_gw {
+        watch.push(("go".into(), p.pid()));
+    }
     for pid in cp.pids() {
         let name = procs::comm(pid);
         if name == "kube-apiserver" || name == "etcd" {
             watch.push((name, pid));
         }
     }
-    let targets = vec![direct.clone(), through.clone()];
+    let mut targets = vec![direct.clone(), through.clone()];
+    targets.extend(go_gw.as_ref().map(|(_, t)| t.clone()));
     let r = closed_loop(
         "kube-apiserver",
         &|_| targets.clone(),
@@ -1684,6 +1775,9 @@ async fn apiserver(
     )
     .await;
     gw.stop();
+    if let Some((mut p, _)) = go_gw {
+        p.stop();
+    }
     cp.stop();
     r
 }
