@@ -700,8 +700,9 @@ pub fn markdown(r: &Results, raw_dir: &Path, report: &Path, notes: &str) -> Stri
     ));
 
     // ---- Targets.
-    let mut t =
-        String::from("## Targets of issues 8 and 15\n\n| target | verdict | figure |\n|---|---|---|\n");
+    let mut t = String::from(
+        "## Targets of issues 8 and 15\n\n| target | verdict | figure |\n|---|---|---|\n",
+    );
     for (a, b, c) in &targets {
         let _ = writeln!(t, "| {a} | {b} | {c} |");
     }
@@ -754,7 +755,9 @@ fn ns(v: f64) -> String {
 
 /// Median CPU s / 100k of `key`'s process over `runs`.
 fn cpu_of(runs: &[&HttpRun], key: &str) -> Option<Summary> {
-    s_of(runs, |h| h.cpu_per_100k.get(key).copied().unwrap_or(f64::NAN))
+    s_of(runs, |h| {
+        h.cpu_per_100k.get(key).copied().unwrap_or(f64::NAN)
+    })
 }
 
 /// The verdicts of the closed-loop targets (issue 8: against Go; issue 15: against direct).
@@ -799,7 +802,11 @@ fn http_targets(r: &Results) -> Vec<(String, String, String)> {
     let p99 = s_of(&gd, |(a, b)| a.wrk.p99_us as f64 / b.wrk.p99_us as f64);
     t.push((
         "≥ 0.6× direct req/s at c=16 with p99 ≤ 2× direct's (minimal)".into(),
-        verdict(rps.zip(p99).map(|(a, b)| a.median >= 0.6 && b.median <= 2.0)).into(),
+        verdict(
+            rps.zip(p99)
+                .map(|(a, b)| a.median >= 0.6 && b.median <= 2.0),
+        )
+        .into(),
         format!(
             "{} of direct, p99 {} of direct's",
             fmt(rps, 2) + "×",
@@ -877,7 +884,11 @@ fn go_section(m: &mut String, r: &Results) {
 /// Ours against Go, per concurrency, as ratios of per-round pairs.
 fn ours_vs_go(m: &mut String, r: &Results, upstream: &str) {
     let p = &r.plan;
-    if !r.http.iter().any(|h| h.upstream == upstream && h.target == "go") {
+    if !r
+        .http
+        .iter()
+        .any(|h| h.upstream == upstream && h.target == "go")
+    {
         return;
     }
     let _ = writeln!(
