@@ -49,6 +49,9 @@ pub struct Metrics {
     pub revocation_denylist_entries: Gauge,
     /// Revocation watch errors.
     pub revocation_watch_errors: Counter,
+    /// Sessions woken by GateToken events (one per waiter of a changed `jti`): with per-`jti`
+    /// channels, revoking N tokens wakes only their sessions, whatever else is open.
+    pub revocation_wakeups: Counter,
 }
 
 impl Default for Metrics {
@@ -159,6 +162,12 @@ impl Metrics {
             "Revocation watch errors",
             revocation_watch_errors.clone(),
         );
+        let revocation_wakeups = Counter::default();
+        registry.register(
+            "revocation_wakeups",
+            "Session waiters woken by GateToken events",
+            revocation_wakeups.clone(),
+        );
         Self {
             registry,
             requests,
@@ -177,6 +186,7 @@ impl Metrics {
             revocation_index_entries,
             revocation_denylist_entries,
             revocation_watch_errors,
+            revocation_wakeups,
         }
     }
 
