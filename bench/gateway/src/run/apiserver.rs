@@ -14,7 +14,8 @@ use virt_gateway_testenv::{ControlPlane, Options};
 
 use super::closed_loop::{Loop, check_ok, closed_loop};
 use super::results::Results;
-use super::spawn::{Kind, spawn_gateway};
+use super::spawn::{Extra, Kind, spawn_gateway};
+use super::watched::{self, ApiFiles};
 use super::{Env, OBJECT_PATH};
 use crate::net::{Target, tls_client};
 use crate::procs;
@@ -74,13 +75,22 @@ async fn grant(client: kube::Client) -> Result<String> {
             &pp,
             &Role {
                 metadata: meta("gateway"),
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec!["".into()]),
-                    resources: Some(vec!["configmaps".into()]),
-                    resource_names: Some(vec!["bench".into()]),
-                    verbs: vec!["get".into()],
-                    ..Default::default()
-                }]),
+                rules: Some(vec![
+                    PolicyRule {
+                        api_groups: Some(vec!["".into()]),
+                        resources: Some(vec!["configmaps".into()]),
+                        resource_names: Some(vec!["bench".into()]),
+                        verbs: vec!["get".into()],
+                        ..Default::default()
+                    },
+                    // The revocation watch of the watched-GateTokens measurement.
+                    PolicyRule {
+                        api_groups: Some(vec!["ocgate.yaacov.com".into()]),
+                        resources: Some(vec!["gatetokens".into()]),
+                        verbs: vec!["list".into(), "watch".into()],
+                        ..Default::default()
+                    },
+                ]),
             },
         )
         .await?;
@@ -162,7 +172,7 @@ async fn measure(env: &Env, cp: &ControlPlane, results: &mut Results) -> Result<
         &ca_file,
         &sa_file,
         None,
-        None,
+        &Extra::NONE,
     )
     .await?;
     let through = Target {
@@ -211,5 +221,15 @@ async fn measure(env: &Env, cp: &ControlPlane, results: &mut Results) -> Result<
     if let Some((mut p, _)) = go_gw {
         p.stop();
     }
-    r
+    r?;
+    if env.want("watched") {
+        let files = ApiFiles {
+            api_url: &api_url,
+            ca_file: &ca_file,
+            sa_file: &sa_file,
+        };
+        let r = watched::run(env, cp, &files, results).await;
+        super::record(results, "watched", r);
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use super::results::Callgrind;
-use super::spawn::{Kind, spawn_gateway};
+use super::spawn::{Extra, Kind, spawn_gateway};
 use super::{Env, OBJECT_PATH};
 use crate::net::{HttpConn, Target};
 
@@ -37,7 +37,10 @@ pub async fn run(env: &Env) -> Result<Callgrind> {
         &s.ca_file,
         &s.sa_file,
         None,
-        Some(&wrapper),
+        &Extra {
+            wrapper: Some(&wrapper),
+            args: &[],
+        },
     )
     .await?;
     let t = Target {

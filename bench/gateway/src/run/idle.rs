@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::results::{IdleRun, Results};
-use super::spawn::{Kind, Proc, spawn_gateway};
+use super::spawn::{Extra, Kind, Proc, spawn_gateway};
 use super::{Env, OBJECT_PATH, WS_PATH};
 use crate::net::{HttpConn, Target};
 use crate::{procs, wsbench};
@@ -74,7 +74,7 @@ pub async fn run(env: &Env, upstream_pid: u32, results: &mut Results) -> Result<
                 &s.ca_file,
                 &s.sa_file,
                 None,
-                None,
+                &Extra::NONE,
             )
             .await?;
             let t = Target {

@@ -13,6 +13,7 @@ mod results;
 mod setup;
 mod spawn;
 mod token;
+mod watched;
 mod websocket;
 
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use self::closed_loop::{Loop, Watch, check_ok, closed_loop};
 pub use self::plan::Plan;
 pub use self::results::{FixedRun, HttpRun, Results, WsRun};
 use self::setup::Setup;
-use self::spawn::{GoSpawn, Kind, Proc, spawn_gateway, spawn_upstream};
+use self::spawn::{Extra, GoSpawn, Kind, Proc, spawn_gateway, spawn_upstream};
 use crate::net::Target;
 use crate::{procs, report};
 
@@ -54,7 +55,8 @@ pub struct RunArgs {
     /// Skip the real kube-apiserver scenario (no control plane).
     #[arg(long)]
     pub skip_apiserver: bool,
-    /// Only these sections (http, fixed, ws, token, idle, apiserver, profile); default all.
+    /// Only these sections (http, fixed, ws, token, idle, apiserver, watched, profile); default
+    /// all. `watched` runs inside `apiserver` (same control plane).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Criterion's output directory (the auth benches of `make bench`).
@@ -104,7 +106,7 @@ pub struct Env {
 
 impl Env {
     /// Whether a section runs (`--only`, `--profile-only`).
-    fn want(&self, section: &str) -> bool {
+    pub fn want(&self, section: &str) -> bool {
         if self.args.profile_only {
             return section == "profile";
         }
@@ -121,7 +123,7 @@ impl Env {
 }
 
 /// Records a failed section and carries on.
-fn record(results: &mut Results, section: &str, r: Result<()>) {
+pub(crate) fn record(results: &mut Results, section: &str, r: Result<()>) {
     if let Err(e) = r {
         eprintln!("[bench] section {section} failed: {e:#}");
         results.failures.push((section.into(), format!("{e:#}")));
@@ -150,7 +152,7 @@ impl Fronts {
                 &s.ca_file,
                 &s.sa_file,
                 tls,
-                None,
+                &Extra::NONE,
             )
         };
         let (ours, addr) = spawn("gateway", None).await?;

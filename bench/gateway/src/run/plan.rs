@@ -40,6 +40,8 @@ pub struct Plan {
     pub micro_rounds: u32,
     /// Also measure a gateway with an HTTPS listener (at concurrency 16).
     pub tls_listen: bool,
+    /// GateTokens watched by the gateway's revocation index in the memory measurement.
+    pub watched_tokens: usize,
 }
 
 impl Plan {
@@ -64,6 +66,7 @@ impl Plan {
                 fresh_tokens: 40,
                 micro_rounds: 2,
                 tls_listen: false,
+                watched_tokens: 1_000,
             }
         } else {
             Self {
@@ -85,6 +88,7 @@ impl Plan {
                 fresh_tokens: 300,
                 micro_rounds: 5,
                 tls_listen: true,
+                watched_tokens: 10_000,
             }
         }
     }

@@ -92,6 +92,23 @@ pub struct IdleRun {
     pub open_secs: f64,
 }
 
+/// Our gateway's memory with a number of watched GateTokens.
+#[derive(Clone, Debug, Serialize)]
+pub struct WatchedRun {
+    /// GateTokens in the watched namespace.
+    pub tokens: usize,
+    /// RSS of a gateway whose watch synced the empty namespace, KiB.
+    pub rss_empty_kib: u64,
+    /// RSS of a gateway whose watch synced the `tokens`, KiB.
+    pub rss_kib: u64,
+    /// (rss − empty) / tokens, bytes.
+    pub bytes_per_token: f64,
+    /// Seconds to create the GateTokens.
+    pub create_secs: f64,
+    /// Seconds from start to ready (listed) with the tokens.
+    pub sync_secs: f64,
+}
+
 /// The upstream Go gateway run beside ours.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GoPeer {
@@ -144,6 +161,8 @@ pub struct Results {
     pub ws: Vec<WsRun>,
     /// Idle sessions.
     pub idle: Vec<IdleRun>,
+    /// Gateway memory with watched GateTokens.
+    pub watched: Vec<WatchedRun>,
     /// In-process token verification.
     pub token_micro: Vec<MicroRound>,
     /// End-to-end first vs repeated request.
@@ -198,6 +217,7 @@ impl Results {
             fixed: Vec::new(),
             ws: Vec::new(),
             idle: Vec::new(),
+            watched: Vec::new(),
             token_micro: Vec::new(),
             token_e2e: Vec::new(),
             criterion: machine::criterion_figures(&args.criterion_dir),

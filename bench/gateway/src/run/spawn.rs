@@ -104,6 +104,22 @@ pub enum Kind {
     Go,
 }
 
+/// What a few scenarios add to a gateway's command line.
+pub struct Extra<'a> {
+    /// A program the gateway runs under (valgrind).
+    pub wrapper: Option<&'a [String]>,
+    /// More flags.
+    pub args: &'a [String],
+}
+
+impl Extra<'_> {
+    /// Nothing added.
+    pub const NONE: Extra<'static> = Extra {
+        wrapper: None,
+        args: &[],
+    };
+}
+
 /// Starts a gateway in front of `api_server`; waits until it answers (ours: /readyz 200).
 #[allow(clippy::too_many_arguments)]
 pub async fn spawn_gateway(
@@ -116,8 +132,9 @@ pub async fn spawn_gateway(
     ca_file: &Path,
     sa_file: &Path,
     tls_listen: Option<Arc<rustls::ClientConfig>>,
-    wrapper: Option<&[String]>,
+    extra: &Extra<'_>,
 ) -> Result<(Proc, SocketAddr)> {
+    let wrapper = extra.wrapper;
     let port = free_port()?;
     let scheme = if tls_listen.is_some() {
         "https"
@@ -134,6 +151,7 @@ pub async fn spawn_gateway(
         "-oauth-server-disable".into(),
         format!("-public-dir={}", files.public_dir.display()),
     ];
+    args.extend(extra.args.iter().cloned());
     if tls_listen.is_some() {
         args.push(format!("-cert-file={}", files.serving_cert.display()));
         args.push(format!("-key-file={}", files.serving_key.display()));
@@ -228,7 +246,7 @@ impl GoSpawn {
             ca_file,
             sa_file,
             None,
-            None,
+            &Extra::NONE,
         )
         .await?;
         let t = Target {
