@@ -139,29 +139,7 @@ async fn measure(env: &Env, cp: &ControlPlane, results: &mut Results) -> Result<
     let ca_file = dir.join("apiserver-ca.pem");
     std::fs::write(&ca_file, cp.ca_pem())?;
     let api_url = cp.api_server_url().to_string();
-    let api_addr: SocketAddr = api_url
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .parse()
-        .context("API server address")?;
-    let direct = Target {
-        name: "direct".into(),
-        addr: api_addr,
-        tls: Some(tls_client(cp.ca_pem())?),
-        prefix: String::new(),
-        authorization: Some(format!("Bearer {sa_token}")),
-    };
-    // RBAC is evaluated from an informer cache: wait until the binding is seen.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if check_ok(&direct, OBJECT_PATH).await.is_ok() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the ServiceAccount cannot GET the ConfigMap after 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let direct = direct_target(cp, &api_url, &sa_token).await?;
     let (mut gw, gw_addr) = spawn_gateway(
         Kind::Ours,
         &env.args.gateway,
@@ -232,4 +210,33 @@ async fn measure(env: &Env, cp: &ControlPlane, results: &mut Results) -> Result<
         super::record(results, "watched", r);
     }
     Ok(())
+}
+
+/// The API server with the ServiceAccount's token, once RBAC (evaluated from an informer
+/// cache) lets it GET the ConfigMap.
+async fn direct_target(cp: &ControlPlane, api_url: &str, sa_token: &str) -> Result<Target> {
+    let api_addr: SocketAddr = api_url
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .parse()
+        .context("API server address")?;
+    let direct = Target {
+        name: "direct".into(),
+        addr: api_addr,
+        tls: Some(tls_client(cp.ca_pem())?),
+        prefix: String::new(),
+        authorization: Some(format!("Bearer {sa_token}")),
+    };
+    // RBAC is evaluated from an informer cache: wait until the binding is seen.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if check_ok(&direct, OBJECT_PATH).await.is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the ServiceAccount cannot GET the ConfigMap after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(direct)
 }

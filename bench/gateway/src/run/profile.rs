@@ -60,6 +60,20 @@ pub async fn profile(
         libc::kill(perf.id() as i32, libc::SIGINT);
     }
     perf.wait()?;
+    let (by_dso, flat) = perf_report(&data)?;
+    let mut text = header;
+    text.push_str("\n## by shared object\n");
+    text.push_str(&by_dso);
+    text.push_str("\n\n## by symbol\n");
+    text.push_str(&flat);
+    text.push('\n');
+    std::fs::write(out_dir.join(format!("profile-{name}.txt")), text)?;
+    let _ = std::fs::remove_file(&data);
+    Ok(())
+}
+
+/// `perf report` of `data` by shared object and by symbol, with perf's column padding squeezed.
+fn perf_report(data: &Path) -> Result<(String, String)> {
     let flat = Command::new("perf")
         .args([
             "report",
@@ -73,7 +87,7 @@ pub async fn profile(
             "dso,symbol",
             "-i",
         ])
-        .arg(&data)
+        .arg(data)
         .output()?;
     let by_dso = Command::new("perf")
         .args([
@@ -86,7 +100,7 @@ pub async fn profile(
             "dso",
             "-i",
         ])
-        .arg(&data)
+        .arg(data)
         .output()?;
     let squeeze = |raw: &[u8]| -> String {
         String::from_utf8_lossy(raw)
@@ -105,13 +119,5 @@ pub async fn profile(
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let mut text = header;
-    text.push_str("\n## by shared object\n");
-    text.push_str(&squeeze(&by_dso.stdout));
-    text.push_str("\n\n## by symbol\n");
-    text.push_str(&squeeze(&flat.stdout));
-    text.push('\n');
-    std::fs::write(out_dir.join(format!("profile-{name}.txt")), text)?;
-    let _ = std::fs::remove_file(&data);
-    Ok(())
+    Ok((squeeze(&by_dso.stdout), squeeze(&flat.stdout)))
 }

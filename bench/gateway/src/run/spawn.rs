@@ -195,25 +195,39 @@ pub async fn spawn_gateway(
         authorization: None,
     };
     let ready_within = if wrapper.is_some() { 180 } else { 30 };
-    let deadline = Instant::now() + Duration::from_secs(ready_within);
+    let log = dir.join(format!("{label}.log"));
+    wait_ready(&mut proc, &probe, kind, ready_within, &log).await?;
+    Ok((proc, addr))
+}
+
+/// Polls until the gateway answers (ours: `/readyz` 200; Go: any answer); fails when it exits
+/// (with its log) or after `within` seconds (stopping it).
+async fn wait_ready(
+    proc: &mut Proc,
+    probe: &Target,
+    kind: Kind,
+    within: u64,
+    log: &Path,
+) -> Result<()> {
+    let label = &probe.name;
+    let deadline = Instant::now() + Duration::from_secs(within);
     loop {
-        if let Ok(mut c) = HttpConn::open(&probe).await
+        if let Ok(mut c) = HttpConn::open(probe).await
             && let Ok((status, _)) = c.get("/readyz", None).await
             && (status == 200 || kind == Kind::Go)
         {
-            break;
+            return Ok(());
         }
         if let Ok(Some(status)) = proc.child.try_wait() {
-            let log = std::fs::read_to_string(dir.join(format!("{label}.log"))).unwrap_or_default();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
             bail!("{label} exited ({status}): {log}");
         }
         if Instant::now() > deadline {
             proc.stop();
-            bail!("{label} did not become ready within {ready_within} s");
+            bail!("{label} did not become ready within {within} s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok((proc, addr))
 }
 
 /// What starting the Go peer needs (several scenarios start one).
