@@ -109,9 +109,10 @@ pub struct TokenResponse {
     /// The refresh token, when the provider issues one (Dex: scope `offline_access`).
     #[serde(default)]
     pub refresh_token: Option<String>,
-    /// Lifetime of the access token in seconds.
+    /// Lifetime of the access token in seconds (signed: a misconfigured provider may send a
+    /// negative one, which must read as "expired", not as garbage).
     #[serde(default)]
-    pub expires_in: Option<u64>,
+    pub expires_in: Option<i64>,
 }
 
 impl std::fmt::Debug for TokenResponse {

@@ -249,7 +249,7 @@ impl SignIn {
                 mode: "oauth".into(),
                 bearer_exp: tokens
                     .expires_in
-                    .map_or(ends, |s| now.saturating_add(s).min(ends)),
+                    .map_or(ends, |s| now.saturating_add_signed(s).min(ends)),
                 bearer: tokens.access_token,
                 refresh: tokens.refresh_token,
                 ends,
