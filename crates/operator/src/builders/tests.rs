@@ -308,6 +308,72 @@ fn gateway_args(d: &Deployment) -> Vec<String> {
     args
 }
 
+/// Issue 17: `oidc` gives the gateway its sign-in flags (parsed by the real gateway), the
+/// person's client-secret key only, and the generated sealing key, both read-only.
+#[test]
+fn oidc_sign_in_is_wired_into_the_gateway_deployment() {
+    let mut gs = server(SEED);
+    gs.spec.route = Some("gw.apps.example.com".into());
+    gs.spec.oidc = Some(virt_gateway_api::GateServerOidc {
+        issuer_url: "https://dex.example.com".into(),
+        client_id: "virt-gateway".into(),
+        client_secret_name: "oidc-client".into(),
+        client_secret_key: Some("secret".into()),
+        scopes: Some(vec!["openid".into(), "email".into(), "groups".into()]),
+        username_claim: Some("preferred_username".into()),
+        groups_claim: None,
+    });
+    gs.spec.validate().unwrap();
+    let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
+    let config = kube_gateway::Config::from_args(gateway_args(&d)).unwrap();
+    let signin = config.signin.expect("sign-in configured");
+    assert_eq!(
+        signin.protocol,
+        kube_gateway::oidc::Protocol::Oidc {
+            issuer: "https://dex.example.com".into()
+        }
+    );
+    assert_eq!(signin.client_id, "virt-gateway");
+    assert_eq!(
+        signin.redirect_url,
+        "https://gw.apps.example.com/auth/callback"
+    );
+    assert_eq!(signin.scopes, ["openid", "email", "groups"]);
+    assert_eq!(signin.username_claim, "preferred_username");
+    assert_eq!(signin.groups_claim, "groups");
+    let pod = v(&d)["spec"]["template"]["spec"].clone();
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("volume {name}"))
+    };
+    assert_eq!(
+        volume("oidc-client")["secret"],
+        json!({"secretName": "oidc-client", "items": [{"key": "secret", "path": "client-secret"}]})
+    );
+    assert_eq!(
+        volume("signin-key")["secret"],
+        json!({"secretName": "gateserver-sample-signin-key", "items": [{"key": "key", "path": "key"}]})
+    );
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    for name in ["oidc-client", "signin-key"] {
+        let m = mounts.iter().find(|m| m["name"] == name).unwrap();
+        assert_eq!(m["readOnly"], true, "{name}");
+    }
+    // Without oidc nothing of it appears.
+    let seed = gateway_deployment(&server(SEED), Some(&key()), &GatewayOptions::default()).unwrap();
+    assert!(
+        !gateway_args(&seed)
+            .iter()
+            .any(|a| a.contains("oidc") || a.contains("signin"))
+    );
+    assert!(!v(&seed).to_string().contains("signin-key"));
+}
+
 /// Review §16: a pass-through GateServer's gateway exited at startup (revocation and
 /// pass-through contradict each other). Every variant of the seed now starts.
 #[test]
