@@ -423,7 +423,7 @@ async fn tokens_of_another_client_are_refused() {
             issuer: idp.issuer().to_string(),
         },
         client_id: CLIENT_ID.to_string(),
-        client_secret_file: s.dir.path().join("client-secret"),
+        client_secret: kube_gateway::oidc::ClientSecret::File(s.dir.path().join("client-secret")),
         scopes: vec!["openid".into()],
         username_claim: "email".into(),
         groups_claim: "groups".into(),
@@ -601,4 +601,88 @@ async fn expired_sessions_are_refused_and_live_ones_are_refreshed() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
     assert!(answer.text().contains("expired"), "{}", answer.text());
     assert!(!browser.jar.contains_key(SESSION_COOKIE));
+}
+
+/// The upstream (Gen B) OpenShift OAuth flags, against a real OAuth 2.0 server (Dex): the
+/// access token is the person's credential, checked by the API server, which names the person.
+fn oauth_args(s: &Setup, discovered: bool) -> Vec<String> {
+    let idp = s.cp.identity_provider("dex").unwrap();
+    let mut args: Vec<String> = s
+        .args("dex")
+        .into_iter()
+        .filter(|a| !a.starts_with("--oidc-") && a != "-oauth-server-disable")
+        .collect();
+    if !discovered {
+        args.push(format!("-oauth-server-auth-url={}/auth", idp.issuer()));
+        args.push(format!("-oauth-server-token-url={}/token", idp.issuer()));
+    }
+    args.push(format!("-oauth-client-id={CLIENT_ID}"));
+    args.push(format!("-oauth-client-secret={}", idp.client().secret));
+    // Dex refuses OpenShift's user:full; it is the default for the OpenShift OAuth server.
+    args.push("--oauth-scopes=openid,email,profile".into());
+    args
+}
+
+#[tokio::test]
+async fn openshift_oauth_sign_in_with_the_upstream_flags() {
+    let s = Setup::new("dex").await;
+    let gw = TestGateway::start(oauth_args(&s, false)).await;
+    let idp = s.cp.identity_provider("dex").unwrap();
+    let mut browser = Browser::new(&gw);
+    // A random state and PKCE, unlike upstream's constant "sessionID".
+    let first = browser.clone().authorization_url().await;
+    let second = browser.clone().authorization_url().await;
+    let param = |u: &Url, k: &str| {
+        u.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_ne!(param(&first, "state"), param(&second, "state"));
+    assert_eq!(
+        param(&first, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(param(&first, "nonce"), None);
+
+    browser.sign_in(idp, alice(idp)).await;
+    let answer = browser.who_am_i().await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    assert_eq!(username(&answer.json()), idp.kubernetes_username());
+    let me = browser.get("/auth/me").await.json();
+    assert_eq!(me["mode"], "oauth");
+    assert_eq!(me["username"], idp.kubernetes_username().as_str());
+
+    // The same attacks as with OIDC: another state, another browser.
+    let mut victim = Browser::new(&gw);
+    let callback = victim.start_sign_in(idp, alice(idp)).await;
+    let answer = victim
+        .deliver(&with_param(&callback, "state", "sessionID"))
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
+    let answer = Browser::new(&gw).deliver(&callback).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
+}
+
+/// Without the endpoint flags they are discovered from the API server's
+/// /.well-known/oauth-authorization-server; a plain Kubernetes API server has none, and the
+/// person gets a page saying so (upstream answered 401 with a Location browsers do not follow).
+#[tokio::test]
+async fn openshift_oauth_endpoints_come_from_the_api_server() {
+    let s = Setup::new("dex").await;
+    let gw = TestGateway::start(oauth_args(&s, true)).await;
+    let answer = Browser::new(&gw).get("/auth/login").await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.text());
+    assert!(
+        answer
+            .text()
+            .contains("/.well-known/oauth-authorization-server"),
+        "{}",
+        answer.text()
+    );
+    assert!(
+        answer.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 }

@@ -538,6 +538,9 @@ fn oauth_client_object(metadata: ObjectMeta, secret: &str, host: &str) -> Dynami
 /// from an environment variable instead of a predictable literal.
 pub fn gateway_command(server: &GateServer, oauth_client_id: Option<&str>) -> Vec<String> {
     let spec = &server.spec;
+    // OIDC sign-in, when configured, is the login; the gateway refuses both at once.
+    let oidc = oidc_flags(server);
+    let oauth_client_id = oauth_client_id.filter(|_| oidc.is_empty());
     let https = spec.generate_route;
     let mut c = vec![
         "./kube-gateway".to_owned(),
@@ -569,9 +572,18 @@ pub fn gateway_command(server: &GateServer, oauth_client_id: Option<&str>) -> Ve
     if let Some(id) = oauth_client_id {
         c.push(format!("-oauth-client-id={id}"));
         c.push(format!("-oauth-client-secret=$({ENV_OAUTH_CLIENT_SECRET})"));
+        c.push(format!(
+            "--signin-key-file={SIGNIN_KEY_MOUNT_PATH}/{SIGNIN_KEY_SECRET_KEY}"
+        ));
     }
-    c.extend(oidc_flags(server));
+    c.extend(oidc);
     c
+}
+
+/// Whether the gateway signs people in (OIDC, or OpenShift OAuth with an OAuthClient), and so
+/// needs the sealing key.
+pub fn signs_in(server: &GateServer, oauth_client_id: Option<&str>) -> bool {
+    !oidc_flags(server).is_empty() || oauth_client_id.is_some()
 }
 
 /// The gateway's OIDC sign-in flags (our gateway only; nothing without `oidc` and `route`).
@@ -744,7 +756,7 @@ pub fn gateway_deployment(
             ..VolumeMount::default()
         });
     }
-    if let (Some(oidc), Some(_)) = (&spec.oidc, spec.route()) {
+    {
         // Only the client secret's key of the person's Secret, and the generated sealing key.
         let secret_volume = |volume: &str, secret: String, key: &str, path: &str| Volume {
             name: volume.to_owned(),
@@ -760,28 +772,31 @@ pub fn gateway_deployment(
             }),
             ..Volume::default()
         };
-        volumes.push(secret_volume(
-            "oidc-client",
-            oidc.client_secret_name.clone(),
-            oidc.secret_key(),
-            "client-secret",
-        ));
-        volumes.push(secret_volume(
-            "signin-key",
-            signin_key_secret_name(&name),
-            SIGNIN_KEY_SECRET_KEY,
-            SIGNIN_KEY_SECRET_KEY,
-        ));
-        for (volume, path) in [
-            ("oidc-client", OIDC_MOUNT_PATH),
-            ("signin-key", SIGNIN_KEY_MOUNT_PATH),
-        ] {
+        let mut mount = |volume: &str, path: &str| {
             mounts.push(VolumeMount {
                 name: volume.to_owned(),
                 mount_path: path.to_owned(),
                 read_only: Some(true),
                 ..VolumeMount::default()
-            });
+            })
+        };
+        if let (Some(oidc), Some(_)) = (&spec.oidc, spec.route()) {
+            volumes.push(secret_volume(
+                "oidc-client",
+                oidc.client_secret_name.clone(),
+                oidc.secret_key(),
+                "client-secret",
+            ));
+            mount("oidc-client", OIDC_MOUNT_PATH);
+        }
+        if signs_in(server, options.oauth_client_id.as_deref()) {
+            volumes.push(secret_volume(
+                "signin-key",
+                signin_key_secret_name(&name),
+                SIGNIN_KEY_SECRET_KEY,
+                SIGNIN_KEY_SECRET_KEY,
+            ));
+            mount("signin-key", SIGNIN_KEY_MOUNT_PATH);
         }
     }
     volumes.push(Volume {

@@ -675,6 +675,30 @@ fn openshift_route_oauth_and_cross_namespace_binding() {
     assert!(cmd.contains(&"-oauth-client-id=virt-gateway.gateways.console".to_owned()));
     assert!(cmd.contains(&"-oauth-client-secret=$(KUBE_GATEWAY_OAUTH_CLIENT_SECRET)".to_owned()));
     assert!(!cmd.contains(&"-oauth-server-disable".to_owned()));
+    // Issue 17: the gateway really signs in with these flags (the secret as the environment
+    // expands it), sealing sessions with the generated key.
+    let mut args = gateway_args(&d.deployment);
+    for a in &mut args {
+        *a = a.replace("$(KUBE_GATEWAY_OAUTH_CLIENT_SECRET)", "s3cr3t");
+    }
+    let signin = kube_gateway::Config::from_args(args)
+        .unwrap()
+        .signin
+        .expect("OpenShift OAuth login");
+    assert_eq!(
+        signin.redirect_url,
+        "https://console.apps.example.com/auth/callback"
+    );
+    assert_eq!(signin.client_id, "virt-gateway.gateways.console");
+    assert!(matches!(
+        signin.protocol,
+        kube_gateway::oidc::Protocol::OAuth {
+            auth_url: None,
+            token_url: None,
+            ..
+        }
+    ));
+    assert!(v(&d.deployment).to_string().contains("console-signin-key"));
     let secret_env = c
         .env
         .as_ref()
@@ -717,6 +741,7 @@ fn openshift_route_oauth_and_cross_namespace_binding() {
     let cmd = gateway_container(&d.deployment).command.clone().unwrap();
     assert!(cmd.contains(&"-oauth-server-disable".to_owned()));
     assert!(!cmd.iter().any(|f| f.starts_with("-oauth-client")));
+    assert!(!v(&d.deployment).to_string().contains("signin-key"));
 }
 
 fn token(yaml: &str) -> GateToken {
