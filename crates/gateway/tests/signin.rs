@@ -76,7 +76,7 @@ impl Setup {
             path.display().to_string()
         };
         write("sa-token", &sa);
-        write("ca.crt", &cp.ca_pem());
+        write("ca.crt", cp.ca_pem());
         write("idp-ca.crt", idp.ca_pem());
         write("client-secret", &idp.client().secret);
         write("signin-key", "test-sealing-key-0123456789abcdef0123456789");
