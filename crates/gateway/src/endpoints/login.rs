@@ -284,8 +284,10 @@ impl Login {
         let mut response = redirect(then, &cleared_cookies(self.secure(&params.headers)))?;
         // Signing out ends the identity-provider session cookie too (not the provider's own
         // session: the next /auth/login may pass without a password while that lasts).
-        for clear in crate::endpoints::signin::clear_cookies() {
-            response.headers_mut().append(header::SET_COOKIE, clear);
+        if self.authn.signin().is_some() {
+            for clear in crate::endpoints::signin::clear_cookies() {
+                response.headers_mut().append(header::SET_COOKIE, clear);
+            }
         }
         Outcome::allowed().attach(&mut response);
         Ok(response)
