@@ -289,6 +289,12 @@ pub struct GateServerOidc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub groups_claim: Option<String>,
+
+    /// A ConfigMap in the GateServer's namespace whose `ca.crt` is the CA bundle trusted for the
+    /// provider; absent means the gateway image's system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ca_config_map_name: Option<String>,
 }
 
 /// The default key of the OIDC client secret in its Secret.
@@ -321,6 +327,11 @@ impl GateServerOidc {
         }
         if !crate::names::is_dns_subdomain(&self.client_secret_name) {
             return Err(bad("clientSecretName", "must be the name of a Secret"));
+        }
+        if let Some(ca) = &self.ca_config_map_name
+            && !crate::names::is_dns_subdomain(ca)
+        {
+            return Err(bad("caConfigMapName", "must be the name of a ConfigMap"));
         }
         let key_ok = self
             .secret_key()
@@ -741,6 +752,7 @@ mod tests {
             bad(json!({"clientSecretName": "Not_A_Name"})).starts_with("oidc.clientSecretName")
         );
         assert!(bad(json!({"clientSecretKey": "a/b"})).starts_with("oidc.clientSecretKey"));
+        assert!(bad(json!({"caConfigMapName": "a/b"})).starts_with("oidc.caConfigMapName"));
         assert!(bad(json!({"scopes": ["email"]})).contains("openid"));
         assert!(bad(json!({"scopes": ["openid", "a,b"]})).starts_with("oidc.scopes"));
         assert!(bad(json!({"route": null})).contains("needs route"));

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::HTTPGetAction;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -34,6 +35,8 @@ use crate::names::{
 
 /// Where the OIDC client secret is mounted in the gateway pod.
 pub const OIDC_MOUNT_PATH: &str = "/var/run/secrets/oidc-client";
+/// Where the OIDC provider's CA bundle is mounted in the gateway pod.
+pub const OIDC_CA_MOUNT_PATH: &str = "/var/run/configmaps/oidc-ca";
 /// Where the sign-in cookie key is mounted in the gateway pod.
 pub const SIGNIN_KEY_MOUNT_PATH: &str = "/var/run/secrets/signin-key";
 /// The key of the sign-in cookie key in its generated Secret.
@@ -608,6 +611,9 @@ pub fn oidc_flags(server: &GateServer) -> Vec<String> {
     if let Some(claim) = &oidc.groups_claim {
         c.push(format!("--oidc-groups-claim={claim}"));
     }
+    if oidc.ca_config_map_name.is_some() {
+        c.push(format!("--signin-ca-file={OIDC_CA_MOUNT_PATH}/ca.crt"));
+    }
     c
 }
 
@@ -788,6 +794,23 @@ pub fn gateway_deployment(
                 "client-secret",
             ));
             mount("oidc-client", OIDC_MOUNT_PATH);
+            if let Some(ca) = &oidc.ca_config_map_name {
+                volumes.push(Volume {
+                    name: "oidc-ca".to_owned(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: ca.clone(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".to_owned(),
+                            path: "ca.crt".to_owned(),
+                            mode: None,
+                            user: None,
+                        }]),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                });
+                mount("oidc-ca", OIDC_CA_MOUNT_PATH);
+            }
         }
         if signs_in(server, options.oauth_client_id.as_deref()) {
             volumes.push(secret_volume(

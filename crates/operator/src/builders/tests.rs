@@ -322,6 +322,7 @@ fn oidc_sign_in_is_wired_into_the_gateway_deployment() {
         scopes: Some(vec!["openid".into(), "email".into(), "groups".into()]),
         username_claim: Some("preferred_username".into()),
         groups_claim: None,
+        ca_config_map_name: Some("dex-ca".into()),
     });
     gs.spec.validate().unwrap();
     let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
@@ -341,6 +342,10 @@ fn oidc_sign_in_is_wired_into_the_gateway_deployment() {
     assert_eq!(signin.scopes, ["openid", "email", "groups"]);
     assert_eq!(signin.username_claim, "preferred_username");
     assert_eq!(signin.groups_claim, "groups");
+    assert_eq!(
+        signin.ca_file.as_deref(),
+        Some(std::path::Path::new("/var/run/configmaps/oidc-ca/ca.crt"))
+    );
     let pod = v(&d)["spec"]["template"]["spec"].clone();
     let volume = |name: &str| {
         pod["volumes"]
@@ -359,8 +364,12 @@ fn oidc_sign_in_is_wired_into_the_gateway_deployment() {
         volume("signin-key")["secret"],
         json!({"secretName": "gateserver-sample-signin-key", "items": [{"key": "key", "path": "key"}]})
     );
+    assert_eq!(
+        volume("oidc-ca")["configMap"],
+        json!({"name": "dex-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]})
+    );
     let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
-    for name in ["oidc-client", "signin-key"] {
+    for name in ["oidc-client", "signin-key", "oidc-ca"] {
         let m = mounts.iter().find(|m| m["name"] == name).unwrap();
         assert_eq!(m["readOnly"], true, "{name}");
     }
