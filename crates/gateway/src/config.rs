@@ -763,6 +763,91 @@ mod tests {
     }
 
     #[test]
+    fn sign_in_flags_are_all_or_nothing_and_one_protocol() {
+        let base = ["-api-server=https://k", "-jwt-token-key-file=/k"];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let oidc = [
+            "--oidc-issuer-url=https://dex.example.com",
+            "--oidc-client-id=gw",
+            "--oidc-client-secret-file=/s",
+            "--signin-key-file=/key",
+            "-base-address=https://gw.example.com",
+        ];
+        let config = with(&oidc).unwrap();
+        let signin = config.signin.unwrap();
+        assert_eq!(signin.redirect_url, "https://gw.example.com/auth/callback");
+        assert!(matches!(
+            signin.protocol,
+            crate::oidc::Protocol::Oidc { .. }
+        ));
+        let error = |extra: &[&str]| match with(extra) {
+            Err(CliError::Config(e)) => e.to_string(),
+            other => panic!("{extra:?}: {other:?}"),
+        };
+        // Each required flag, an http issuer, scopes without openid, a redirect elsewhere.
+        for missing in [
+            "--oidc-client-id",
+            "--oidc-client-secret-file",
+            "--signin-key-file",
+        ] {
+            let args: Vec<&str> = oidc
+                .iter()
+                .copied()
+                .filter(|a| !a.starts_with(missing))
+                .collect();
+            assert!(error(&args).contains(missing), "{missing}");
+        }
+        let replaced = |flag: &'static str| {
+            let name = flag.split('=').next().unwrap_or_default();
+            let mut args: Vec<&str> = oidc
+                .iter()
+                .copied()
+                .filter(|a| !a.starts_with(name))
+                .collect();
+            args.push(flag);
+            args
+        };
+        assert!(error(&replaced("--oidc-issuer-url=http://dex.example.com")).contains("https"));
+        assert!(error(&replaced("--oidc-scopes=email")).contains("openid"));
+        assert!(
+            error(&replaced(
+                "--signin-redirect-url=https://gw.example.com/elsewhere"
+            ))
+            .contains("/auth/callback")
+        );
+        assert!(error(&["--oidc-client-id=gw"]).contains("--oidc-issuer-url"));
+        // OIDC and OpenShift OAuth together: choose one.
+        let mut args = oidc.to_vec();
+        args.push("-oauth-client-secret=s");
+        assert!(error(&args).contains("choose one"));
+        // OpenShift OAuth without a sealing key (the upstream command line): off, with a note.
+        let config = with(&["-oauth-client-secret=s"]).unwrap();
+        assert!(config.signin.is_none());
+        assert!(
+            config
+                .notes
+                .iter()
+                .any(|n| n.contains("OpenShift OAuth login is off"))
+        );
+        let config = with(&["-oauth-client-secret=s", "--signin-key-file=/key"]).unwrap();
+        let signin = config.signin.unwrap();
+        assert!(matches!(
+            signin.protocol,
+            crate::oidc::Protocol::OAuth { auth_url: None, token_url: None, ref discovery_base }
+                if discovery_base == "https://k"
+        ));
+        assert_eq!(signin.scopes, ["user:full"]);
+        assert!(
+            !format!("{:?}", signin.client_secret).contains('s'.to_string().as_str())
+                || format!("{:?}", signin.client_secret) == "Value(<redacted>)"
+        );
+    }
+
+    #[test]
     fn unknown_and_contradictory_flags_are_errors() {
         assert!(matches!(
             parse(&[
