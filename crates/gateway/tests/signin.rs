@@ -266,7 +266,12 @@ async fn a_person_signs_in_and_kubernetes_sees_the_person_not_the_gateway() {
     let gw = s.gateway("dex").await;
     let idp = s.cp.identity_provider("dex").unwrap();
     let mut browser = Browser::new(&gw);
+    // A gateway-token cookie left by an earlier share link would win over the session.
+    browser
+        .jar
+        .insert("ocgate-session-token".into(), "stale.share.link".into());
     browser.sign_in(idp, alice(idp)).await;
+    assert!(!browser.jar.contains_key("ocgate-session-token"));
 
     let answer = browser.who_am_i().await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());

@@ -227,6 +227,13 @@ async fn finish(signin: &SignIn, request: &Parts) -> Result<Response, Refusal> {
         HeaderValue::from_str(&flow.then).map_err(|_| bad("invalid target"))?,
     );
     headers.append(header::SET_COOKIE, session_cookie);
+    // A gateway-token cookie (an earlier share link) would win over the new session: signing in
+    // ends it, as upstream's /auth/login cleared it.
+    for clear in crate::endpoints::login::cleared_cookies(true) {
+        if let Ok(value) = HeaderValue::from_str(&clear) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
     if let Ok(clear) = cookie(FLOW_COOKIE, "", 0) {
         headers.append(header::SET_COOKIE, clear);
     }
