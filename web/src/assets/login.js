@@ -1,13 +1,16 @@
 // The login page (upstream's login.html, kept compatible): a form that POSTs `token` and `then`
 // to /auth/token, which sets the HttpOnly session cookie and redirects to `then`. When both are
 // in the query string, it fills them in and submits by itself. `name` and `namespace` (the newer
-// upstream link format) stand for the console of that VM when `then` is missing.
+// upstream link format) stand for the console of that VM when `then` is missing. The same
+// parameters may come in the fragment (`#token=…&then=…`, the form shared links use): browsers
+// never send a fragment to a server or in a Referer, so the token stays out of access logs.
 
 const form = document.getElementById('login');
 const token = document.getElementById('token');
 const then = document.getElementById('then');
 const status = document.getElementById('login-status');
-const params = new URLSearchParams(window.location.search);
+const fragment = new URLSearchParams(window.location.hash.replace(/^#/, ''));
+const params = fragment.has('token') ? fragment : new URLSearchParams(window.location.search);
 
 function consoleFor(namespace, name) {
   const path = `k8s/apis/subresources.kubevirt.io/v1/namespaces/${encodeURIComponent(namespace)}/virtualmachineinstances/${encodeURIComponent(name)}/vnc`;
