@@ -204,6 +204,7 @@ function shareError(problem) {
   $('share-error-title').textContent = problem.title;
   $('share-error-detail').textContent = problem.message ? `Reason: ${problem.message}` : '';
   $('share-status').textContent = '';
+  $('share-error').scrollIntoView({ block: 'nearest' });
 }
 
 function chosenDuration() {
