@@ -135,6 +135,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long an unknown `jti` waits for the revocation index to catch up before it is refused.
     pub revocation_grace: Duration,
+    /// Signing in with the identity provider, when configured.
+    pub signin: Option<crate::oidc::SignInConfig>,
     /// Where audit lines go.
     pub audit: AuditSink,
     /// Notes for the startup log (ignored flags and similar), logged once by [`crate::Gateway::bind`].
@@ -379,6 +381,112 @@ fn validate_audience(cli: &Cli) -> Result<virt_gateway_auth::jwt::AudiencePolicy
     })
 }
 
+/// An absolute URL that is https, or http on a loopback host (development and tests).
+fn secure_url(flag: &str, text: &str) -> Result<url::Url, ConfigError> {
+    let url =
+        url::Url::parse(text).map_err(|e| ConfigError::Invalid(format!("{flag} {text:?}: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+        return Err(ConfigError::Invalid(format!(
+            "{flag} {text:?}: expected an https URL (http only on loopback)"
+        )));
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{flag} {text:?}: no fragment or credentials allowed"
+        )));
+    }
+    Ok(url)
+}
+
+/// The OIDC sign-in flags: all or nothing.
+fn validate_signin(cli: &Cli) -> Result<Option<crate::oidc::SignInConfig>, ConfigError> {
+    let clean = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let Some(issuer) = clean(&cli.oidc_issuer_url) else {
+        if clean(&cli.oidc_client_id).is_some() || cli.oidc_client_secret_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "--oidc-client-id/--oidc-client-secret-file need --oidc-issuer-url".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let issuer_url = secure_url("--oidc-issuer-url", &issuer)?;
+    if issuer_url.query().is_some() {
+        return Err(ConfigError::Invalid(
+            "--oidc-issuer-url must not have a query".into(),
+        ));
+    }
+    let missing = |what: &str| {
+        ConfigError::Invalid(format!("--oidc-issuer-url is set: {what} is required too"))
+    };
+    let client_id = clean(&cli.oidc_client_id).ok_or_else(|| missing("--oidc-client-id"))?;
+    let client_secret_file = cli
+        .oidc_client_secret_file
+        .clone()
+        .ok_or_else(|| missing("--oidc-client-secret-file"))?;
+    let session_key_file = cli
+        .signin_key_file
+        .clone()
+        .ok_or_else(|| missing("--signin-key-file"))?;
+    let scopes: Vec<String> = cli
+        .oidc_scopes
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(ConfigError::Invalid(
+            "--oidc-scopes must include openid".into(),
+        ));
+    }
+    if let Some(bad) = scopes.iter().find(|s| {
+        !s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    }) {
+        return Err(ConfigError::Invalid(format!(
+            "--oidc-scopes: {bad:?} is not a scope token"
+        )));
+    }
+    let redirect = match clean(&cli.signin_redirect_url) {
+        Some(r) => r,
+        None => format!("{}/auth/callback", cli.base_address.trim_end_matches('/')),
+    };
+    let redirect_url = secure_url("--signin-redirect-url", &redirect)?;
+    if redirect_url.path() != "/auth/callback" {
+        return Err(ConfigError::Invalid(format!(
+            "--signin-redirect-url {redirect:?} must end in /auth/callback (where the gateway answers)"
+        )));
+    }
+    if cli.signin_session_max_age < Duration::from_secs(60) {
+        return Err(ConfigError::Invalid(
+            "--signin-session-max-age must be at least 1m".into(),
+        ));
+    }
+    Ok(Some(crate::oidc::SignInConfig {
+        // The issuer exactly as given: ID tokens must name it byte for byte.
+        protocol: crate::oidc::Protocol::Oidc { issuer },
+        client_id,
+        client_secret_file,
+        scopes,
+        username_claim: cli.oidc_username_claim.trim().to_string(),
+        groups_claim: cli.oidc_groups_claim.trim().to_string(),
+        redirect_url: redirect_url.to_string(),
+        ca_file: cli.signin_ca_file.clone(),
+        session_key_file,
+        session_max_age: cli.signin_session_max_age,
+    }))
+}
+
 /// `--allowed-origins`, normalised.
 fn validate_origins(cli: &Cli) -> Result<Vec<String>, ConfigError> {
     cli.allowed_origins
@@ -443,7 +551,9 @@ impl Config {
         let jwt_leeway = validate_limits(&cli, &mut notes)?;
         let allowed_origins = validate_origins(&cli)?;
         let audience = validate_audience(&cli)?;
+        let signin = validate_signin(&cli)?;
         Ok(Self {
+            signin,
             listen,
             metrics_listen,
             public_dir: cli.public_dir,

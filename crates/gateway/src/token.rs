@@ -24,6 +24,8 @@ pub enum TokenSource {
     Cookie,
     /// A `base64url.bearer.authorization.k8s.io.` WebSocket subprotocol.
     Subprotocol,
+    /// The sealed sign-in session cookie (the person's own Kubernetes credential).
+    SignIn,
 }
 
 impl TokenSource {
@@ -33,6 +35,7 @@ impl TokenSource {
             Self::Header => "header",
             Self::Cookie => "cookie",
             Self::Subprotocol => "subprotocol",
+            Self::SignIn => "signin",
         }
     }
 }

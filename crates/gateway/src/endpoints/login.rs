@@ -254,6 +254,11 @@ impl Login {
             then,
             &session_cookie("", Some(0), self.secure(&params.headers)),
         )?;
+        // Signing out ends the identity-provider session cookie too (not the provider's own
+        // session: the next /auth/login may pass without a password while that lasts).
+        for clear in crate::endpoints::signin::clear_cookies() {
+            response.headers_mut().append(header::SET_COOKIE, clear);
+        }
         Outcome::allowed().attach(&mut response);
         Ok(response)
     }
