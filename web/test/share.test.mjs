@@ -11,6 +11,7 @@ import {
   explainApiError,
   formatTimeLeft,
   parseDuration,
+  readMe,
   shareGateToken,
   shareLink,
   tokenState,
@@ -187,4 +188,27 @@ test('refusals: 401 asks to sign in again, 403 keeps the Kubernetes Status messa
   assert.equal(explainApiError(503, {}).kind, 'unavailable');
   assert.equal(explainApiError(0, {}).kind, 'error');
   assert.equal(explainApiError(500, {}).kind, 'error');
+});
+
+test('/auth/me: a signed-in person, the way to sign in, or no sign-in at all', () => {
+  const ok = (body) => ({ ok: true, status: 200, body });
+  assert.deepEqual(readMe(ok({ signedIn: true, signInAvailable: true, username: 'oidc:alice@x', mode: 'oidc' })), {
+    signedIn: true,
+    username: 'oidc:alice@x',
+    signIn: '/auth/login?then=%2Fvms.html',
+  });
+  assert.deepEqual(readMe(ok({ signedIn: false, signInAvailable: true, login: '/auth/login' })), {
+    signedIn: false,
+    signInAvailable: true,
+    signIn: '/auth/login?then=%2Fvms.html',
+  });
+  // Only a local path is followed: a sign-in URL elsewhere would be a phishing hop.
+  for (const login of ['https://evil.example/login', '//evil.example/x', '/\\evil.example', 'javascript:alert(1)']) {
+    assert.equal(readMe(ok({ signedIn: false, signInAvailable: true, login })).signIn, '/auth/login?then=%2Fvms.html', login);
+  }
+  const none = { signedIn: false, signInAvailable: false };
+  assert.deepEqual(readMe(ok({ signedIn: false, signInAvailable: false })), none);
+  assert.deepEqual(readMe({ ok: false, status: 404, body: null }), none, 'a gateway without /auth/me');
+  assert.deepEqual(readMe(ok({ signedIn: true })), none, 'signed in without a name is not trusted');
+  assert.deepEqual(readMe(null), none);
 });

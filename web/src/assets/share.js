@@ -62,6 +62,30 @@ export function vncAccessReview(namespace, name) {
 
 export const SELF_REVIEW = { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' };
 
+/** The gateway's "who is signed in" endpoint (issue 17's sign-in). */
+export const ME_URL = '/auth/me';
+const AFTER_SIGN_IN = '/vms.html';
+
+/**
+ * Reads the answer to `GET /auth/me`: `{ signedIn, username }` for a signed-in person;
+ * `{ signedIn: false, signInAvailable: true, signIn }` (the sign-in URL, back to this page
+ * afterwards) when the gateway has sign-in but no session; `{ signedIn: false,
+ * signInAvailable: false }` when it has no sign-in (or no such endpoint), where the page asks
+ * the API server instead. Only a local sign-in path is followed.
+ */
+export function readMe(answer) {
+  const none = { signedIn: false, signInAvailable: false };
+  const body = answer && answer.ok && answer.body && typeof answer.body === 'object' ? answer.body : null;
+  if (!body) return none;
+  const login = typeof body.login === 'string' && /^\/[^/\\]/.test(body.login) ? body.login : '/auth/login';
+  const signIn = `${login}${login.includes('?') ? '&' : '?'}then=${encodeURIComponent(AFTER_SIGN_IN)}`;
+  if (body.signedIn === true && typeof body.username === 'string' && body.username) {
+    return { signedIn: true, username: body.username, signIn };
+  }
+  if (body.signInAvailable === true) return { signedIn: false, signInAvailable: true, signIn };
+  return none;
+}
+
 /** The VMs of a VMI list, sorted by namespace and name. */
 export function vmsOf(list) {
   const items = (list && Array.isArray(list.items) ? list.items : [])

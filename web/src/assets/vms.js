@@ -14,7 +14,9 @@ import {
   formatTimeLeft,
   gateTokensUrl,
   isDnsLabel,
+  ME_URL,
   parseDuration,
+  readMe,
   shareGateToken,
   shareLink,
   tokenState,
@@ -93,7 +95,28 @@ function showNotice(problem, what) {
   }
 }
 
+/**
+ * Who is signed in: the gateway's `/auth/me` when it has sign-in (issue 17); else (no sign-in,
+ * e.g. a gateway in pass-through mode) the API server's `SelfSubjectReview`. Returns false when
+ * the page cannot go on.
+ */
 async function whoAmI() {
+  const me = readMe(await api('GET', ME_URL));
+  if (me.signedIn === true) {
+    username = me.username;
+    settings.signIn = me.signIn;
+    $('whoami').textContent = `Signed in as ${username}`;
+    return true;
+  }
+  if (me.signInAvailable) {
+    settings.signIn = me.signIn;
+    $('sign-in').textContent = 'Sign in';
+    showNotice(
+      { kind: 'signed-out', title: 'You are not signed in, or your sign-in has ended. Sign in to see your VMs.', message: '' },
+      '',
+    );
+    return false;
+  }
   const answer = await api('POST', SELF_REVIEW_URL, SELF_REVIEW);
   if (!answer.ok) {
     showNotice(explainApiError(answer.status, answer.body), 'Who you are');
