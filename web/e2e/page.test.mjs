@@ -2,11 +2,13 @@
 // a real kube-gateway, with the person's own Kubernetes identity. Run by
 // `cargo test -p virt-gateway-demo --test page_e2e`, which starts everything and sets:
 //
-//   PAGE_URL          the gateway serving the page to signed-in people (until issue 17's OIDC
-//                     sign-in lands: pass-through mode, the cookie is the person's credential)
+//   PAGE_URL          the gateway serving the page: OIDC sign-in with DEX_URL, and pass-through
+//                     mode (a cookie holding a Kubernetes credential is forwarded as is)
 //   LINK_GATEWAY_URL  the gateway shared links point at (the operator's; config.json gatewayUrl)
-//   TOKEN_ALICE       alice: may list VMIs in default, open testvm (not testvm2), manage GateTokens
-//   TOKEN_BOB         bob: the same, until REVOKE_BOB_CMD takes his testvm console rights away
+//   DEX_URL           the identity provider's issuer (https, certificate from the test CA)
+//   ALICE_EMAIL, ALICE_PASSWORD  alice at Dex: may list VMIs in default, open testvm (not
+//                     testvm2), manage GateTokens
+//   TOKEN_BOB         bob (pass-through): the same, until REVOKE_BOB_CMD takes his console rights
 //   REVOKE_BOB_CMD    a shell command that removes bob's right to open testvm's console
 //   COLOUR_TESTVM     testvm's screen colour (default #1565c0)
 //   ARTIFACTS_DIR     screenshots (default web/e2e/artifacts)
@@ -26,12 +28,34 @@ const colourTestvm = (process.env.COLOUR_TESTVM || '#1565c0').toLowerCase();
 const POLICY = 'virt-gateway-gatetoken-delegation';
 
 /** Signs in the pass-through way: the login page (fragment form) posts the credential. */
-async function signIn(context, base, token) {
+async function signInWithToken(context, base, token) {
   const page = await context.newPage();
   await page.goto(`${base}/login.html#token=${encodeURIComponent(token)}&then=${encodeURIComponent('/vms.html')}`);
   await page.waitForURL(`${base}/vms.html`);
   await page.waitForSelector('body[data-loaded="true"]', { timeout: 30000 });
   return page;
+}
+
+/**
+ * Signs in through the identity provider's own login form: the page says "not signed in" and
+ * links to the gateway's /auth/login, which sends the browser to Dex; its password form comes
+ * back through the gateway's /auth/callback to the page.
+ */
+async function signInWithDex(page, base) {
+  await page.goto(`${base}/vms.html`);
+  await page.waitForSelector('body[data-refusal="signed-out"]');
+  await page.getByRole('link', { name: 'Sign in' }).click();
+  const dex = new URL(required('DEX_URL'));
+  await page.waitForURL((url) => url.host === dex.host);
+  if (!(await page.locator('input[name="login"]').count())) {
+    // Dex lists its connectors first: the password one is "Log in with Email".
+    await page.getByText('Log in with Email').click();
+  }
+  await page.locator('input[name="login"]').fill(required('ALICE_EMAIL'));
+  await page.locator('input[name="password"]').fill(required('ALICE_PASSWORD'));
+  await page.locator('button[type="submit"]').click();
+  await page.waitForURL(`${base}/vms.html`, { timeout: 30000 });
+  await page.waitForSelector('body[data-loaded="true"]', { timeout: 30000 });
 }
 
 /** The JWT payload of a token (no verification: to read what was granted). */
@@ -65,7 +89,7 @@ describe('the "Your VMs" page with the person\'s own identity', () => {
   before(async () => {
     base = required('PAGE_URL').replace(/\/+$/, '');
     linkBase = required('LINK_GATEWAY_URL').replace(/\/+$/, '');
-    alice = await launch(base);
+    alice = await launch(base, undefined, { alsoAllowed: [required('DEX_URL')], trustTestCa: true });
     await alice.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
   });
 
@@ -73,9 +97,12 @@ describe('the "Your VMs" page with the person\'s own identity', () => {
     if (alice) await alice.close();
   });
 
-  test('alice sees testvm, and not testvm2 whose console she may not open', async () => {
-    page = await signIn(alice.context, base, required('TOKEN_ALICE'));
-    assert.match(await page.locator('#whoami').innerText(), /system:serviceaccount:kube-gateway:alice/);
+  test('alice signs in through Dex\'s login form and sees testvm, not testvm2 whose console she may not open', async () => {
+    page = await alice.context.newPage();
+    await signInWithDex(page, base);
+    assert.equal(await page.locator('#notice').isVisible(), false);
+    // The Kubernetes user name (the API server's oidc: prefix), as RBAC sees her.
+    assert.equal(await page.locator('#whoami').innerText(), `Signed in as oidc:${required('ALICE_EMAIL')}`);
     assert.equal(await page.locator('#vms li[data-vm="default/testvm"]').count(), 1);
     assert.equal(await page.locator('#vms li[data-vm="default/testvm2"]').count(), 0);
     assert.equal(await page.locator('#vms li').count(), 1);
@@ -172,24 +199,25 @@ describe('the "Your VMs" page with the person\'s own identity', () => {
     assert.match(answer.body.message, /name "testvm2"/);
   });
 
-  test('without a session the page says to sign in again', async () => {
+  test('without a session the page says to sign in, and links to the gateway\'s sign-in', async () => {
     const other = await launch(base);
     try {
       const anonymous = await other.context.newPage();
       await anonymous.goto(`${base}/vms.html`);
       await anonymous.waitForSelector('body[data-refusal="signed-out"]');
-      assert.match(await anonymous.locator('#notice').innerText(), /not signed in.*Sign in again/s);
-      assert.equal(await anonymous.getByRole('link', { name: 'Sign in again' }).isVisible(), true);
+      assert.match(await anonymous.locator('#notice').innerText(), /not signed in.*Sign in/s);
+      const signIn = anonymous.getByRole('link', { name: 'Sign in' });
+      assert.equal(await signIn.getAttribute('href'), '/auth/login?then=%2Fvms.html');
       assert.equal(await anonymous.locator('#vms li').count(), 0);
     } finally {
       await other.close();
     }
   });
 
-  test('at phone width nothing scrolls sideways', async () => {
+  test('at phone width nothing scrolls sideways (bob, signed in pass-through)', async () => {
     const phone = await launch(base, { width: 375, height: 740 });
     try {
-      const small = await signIn(phone.context, base, required('TOKEN_ALICE'));
+      const small = await signInWithToken(phone.context, base, required('TOKEN_BOB'));
       await small.getByRole('button', { name: 'Share the console of testvm' }).click();
       const scroll = await small.evaluate(() => document.documentElement.scrollWidth);
       assert.ok(scroll <= 375, `page is ${scroll}px wide`);
@@ -202,7 +230,8 @@ describe('the "Your VMs" page with the person\'s own identity', () => {
   test('bob, whose console rights were taken away after the page loaded, is refused at share time with the reason', async () => {
     const bobBrowser = await launch(base);
     try {
-      const bob = await signIn(bobBrowser.context, base, required('TOKEN_BOB'));
+      const bob = await signInWithToken(bobBrowser.context, base, required('TOKEN_BOB'));
+      assert.match(await bob.locator('#whoami').innerText(), /system:serviceaccount:kube-gateway:bob/);
       await bob.getByRole('button', { name: 'Share the console of testvm' }).click();
       execSync(required('REVOKE_BOB_CMD'), { stdio: 'inherit' });
       const deadline = Date.now() + 30000;

@@ -3,14 +3,14 @@
 //! the gateway the operator deploys (which serves the shared links), and Debian's Chromium
 //! driven by `web/e2e/page.test.mjs`.
 //!
-//! The person is a real Kubernetes identity (a ServiceAccount token from the TokenRequest API)
-//! reaching the page through a second `kube-gateway` in pass-through mode, which forwards the
-//! session cookie as the bearer token: exactly what a signed-in session does (issue 17's OIDC
-//! sign-in forwards the person's ID token the same way), so every answer the page shows is the
-//! API server's decision for that person.
+//! The page is served by a second `kube-gateway` with issue 17's sign-in: alice signs in through
+//! Dex's own login form (Dex from testenv, trusted by the API server), and the gateway forwards
+//! her ID token, so every answer the page shows is the API server's decision for her. The same
+//! gateway runs in pass-through mode for bob, a ServiceAccount whose token is his session
+//! cookie (forwarded the same way).
 //!
-//! - alice may list VMIs in `default` and open testvm's console (not testvm2's), and may create,
-//!   read, list and delete GateTokens in the samples' namespace;
+//! - alice (`oidc:alice@virt-gateway.test`) may list VMIs in `default` and open testvm's console
+//!   (not testvm2's), and may create, read, list and delete GateTokens in the samples' namespace;
 //! - bob may do the same, until the browser test takes his console rights away (his RoleBinding
 //!   is deleted) while his page is open.
 //!
@@ -29,9 +29,9 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 use virt_gateway_demo::stack::SAMPLES_NAMESPACE;
 use virt_gateway_demo::{Stack, StackOptions};
-use virt_gateway_testenv::control_plane::free_port;
-use virt_gateway_testenv::helpers;
+use virt_gateway_testenv::control_plane::{free_port, random_suffix};
 use virt_gateway_testenv::process::Process;
+use virt_gateway_testenv::{ProviderSettings, helpers, identity_provider};
 
 use common::{build_prerequisites, repo};
 
@@ -63,39 +63,37 @@ async fn role(admin: &Client, ns: &str, name: &str, rules: Vec<PolicyRule>) {
         .unwrap_or_else(|e| panic!("Role {ns}/{name}: {e}"));
 }
 
-/// Waits until RBAC lets ServiceAccount `user` (of the samples' namespace) do `verb`.
+/// Waits until RBAC lets `user` (an authenticated user) do `verb`.
 async fn wait_allowed(admin: &Client, user: &str, access: (&str, &str, &str, &str, &str)) {
     let (verb, group, resource, name, ns) = access;
     helpers::wait_allowed(
         admin,
-        &format!("system:serviceaccount:{SAMPLES_NAMESPACE}:{user}"),
-        &["system:serviceaccounts", "system:authenticated"],
+        user,
+        &["system:authenticated"],
         helpers::resource_access(verb, group, resource, name, ns),
     )
     .await;
 }
 
-/// Binds the Role `ns/role` to the ServiceAccount `user` of the samples' namespace.
-async fn bind(admin: &Client, ns: &str, role: &str, user: &str) {
+/// Binds the Role `ns/role` to `subject` (`kind`, `name`, `namespace` of a RoleBinding subject).
+async fn bind(admin: &Client, ns: &str, role: &str, name: &str, subject: serde_json::Value) {
     let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": format!("{role}-{user}"), "namespace": ns},
+        "metadata": {"name": format!("{role}-{name}"), "namespace": ns},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-        "subjects": [{"kind": "ServiceAccount", "name": user, "namespace": SAMPLES_NAMESPACE}]
+        "subjects": [subject]
     }))
     .expect("a RoleBinding");
     Api::<RoleBinding>::namespaced(admin.clone(), ns)
         .create(&PostParams::default(), &binding)
         .await
-        .unwrap_or_else(|e| panic!("RoleBinding {ns}/{role}-{user}: {e}"));
+        .unwrap_or_else(|e| panic!("RoleBinding {ns}/{role}-{name}: {e}"));
 }
 
-/// The two people: alice may open testvm's console, bob may open none; both may see the VMIs
-/// in `default` and manage GateTokens in the samples' namespace. Returns their tokens.
-async fn people(stack: &Stack, admin: &Client) -> (String, String) {
+/// The two people: alice (signed in with Dex) may open testvm's console; bob (a ServiceAccount)
+/// too, until the browser test deletes his RoleBinding. Both may see the VMIs in `default` and
+/// manage GateTokens in the samples' namespace. Returns bob's token.
+async fn people(stack: &Stack, admin: &Client, alice: &str) -> String {
     let cp = stack.control_plane();
-    let alice = cp
-        .service_account_token(SAMPLES_NAMESPACE, "alice", 3600)
-        .await;
     let bob = cp
         .service_account_token(SAMPLES_NAMESPACE, "bob", 3600)
         .await;
@@ -112,13 +110,31 @@ async fn people(stack: &Stack, admin: &Client) -> (String, String) {
     let verbs = &["create", "get", "list", "delete"];
     let links = rule("ocgate.yaacov.com", &["gatetokens"], verbs, &[]);
     role(admin, SAMPLES_NAMESPACE, "share-links", vec![links]).await;
-    for user in ["alice", "bob"] {
-        bind(admin, VMS, "vm-viewer", user).await;
-        bind(admin, SAMPLES_NAMESPACE, "share-links", user).await;
+    let people = [
+        (
+            "alice",
+            alice.to_owned(),
+            json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": alice}),
+        ),
+        (
+            "bob",
+            format!("system:serviceaccount:{SAMPLES_NAMESPACE}:bob"),
+            json!({"kind": "ServiceAccount", "name": "bob", "namespace": SAMPLES_NAMESPACE}),
+        ),
+    ];
+    for (name, _, subject) in &people {
+        bind(admin, VMS, "vm-viewer", name, subject.clone()).await;
+        bind(
+            admin,
+            SAMPLES_NAMESPACE,
+            "share-links",
+            name,
+            subject.clone(),
+        )
+        .await;
+        bind(admin, VMS, "console-testvm", name, subject.clone()).await;
     }
-    bind(admin, VMS, "console-testvm", "alice").await;
-    bind(admin, VMS, "console-testvm", "bob").await;
-    for user in ["alice", "bob"] {
+    for (_, user, _) in &people {
         let list = ("list", "kubevirt.io", "virtualmachineinstances", "", VMS);
         wait_allowed(admin, user, list).await;
         let gt = (
@@ -129,21 +145,20 @@ async fn people(stack: &Stack, admin: &Client) -> (String, String) {
             SAMPLES_NAMESPACE,
         );
         wait_allowed(admin, user, gt).await;
+        let vnc = (
+            "get",
+            "subresources.kubevirt.io",
+            "virtualmachineinstances/vnc",
+            "testvm",
+            VMS,
+        );
+        wait_allowed(admin, user, vnc).await;
     }
-    let vnc = (
-        "get",
-        "subresources.kubevirt.io",
-        "virtualmachineinstances/vnc",
-        "testvm",
-        VMS,
-    );
-    wait_allowed(admin, "alice", vnc).await;
-    wait_allowed(admin, "bob", vnc).await;
-    (alice, bob)
+    bob
 }
 
-/// A `kube-gateway` in pass-through mode serving a copy of `web/dist` with a `config.json` that
-/// points shared links at the operator's gateway: the page as a signed-in person reaches it.
+/// A `kube-gateway` with OIDC sign-in (Dex) and in pass-through mode, on `port`, serving a copy
+/// of `web/dist` with a `config.json` that points shared links at the operator's gateway.
 struct PageGateway {
     process: Process,
     url: String,
@@ -163,7 +178,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-async fn start_page_gateway(stack: &Stack, options: &StackOptions) -> PageGateway {
+async fn start_page_gateway(stack: &Stack, options: &StackOptions, port: u16) -> PageGateway {
     let dir = tempfile::tempdir().unwrap();
     let web = dir.path().join("web");
     copy_dir(&options.web_public, &web);
@@ -175,9 +190,24 @@ async fn start_page_gateway(stack: &Stack, options: &StackOptions) -> PageGatewa
     std::fs::write(web.join("config.json"), config.to_string()).unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, stack.control_plane().ca_pem()).unwrap();
-    let port = free_port().unwrap();
+    let dex = stack
+        .control_plane()
+        .identity_provider("dex")
+        .expect("Dex runs");
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, &dex.client().secret).unwrap();
+    let dex_ca = dir.path().join("dex-ca.pem");
+    std::fs::write(&dex_ca, dex.ca_pem()).unwrap();
+    let seal = dir.path().join("signin-key");
+    std::fs::write(&seal, random_suffix(48)).unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let args = vec![
+        format!("--oidc-issuer-url={}", dex.issuer()),
+        format!("--oidc-client-id={}", identity_provider::CLIENT_ID),
+        format!("--oidc-client-secret-file={}", secret.display()),
+        format!("--signin-ca-file={}", dex_ca.display()),
+        format!("--signin-key-file={}", seal.display()),
+        format!("--signin-redirect-url={url}/auth/callback"),
         format!("-api-server={}", stack.control_plane().api_server_url()),
         format!("-ca-file={}", ca.display()),
         format!("-listen={url}"),
@@ -214,13 +244,24 @@ async fn start_page_gateway(stack: &Stack, options: &StackOptions) -> PageGatewa
 async fn a_person_opens_and_shares_only_the_consoles_they_may_open() {
     build_prerequisites();
     let repo = repo();
-    let options = StackOptions::from_repo(&repo);
+    // The page gateway's port is known before Dex starts: Dex registers its callback.
+    let port = free_port().unwrap();
+    let mut options = StackOptions::from_repo(&repo);
+    options.identity_providers = vec![ProviderSettings {
+        redirect_uris: vec![format!("http://127.0.0.1:{port}/auth/callback")],
+        ..ProviderSettings::new("dex")
+    }];
     let stack = Stack::start(options.clone(), |step| eprintln!("page e2e: {step}"))
         .await
         .unwrap_or_else(|e| panic!("the stack did not start: {e}"));
     let admin = stack.control_plane().client().await;
-    let (alice, bob) = people(&stack, &admin).await;
-    let mut page = start_page_gateway(&stack, &options).await;
+    let dex = stack
+        .control_plane()
+        .identity_provider("dex")
+        .expect("Dex runs");
+    let (dex_origin, password) = (dex.issuer().to_owned(), dex.user_password().to_owned());
+    let bob = people(&stack, &admin, &dex.kubernetes_username()).await;
+    let mut page = start_page_gateway(&stack, &options, port).await;
 
     let url = page.url.clone();
     let link_gateway = stack.gateway_url().to_owned();
@@ -235,7 +276,9 @@ async fn a_person_opens_and_shares_only_the_consoles_they_may_open() {
             .current_dir(web)
             .env("PAGE_URL", url)
             .env("LINK_GATEWAY_URL", link_gateway)
-            .env("TOKEN_ALICE", alice)
+            .env("DEX_URL", dex_origin)
+            .env("ALICE_EMAIL", identity_provider::USER_EMAIL)
+            .env("ALICE_PASSWORD", password)
             .env("TOKEN_BOB", bob)
             .env("REVOKE_BOB_CMD", revoke_bob)
             .status()

@@ -49,6 +49,9 @@ pub struct ProviderSettings {
     /// Dex's `expiry.idTokens`, a Go duration. A negative one ("-1h") makes every ID token
     /// expired when issued: the honest way to get an expired token from the real provider.
     pub id_token_lifetime: String,
+    /// Redirect URIs registered for [`CLIENT_ID`] besides [`REDIRECT_URI`]: a gateway's
+    /// `http://127.0.0.1:<port>/auth/callback`, so a browser really signs in through it.
+    pub redirect_uris: Vec<String>,
 }
 
 impl ProviderSettings {
@@ -57,6 +60,7 @@ impl ProviderSettings {
         Self {
             name: name.to_string(),
             id_token_lifetime: "1h".to_string(),
+            redirect_uris: Vec::new(),
         }
     }
 }
@@ -202,9 +206,13 @@ impl IdentityProvider {
         let clients: Vec<_> = [&self.client, &self.other_client]
             .iter()
             .map(|c| {
+                let mut uris = vec![REDIRECT_URI.to_string()];
+                if c.id == CLIENT_ID {
+                    uris.extend(settings.redirect_uris.iter().cloned());
+                }
                 serde_json::json!({
                     "id": c.id, "secret": c.secret, "name": c.id,
-                    "redirectURIs": [REDIRECT_URI],
+                    "redirectURIs": uris,
                 })
             })
             .collect();

@@ -96,33 +96,31 @@ function showNotice(problem, what) {
 }
 
 /**
- * Who is signed in: the gateway's `/auth/me` when it has sign-in (issue 17); else (no sign-in,
- * e.g. a gateway in pass-through mode) the API server's `SelfSubjectReview`. Returns false when
- * the page cannot go on.
+ * Who is signed in: the gateway's `/auth/me` when it has sign-in (issue 17) says whether the
+ * person is, and where to sign in; the API server's `SelfSubjectReview` gives the Kubernetes user
+ * name (what RBAC and admission see, e.g. with the API server's `oidc:` prefix), which is the
+ * name recorded on shared links. Returns false when the page cannot go on.
  */
 async function whoAmI() {
   const me = readMe(await api('GET', ME_URL));
-  if (me.signedIn === true) {
-    username = me.username;
-    settings.signIn = me.signIn;
-    $('whoami').textContent = `Signed in as ${username}`;
-    return true;
-  }
-  if (me.signInAvailable) {
-    settings.signIn = me.signIn;
-    $('sign-in').textContent = 'Sign in';
-    showNotice(
-      { kind: 'signed-out', title: 'You are not signed in, or your sign-in has ended. Sign in to see your VMs.', message: '' },
-      '',
-    );
-    return false;
-  }
+  if (me.signInAvailable || me.signedIn) settings.signIn = me.signIn;
+  // Asked even when /auth/me says "not signed in": a pass-through credential or a gateway token
+  // in the cookie is a session too, which only the API server can name.
   const answer = await api('POST', SELF_REVIEW_URL, SELF_REVIEW);
-  if (!answer.ok) {
+  if (answer.ok) username = answer.body?.status?.userInfo?.username || '';
+  if (!username && me.signedIn) username = me.username;
+  if (!answer.ok && !username) {
+    if (answer.status === 401 && me.signInAvailable) {
+      $('sign-in').textContent = 'Sign in';
+      showNotice(
+        { kind: 'signed-out', title: 'You are not signed in, or your sign-in has ended. Sign in to see your VMs.', message: '' },
+        '',
+      );
+      return false;
+    }
     showNotice(explainApiError(answer.status, answer.body), 'Who you are');
     return answer.status !== 401;
   }
-  username = answer.body?.status?.userInfo?.username || '';
   $('whoami').textContent = username ? `Signed in as ${username}` : 'Signed in';
   return true;
 }
