@@ -199,6 +199,31 @@ describe('the "Your VMs" page with the person\'s own identity', () => {
     assert.match(answer.body.message, /name "testvm2"/);
   });
 
+  test('she cannot record someone else as a link\'s creator (the creator policy)', async () => {
+    const forge = (annotations) =>
+      page.evaluate(async (given) => {
+        const response = await fetch('/k8s/apis/ocgate.yaacov.com/v1beta1/namespaces/kube-gateway/gatetokens?dryRun=All', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({
+            apiVersion: 'ocgate.yaacov.com/v1beta1',
+            kind: 'GateToken',
+            metadata: { generateName: 'forged-', annotations: given, labels: { 'ocgate.yaacov.com/shared-vm': 'testvm' } },
+            spec: { namespace: 'default', resourceNames: ['testvm'], resources: ['virtualmachineinstances/vnc'], apiGroups: ['subresources.kubevirt.io'] },
+          }),
+        });
+        return { status: response.status, body: await response.json() };
+      }, annotations);
+    const bobName = 'system:serviceaccount:kube-gateway:bob';
+    const forged = await forge({ 'ocgate.yaacov.com/created-by': bobName });
+    assert.equal(forged.status, 403, JSON.stringify(forged));
+    assert.match(forged.body.message, /virt-gateway-gatetoken-creator/);
+    assert.match(forged.body.message, new RegExp(`must be your own user name, "oidc:${required('ALICE_EMAIL').replace('.', '\\.')}"`));
+    // Her own name is accepted (what the page writes), as is no name at all.
+    assert.equal((await forge({ 'ocgate.yaacov.com/created-by': `oidc:${required('ALICE_EMAIL')}` })).status, 201);
+    assert.equal((await forge({})).status, 201);
+  });
+
   test('without a session the page says to sign in, and links to the gateway\'s sign-in', async () => {
     const other = await launch(base);
     try {

@@ -23,10 +23,15 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use kube::Client;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
+use virt_gateway_api::GateToken;
+use virt_gateway_api::gatetoken::CREATED_BY_ANNOTATION;
 use virt_gateway_demo::stack::SAMPLES_NAMESPACE;
 use virt_gateway_demo::{Stack, StackOptions};
 use virt_gateway_testenv::control_plane::{free_port, random_suffix};
@@ -157,6 +162,103 @@ async fn people(stack: &Stack, admin: &Client, alice: &str) -> String {
     bob
 }
 
+/// The policy that makes the creator annotation trustworthy, as the operator's install ships it
+/// (`deploy/virt-gateway-operator.yaml`); the demo's stack installs only `deploy/crds`.
+const CREATOR_POLICY: &str = "virt-gateway-gatetoken-creator";
+
+/// Applies [`CREATOR_POLICY`] and its binding from the install manifest, and waits until the
+/// API server enforces it: a dry-run GateToken from bob naming someone else is refused.
+async fn install_creator_policy(stack: &Stack, admin: &Client, repo: &std::path::Path, bob: &str) {
+    let text = std::fs::read_to_string(repo.join("deploy/virt-gateway-operator.yaml")).unwrap();
+    let params = PatchParams::apply("page-e2e").force();
+    let mut found = 0;
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if value["metadata"]["name"] != CREATOR_POLICY {
+            continue;
+        }
+        found += 1;
+        match value["kind"].as_str() {
+            Some("ValidatingAdmissionPolicy") => {
+                Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+                    .patch(CREATOR_POLICY, &params, &Patch::Apply(&value))
+                    .await
+                    .unwrap();
+            }
+            Some("ValidatingAdmissionPolicyBinding") => {
+                Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
+                    .patch(CREATOR_POLICY, &params, &Patch::Apply(&value))
+                    .await
+                    .unwrap();
+            }
+            other => panic!("unexpected {other:?} named {CREATOR_POLICY}"),
+        }
+    }
+    assert_eq!(
+        found, 2,
+        "the install manifest has the creator policy and its binding"
+    );
+    let user = stack.control_plane().client_with_token(bob).await;
+    let forged: GateToken = serde_json::from_value(json!({
+        "apiVersion": "ocgate.yaacov.com/v1beta1", "kind": "GateToken",
+        "metadata": {"generateName": "probe-", "namespace": SAMPLES_NAMESPACE,
+                     "annotations": {CREATED_BY_ANNOTATION: "someone-else"}},
+        "spec": {"namespace": VMS, "resourceNames": ["testvm"], "resources": ["virtualmachineinstances/vnc"]}
+    }))
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    loop {
+        match Api::<GateToken>::namespaced(user.clone(), SAMPLES_NAMESPACE)
+            .create(&dry_run, &forged)
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains(CREATOR_POLICY) => {
+                break;
+            }
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the creator policy is not enforced within 30 s: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nor can the annotation be added afterwards, even by a cluster admin.
+    let api = Api::<GateToken>::namespaced(admin.clone(), SAMPLES_NAMESPACE);
+    let unnamed: GateToken = serde_json::from_value(json!({
+        "apiVersion": "ocgate.yaacov.com/v1beta1", "kind": "GateToken",
+        "metadata": {"name": "creator-probe", "namespace": SAMPLES_NAMESPACE},
+        "spec": {"namespace": VMS, "resourceNames": ["testvm"]}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &unnamed).await.unwrap();
+    let add = json!({"metadata": {"annotations": {CREATED_BY_ANNOTATION: "someone-else"}}});
+    match api
+        .patch(
+            "creator-probe",
+            &PatchParams::default(),
+            &Patch::Merge(&add),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403, "{}", s.message);
+            assert!(
+                s.message.contains("cannot be added, changed or removed"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("the creator annotation was added afterwards: {other:?}"),
+    }
+    api.delete("creator-probe", &Default::default())
+        .await
+        .unwrap();
+}
+
 /// A `kube-gateway` with OIDC sign-in (Dex) and in pass-through mode, on `port`, serving a copy
 /// of `web/dist` with a `config.json` that points shared links at the operator's gateway.
 struct PageGateway {
@@ -261,6 +363,7 @@ async fn a_person_opens_and_shares_only_the_consoles_they_may_open() {
         .expect("Dex runs");
     let (dex_origin, password) = (dex.issuer().to_owned(), dex.user_password().to_owned());
     let bob = people(&stack, &admin, &dex.kubernetes_username()).await;
+    install_creator_policy(&stack, &admin, &repo, &bob).await;
     let mut page = start_page_gateway(&stack, &options, port).await;
 
     let url = page.url.clone();

@@ -279,10 +279,12 @@ fn the_defaults_leave_out_every_optional_object_and_flag() {
             "{optional} is installed by default"
         );
     }
-    // The admission policies are not optional: the delegation rule and both guards.
+    // The admission policies are not optional: the delegation rule, both guards and the
+    // creator annotation's policy.
     for policy in [
         manifests::GUARD_NAME,
         manifests::SERVICE_ACCOUNT_TOKENS_NAME,
+        manifests::CREATOR_NAME,
     ] {
         find(&docs, "ValidatingAdmissionPolicy", policy);
         find(&docs, "ValidatingAdmissionPolicyBinding", policy);
