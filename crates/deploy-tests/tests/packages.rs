@@ -595,8 +595,8 @@ fn the_olm_bundle_carries_the_same_rbac_deployment_and_crds() {
         .collect();
     assert_eq!(
         policies.len(),
-        8,
-        "delegation (2) and guards (2), each with its binding"
+        10,
+        "delegation (2), guards (2) and the creator annotation's (1), each with its binding"
     );
     assert_eq!(beside, policies);
     // The examples are valid GateServers and GateTokens.
