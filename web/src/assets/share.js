@@ -5,7 +5,7 @@
 /** Where kube-gateway forwards Kubernetes API requests (its -api-path). */
 export const API = '/k8s';
 /** The annotation that names who created a shared link (see web/README.md, "Who created it"). */
-export const CREATOR_ANNOTATION = 'ocgate.yaacov.com/created-by';
+export const CREATOR_ANNOTATION = 'ocgate.yaacov.com/created-by'; // crates/api CREATED_BY_ANNOTATION
 /** The annotation that carries the optional note of a shared link. */
 export const NOTE_ANNOTATION = 'ocgate.yaacov.com/note';
 /** The label that marks GateTokens made by this page, and the VM each is for. */
