@@ -74,21 +74,21 @@ pub struct Cli {
     #[arg(long, env = "KUBE_GATEWAY_KEY_FILE", default_value = "test/key.pem")]
     pub key_file: PathBuf,
 
-    /// Upstream: disable interactive OAuth login. Accepted; interactive OAuth is not supported.
+    /// Upstream: disable the OpenShift OAuth login (/auth/login). It is on only with a client secret.
     #[arg(long, env = "KUBE_GATEWAY_OAUTH_SERVER_DISABLE", num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub oauth_server_disable: bool,
 
-    /// Upstream OAuth token endpoint. Accepted and ignored.
+    /// Upstream OAuth token endpoint. Unset: discovered at <api-server>/.well-known/oauth-authorization-server.
     #[arg(long, env = "KUBE_GATEWAY_OAUTH_SERVER_TOKEN_URL")]
     pub oauth_server_token_url: Option<String>,
 
-    /// Upstream OAuth authorize endpoint. Accepted and ignored.
+    /// Upstream OAuth authorize endpoint. Unset: discovered at <api-server>/.well-known/oauth-authorization-server.
     #[arg(long, env = "KUBE_GATEWAY_OAUTH_SERVER_AUTH_URL")]
     pub oauth_server_auth_url: Option<String>,
 
-    /// Upstream OAuth client id. Accepted and ignored.
+    /// Upstream OAuth client id (the OAuthClient's name).
     #[arg(
         long,
         env = "KUBE_GATEWAY_OAUTH_CLIENT_ID",
@@ -96,9 +96,22 @@ pub struct Cli {
     )]
     pub oauth_client_id: String,
 
-    /// Upstream OAuth client secret. Accepted and ignored.
+    /// Upstream OAuth client secret (literal; prefer --oauth-client-secret-file).
     #[arg(long, env = "KUBE_GATEWAY_OAUTH_CLIENT_SECRET", hide_env_values = true)]
     pub oauth_client_secret: Option<String>,
+
+    /// File holding the OAuth client secret.
+    #[arg(long, env = "KUBE_GATEWAY_OAUTH_CLIENT_SECRET_FILE")]
+    pub oauth_client_secret_file: Option<PathBuf>,
+
+    /// Scopes asked of the OAuth server (comma-separated).
+    #[arg(
+        long,
+        env = "KUBE_GATEWAY_OAUTH_SCOPES",
+        value_delimiter = ',',
+        default_value = "user:full"
+    )]
+    pub oauth_scopes: Vec<String>,
 
     /// Verification key file (PEM public key or certificate; several blocks allowed); reloaded on change.
     #[arg(long, env = "KUBE_GATEWAY_JWT_TOKEN_KEY_FILE")]

@@ -257,13 +257,6 @@ fn validate_keys_and_mode(
             "no JWT verification key: set -jwt-token-key-file (and/or KUBE_GATEWAY_JWT_KEY_FILES), or enable -k8s-bearer-token-passthrough".into(),
         ));
     }
-    if !cli.oauth_server_disable
-        || cli.oauth_server_token_url.is_some()
-        || cli.oauth_server_auth_url.is_some()
-        || cli.oauth_client_secret.is_some()
-    {
-        notes.push("interactive OAuth login is not supported by this gateway; the OAuth flags are accepted and ignored, and tokens are verified as JWTs (or passed through)".into());
-    }
     Ok((passthrough, jwt_key_files))
 }
 
@@ -404,59 +397,129 @@ fn secure_url(flag: &str, text: &str) -> Result<url::Url, ConfigError> {
     Ok(url)
 }
 
-/// The OIDC sign-in flags: all or nothing.
-fn validate_signin(cli: &Cli) -> Result<Option<crate::oidc::SignInConfig>, ConfigError> {
-    let clean = |v: &Option<String>| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let Some(issuer) = clean(&cli.oidc_issuer_url) else {
-        if clean(&cli.oidc_client_id).is_some() || cli.oidc_client_secret_file.is_some() {
-            return Err(ConfigError::Invalid(
-                "--oidc-client-id/--oidc-client-secret-file need --oidc-issuer-url".into(),
-            ));
-        }
-        return Ok(None);
-    };
-    let issuer_url = secure_url("--oidc-issuer-url", &issuer)?;
-    if issuer_url.query().is_some() {
-        return Err(ConfigError::Invalid(
-            "--oidc-issuer-url must not have a query".into(),
-        ));
-    }
-    let missing = |what: &str| {
-        ConfigError::Invalid(format!("--oidc-issuer-url is set: {what} is required too"))
-    };
-    let client_id = clean(&cli.oidc_client_id).ok_or_else(|| missing("--oidc-client-id"))?;
-    let client_secret_file = cli
-        .oidc_client_secret_file
-        .clone()
-        .ok_or_else(|| missing("--oidc-client-secret-file"))?;
-    let session_key_file = cli
-        .signin_key_file
-        .clone()
-        .ok_or_else(|| missing("--signin-key-file"))?;
-    let scopes: Vec<String> = cli
-        .oidc_scopes
+fn clean(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn scope_list(flag: &str, scopes: &[String]) -> Result<Vec<String>, ConfigError> {
+    let scopes: Vec<String> = scopes
         .iter()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    if !scopes.iter().any(|s| s == "openid") {
-        return Err(ConfigError::Invalid(
-            "--oidc-scopes must include openid".into(),
-        ));
-    }
     if let Some(bad) = scopes.iter().find(|s| {
         !s.chars()
             .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
     }) {
         return Err(ConfigError::Invalid(format!(
-            "--oidc-scopes: {bad:?} is not a scope token"
+            "{flag}: {bad:?} is not a scope token"
         )));
     }
+    Ok(scopes)
+}
+
+/// Sign-in: OIDC (`--oidc-*`) or the upstream OpenShift OAuth flags (`-oauth-*`, on unless
+/// `-oauth-server-disable`, and only with a client secret), never both.
+fn validate_signin(
+    cli: &Cli,
+    api_server: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<crate::oidc::SignInConfig>, ConfigError> {
+    use crate::oidc::{ClientSecret, Protocol};
+    let oauth_secret = match (
+        clean(&cli.oauth_client_secret),
+        &cli.oauth_client_secret_file,
+    ) {
+        (Some(v), _) => Some(ClientSecret::Value(v)),
+        (None, Some(f)) => Some(ClientSecret::File(f.clone())),
+        (None, None) => None,
+    };
+    let oidc = clean(&cli.oidc_issuer_url);
+    let oauth = !cli.oauth_server_disable && oauth_secret.is_some();
+    if oidc.is_none()
+        && (clean(&cli.oidc_client_id).is_some() || cli.oidc_client_secret_file.is_some())
+    {
+        return Err(ConfigError::Invalid(
+            "--oidc-client-id/--oidc-client-secret-file need --oidc-issuer-url".into(),
+        ));
+    }
+    let (protocol, client_id, client_secret, scopes) = match (oidc, oauth) {
+        (Some(_), true) => {
+            return Err(ConfigError::Invalid(
+                "both --oidc-issuer-url and the OpenShift OAuth flags are set: choose one (add -oauth-server-disable to sign in with OIDC)".into(),
+            ));
+        }
+        (None, false) => {
+            if !cli.oauth_server_disable {
+                notes.push("OpenShift OAuth login is off: it needs -oauth-client-secret (or --oauth-client-secret-file) and --signin-key-file".into());
+            }
+            return Ok(None);
+        }
+        (Some(issuer), false) => {
+            let url = secure_url("--oidc-issuer-url", &issuer)?;
+            if url.query().is_some() {
+                return Err(ConfigError::Invalid(
+                    "--oidc-issuer-url must not have a query".into(),
+                ));
+            }
+            let missing = |what: &str| {
+                ConfigError::Invalid(format!("--oidc-issuer-url is set: {what} is required too"))
+            };
+            let client_id =
+                clean(&cli.oidc_client_id).ok_or_else(|| missing("--oidc-client-id"))?;
+            let secret = cli
+                .oidc_client_secret_file
+                .clone()
+                .ok_or_else(|| missing("--oidc-client-secret-file"))?;
+            let scopes = scope_list("--oidc-scopes", &cli.oidc_scopes)?;
+            if !scopes.iter().any(|s| s == "openid") {
+                return Err(ConfigError::Invalid(
+                    "--oidc-scopes must include openid".into(),
+                ));
+            }
+            // The issuer exactly as given: ID tokens must name it byte for byte.
+            (
+                Protocol::Oidc { issuer },
+                client_id,
+                ClientSecret::File(secret),
+                scopes,
+            )
+        }
+        (None, true) if cli.signin_key_file.is_none() => {
+            // The upstream operator's command line has no sealing key: keep starting, without login.
+            notes.push("OpenShift OAuth login is off: it needs --signin-key-file (the key sealing the session cookies)".into());
+            return Ok(None);
+        }
+        (None, true) => {
+            let endpoint = |flag: &str, v: &Option<String>| {
+                clean(v)
+                    .map(|u| secure_url(flag, &u).map(|_| u))
+                    .transpose()
+            };
+            let protocol = Protocol::OAuth {
+                auth_url: endpoint("-oauth-server-auth-url", &cli.oauth_server_auth_url)?,
+                token_url: endpoint("-oauth-server-token-url", &cli.oauth_server_token_url)?,
+                discovery_base: api_server.to_string(),
+            };
+            let client_id = cli.oauth_client_id.trim().to_string();
+            if client_id.is_empty() {
+                return Err(ConfigError::Invalid("-oauth-client-id is empty".into()));
+            }
+            let secret = oauth_secret.unwrap_or(ClientSecret::Value(String::new()));
+            (
+                protocol,
+                client_id,
+                secret,
+                scope_list("--oauth-scopes", &cli.oauth_scopes)?,
+            )
+        }
+    };
+    let session_key_file = cli.signin_key_file.clone().ok_or_else(|| {
+        ConfigError::Invalid("signing in needs --signin-key-file (the key sealing the session cookies; the same on every replica)".into())
+    })?;
     let redirect = match clean(&cli.signin_redirect_url) {
         Some(r) => r,
         None => format!("{}/auth/callback", cli.base_address.trim_end_matches('/')),
@@ -473,10 +536,9 @@ fn validate_signin(cli: &Cli) -> Result<Option<crate::oidc::SignInConfig>, Confi
         ));
     }
     Ok(Some(crate::oidc::SignInConfig {
-        // The issuer exactly as given: ID tokens must name it byte for byte.
-        protocol: crate::oidc::Protocol::Oidc { issuer },
+        protocol,
         client_id,
-        client_secret_file,
+        client_secret,
         scopes,
         username_claim: cli.oidc_username_claim.trim().to_string(),
         groups_claim: cli.oidc_groups_claim.trim().to_string(),
@@ -551,7 +613,7 @@ impl Config {
         let jwt_leeway = validate_limits(&cli, &mut notes)?;
         let allowed_origins = validate_origins(&cli)?;
         let audience = validate_audience(&cli)?;
-        let signin = validate_signin(&cli)?;
+        let signin = validate_signin(&cli, &api_server, &mut notes)?;
         Ok(Self {
             signin,
             listen,

@@ -66,8 +66,8 @@ pub struct SignInConfig {
     pub protocol: Protocol,
     /// The client ID (the audience of ID tokens).
     pub client_id: String,
-    /// The client secret file.
-    pub client_secret_file: PathBuf,
+    /// Where the client secret comes from.
+    pub client_secret: ClientSecret,
     /// The scopes asked for.
     pub scopes: Vec<String>,
     /// The claim shown as the person's name (`/auth/session`).
@@ -82,6 +82,25 @@ pub struct SignInConfig {
     pub session_key_file: PathBuf,
     /// Longest a session lives, refreshes included.
     pub session_max_age: Duration,
+}
+
+/// The client secret: a file (ours), or the upstream literal `-oauth-client-secret=…` (the
+/// operator passes it from a Secret through an environment variable). `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientSecret {
+    /// Read from this file at startup.
+    File(PathBuf),
+    /// Given on the command line.
+    Value(String),
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
 }
 
 /// Why a provider step failed. Messages never include a token, code or secret.
@@ -109,9 +128,10 @@ pub struct TokenResponse {
     /// The refresh token, when the provider issues one (Dex: scope `offline_access`).
     #[serde(default)]
     pub refresh_token: Option<String>,
-    /// Lifetime of the access token in seconds.
+    /// Lifetime of the access token in seconds (signed: a misconfigured provider may send a
+    /// negative one, which must read as "expired", not as garbage).
     #[serde(default)]
-    pub expires_in: Option<u64>,
+    pub expires_in: Option<i64>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -160,17 +180,20 @@ impl Provider {
         config: SignInConfig,
         api_http: Option<crate::upstream::HttpClient>,
     ) -> Result<Self, ConfigError> {
-        let path = &config.client_secret_file;
-        let secret = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let client_secret = secret.trim().to_string();
+        let client_secret = match &config.client_secret {
+            ClientSecret::Value(v) => v.trim().to_string(),
+            ClientSecret::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+                .trim()
+                .to_string(),
+        };
         if client_secret.is_empty() {
-            return Err(ConfigError::File {
-                path: path.clone(),
-                message: "the client secret file is empty".into(),
-            });
+            return Err(ConfigError::Invalid(
+                "the sign-in client secret is empty".into(),
+            ));
         }
         let http = https_client(config.ca_file.as_ref())?;
         Ok(Self {
@@ -459,6 +482,49 @@ impl Provider {
             .map_err(|_| ProviderError::Unavailable(format!("{url} did not answer JSON")))
     }
 
+    /// Who the API server says `token` is (a SelfSubjectReview made with it): the name and
+    /// groups of an OAuth session, and the proof that the API server accepts the token at all.
+    pub async fn who_is(&self, token: &str) -> Result<(String, Vec<String>), ProviderError> {
+        let (Protocol::OAuth { discovery_base, .. }, Some(client)) =
+            (&self.config.protocol, &self.api_http)
+        else {
+            return Err(ProviderError::Unavailable("no API server to ask".into()));
+        };
+        let url = format!("{discovery_base}/apis/authentication.k8s.io/v1/selfsubjectreviews");
+        let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
+        let request = http::Request::post(&url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(axum::body::Body::from(body))
+            .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
+        let (status, body) = api_send(client, request).await?;
+        if status == 401 {
+            return Err(ProviderError::Refused(
+                "the API server does not accept the provider's token".into(),
+            ));
+        }
+        if status != 201 && status != 200 {
+            return Err(ProviderError::Unavailable(format!(
+                "{url} answered {status}"
+            )));
+        }
+        let review: Value = serde_json::from_slice(&body)
+            .map_err(|_| ProviderError::Unavailable(format!("{url} did not answer JSON")))?;
+        let user = &review["status"]["userInfo"];
+        let groups = user["groups"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((
+            user["username"].as_str().unwrap_or_default().to_string(),
+            groups,
+        ))
+    }
+
     async fn get_api_json(&self, url: &str) -> Result<Value, ProviderError> {
         let Some(client) = &self.api_http else {
             return self.get_json(url).await;
@@ -467,16 +533,7 @@ impl Provider {
             .header(http::header::ACCEPT, "application/json")
             .body(axum::body::Body::empty())
             .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
-        let response = tokio::time::timeout(PROVIDER_TIMEOUT, client.request(request))
-            .await
-            .map_err(|_| ProviderError::Unavailable(format!("{url} did not answer in time")))?
-            .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
-        let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|_| ProviderError::Unavailable(format!("{url}: response too large")))?
-            .to_bytes();
+        let (status, body) = api_send(client, request).await?;
         if status != 200 {
             return Err(ProviderError::Unavailable(format!(
                 "{url} answered {status}"
@@ -485,6 +542,24 @@ impl Provider {
         serde_json::from_slice(&body)
             .map_err(|_| ProviderError::Unavailable(format!("{url} did not answer JSON")))
     }
+}
+
+async fn api_send(
+    client: &crate::upstream::HttpClient,
+    request: http::Request<axum::body::Body>,
+) -> Result<(u16, Bytes), ProviderError> {
+    let uri = request.uri().clone();
+    let response = tokio::time::timeout(PROVIDER_TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| ProviderError::Unavailable(format!("{uri} did not answer in time")))?
+        .map_err(|e| ProviderError::Unavailable(format!("{uri}: {e}")))?;
+    let status = response.status().as_u16();
+    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|_| ProviderError::Unavailable(format!("{uri}: response too large")))?
+        .to_bytes();
+    Ok((status, body))
 }
 
 fn find_key(

@@ -245,17 +245,20 @@ impl SignIn {
                 groups: who.groups,
             })
         } else {
+            // The token is opaque to us: the API server says whom it names (and whether it
+            // accepts it at all, so a useless sign-in is refused here, with a page).
+            let (username, groups) = self.provider.who_is(&tokens.access_token).await?;
             Ok(Session {
                 mode: "oauth".into(),
                 bearer_exp: tokens
                     .expires_in
-                    .map_or(ends, |s| now.saturating_add(s).min(ends)),
+                    .map_or(ends, |s| now.saturating_add_signed(s).min(ends)),
                 bearer: tokens.access_token,
                 refresh: tokens.refresh_token,
                 ends,
-                subject: String::new(),
-                username: String::new(),
-                groups: Vec::new(),
+                subject: username.clone(),
+                username,
+                groups,
             })
         }
     }
