@@ -212,3 +212,13 @@ test('/auth/me: a signed-in person, the way to sign in, or no sign-in at all', (
   assert.deepEqual(readMe(ok({ signedIn: true })), none, 'signed in without a name is not trusted');
   assert.deepEqual(readMe(null), none);
 });
+
+test('the login page reads a share link back exactly (issue 14 is its consumer)', async () => {
+  const { readLink, describeThen } = await import('../src/assets/link.js');
+  const url = new URL(shareLink('https://gw.example', JWT, 'default', 'testvm'));
+  const read = readLink(url.search, url.hash);
+  assert.equal(read.source, 'fragment');
+  assert.equal(read.token, JWT);
+  assert.equal(read.then, consolePage('default', 'testvm'));
+  assert.equal(describeThen(read.then).what, 'the console of VM testvm in namespace default');
+});
