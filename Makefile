@@ -5,8 +5,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 TESTENV_DIR ?= .testenv
+DEMO_DIR ?= .demo
 
-.PHONY: help demo build test lint fmt deps web testenv-binaries testenv-up testenv-down crds fuzz bench bench-quick images
+.PHONY: help demo build test lint fmt deps web testenv-binaries tools testenv-up testenv-down crds manifests fuzz bench bench-quick images
 
 help:
 	@echo "make demo           local control plane + operator + gateway + a working console link"
@@ -15,15 +16,22 @@ help:
 	@echo "make testenv-up     start the test control plane in the background ($(TESTENV_DIR)/kubeconfig)"
 	@echo "make testenv-down   stop it"
 	@echo "make crds           regenerate deploy/crds from the Rust types"
+	@echo "make manifests      regenerate the generated files of deploy/ (manifests, Helm chart, OLM bundle)"
 	@echo "make fuzz           run the fuzz targets for a bounded time (FUZZ_SECONDS, default 60 each)"
 	@echo "make bench          run the benchmarks (~20 min) and print where the results are"
 	@echo "make bench-quick    a few-minute smoke run of the gateway benchmarks"
 	@echo "make images         build and check the container images without a Docker engine"
 
-## The control-plane binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), built
-## once from the Go module proxy and cached by version.
+## The control-plane binaries (etcd, kube-apiserver, kube-controller-manager, kubectl) and the Dex
+## OpenID Connect provider, built once from the Go module proxy and cached by version.
 testenv-binaries:
 	@bash testenv/build-binaries.sh >/dev/null
+	@bash testenv/build-dex.sh >/dev/null
+
+## helm and the Operator Framework's bundle validator (tools/), built once from the Go module proxy
+## and cached by version, for the chart and OLM bundle tests in crates/deploy-tests.
+tools:
+	@bash tools/build.sh >/dev/null
 
 ## Debian packages (Xvnc for the KubeVirt stand-in, Chromium for browser tests) and the web app's
 ## npm packages from its lock file. Idempotent; shows what it installs.
@@ -40,11 +48,12 @@ build:
 	$(CARGO) build --workspace --bins --locked
 
 ## The whole product on this machine: control plane, CRDs, operator, seed samples, KubeVirt
-## stand-in and the gateway run from the operator's Deployment; prints a console link.
+## stand-in and the gateway run from the operator's Deployment; prints a console link and what
+## to try next. Ctrl-C stops it (a second Ctrl-C kills what is left) and removes $(DEMO_DIR).
 demo: testenv-binaries web build
-	./target/debug/virt-gateway-demo
+	./target/debug/virt-gateway-demo --dir $(DEMO_DIR)
 
-test: testenv-binaries web build
+test: testenv-binaries tools web build
 	$(CARGO) test --workspace --all-targets --locked
 	$(CARGO) test --workspace --doc --locked
 	cd web && npm test
@@ -64,6 +73,9 @@ testenv-down:
 
 crds:
 	$(CARGO) run --quiet --locked -p virt-gateway-api --bin crdgen -- --write deploy/crds
+
+manifests:
+	$(CARGO) run --quiet --locked -p virt-gateway-operator -- manifests --write deploy
 
 FUZZ_SECONDS ?= 60
 fuzz:

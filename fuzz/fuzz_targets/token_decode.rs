@@ -2,8 +2,10 @@
 //! P-256, Ed25519). Three shapes of input, chosen by the first byte, so that the fuzzer also gets past
 //! the signature check:
 //! * raw: the bytes are the token;
-//! * signed: the bytes are a payload, signed with the fixture Ed25519 key, so claim decoding and the
-//!   time checks see arbitrary JSON; an accepted token is then authorized against a few requests;
+//! * signed: the bytes are a payload, signed with the fixture Ed25519 key, so claim decoding, the
+//!   time checks (any `exp`, `nbf`, `iat`, up to `u64::MAX`) and the audience policy see arbitrary
+//!   JSON; an accepted token is then authorized against a few requests, and the instant its session
+//!   ends is computed as the gateway computes it;
 //! * assembled: the bytes are split into header and payload JSON and base64url-encoded, with a
 //!   garbage signature, so header parsing sees arbitrary JSON.
 #![no_main]
@@ -12,7 +14,9 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use virt_gateway_auth::authz::authorize;
-use virt_gateway_auth::jwt::{Verifier, sign_payload};
+use std::time::Duration;
+
+use virt_gateway_auth::jwt::{AudiencePolicy, MAX_LEEWAY, Verifier, expires_at, sign_payload};
 use virt_gateway_auth::keys::{KeyPair, PublicKey};
 use virt_gateway_auth::request::parse;
 
@@ -21,6 +25,7 @@ const NOW: u64 = 1_700_000_000;
 
 struct Fixture {
     verifier: Verifier,
+    bound: Verifier,
     signer: KeyPair,
 }
 
@@ -34,8 +39,15 @@ fn fixture() -> &'static Fixture {
             PublicKey::from_pem(&read("openssl/p256-pub.pem")).expect("p256"),
             signer.public_key().clone(),
         ];
+        let verifier = Verifier::new(keys);
+        let bound = verifier.clone().with_audience(AudiencePolicy {
+            audience: Some("ocgate.yaacov.com/namespaces/gw/gateservers/a".into()),
+            issuer: Some("ocgate.yaacov.com/namespaces/gw".into()),
+            required: true,
+        });
         Fixture {
-            verifier: Verifier::new(keys),
+            verifier,
+            bound,
             signer,
         }
     })
@@ -70,7 +82,15 @@ fuzz_target!(|data: &[u8]| {
             let Ok(token) = sign_payload(&f.signer, rest) else {
                 return;
             };
+            let _ = f.bound.verify(&token, NOW);
+            let _ = f.bound.verify(&token, u64::MAX);
             if let Ok(verified) = f.verifier.verify(&token, NOW) {
+                let claims = &verified.claims;
+                for leeway in [Duration::ZERO, MAX_LEEWAY] {
+                    let _ = expires_at(claims.exp, leeway);
+                    let _ = claims.nbf.map(|nbf| expires_at(nbf, leeway));
+                    let _ = claims.iat.map(|iat| expires_at(iat, leeway));
+                }
                 for (method, path, query) in [
                     (
                         "GET",

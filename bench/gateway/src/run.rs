@@ -866,7 +866,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let key = KeyPair::generate(KeyAlgorithm::Rsa)?;
     let key_file = dir.join("jwt-public.pem");
     std::fs::write(&key_file, key.public_key().to_pem())?;
-    let now = kube_gateway::verify::now_unix();
+    let now = kube_gateway::util::now_unix();
     let claims = |jti: String| {
         let mut c = Claims::new(now + 6 * 3600);
         c.nbf = Some(now - 60);

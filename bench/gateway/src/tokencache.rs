@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use kube_gateway::metrics::Metrics;
-use kube_gateway::verify::{TokenVerifier, now_unix};
+use kube_gateway::util::now_unix;
+use kube_gateway::verify::TokenVerifier;
 use serde::Serialize;
 use virt_gateway_auth::jwt::Verifier;
 use virt_gateway_auth::keys::PublicKey;
@@ -42,7 +43,6 @@ pub fn micro_round(
         &[key_file.to_path_buf()],
         Duration::from_secs(30),
         Arc::new(Metrics::new()),
-        true,
     )?;
     cached.verify(token, now)?;
     let t = Instant::now();

@@ -136,19 +136,27 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, CrdError> {
     ))
 }
 
-/// Every CRD manifest as `(file name, contents)`.
+/// Every manifest of `deploy/crds/` as `(file name, contents)`: the two CRDs, then the
+/// delegation policy ([`crate::admission`]), which is installed wherever the CRDs are.
 pub fn files() -> Result<Vec<(String, String)>, CrdError> {
-    crds()
+    let mut files = crds()
         .iter()
         .map(|crd| Ok((file_name(crd), to_yaml(crd)?)))
-        .collect()
+        .collect::<Result<Vec<_>, CrdError>>()?;
+    files.push((
+        crate::admission::FILE_NAME.to_owned(),
+        crate::admission::to_yaml()?,
+    ));
+    Ok(files)
 }
 
-/// Both CRDs as one multi-document YAML stream (what `crdgen` prints).
+/// Every manifest of [`files`] as one multi-document YAML stream (what `crdgen` prints).
 pub fn all_yaml() -> Result<String, CrdError> {
     let mut out = String::new();
     for (_, doc) in files()? {
-        out.push_str("---\n");
+        if !doc.starts_with("---") && !doc.contains("\n---\n") {
+            out.push_str("---\n");
+        }
         out.push_str(&doc);
     }
     Ok(out)

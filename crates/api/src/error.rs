@@ -40,6 +40,21 @@ pub enum SpecError {
         /// `durationSec`.
         duration_sec: i64,
     },
+    /// An entry of `allowedOrigins` is not an origin.
+    #[error(
+        "allowedOrigins: {0:?} is not an origin; write scheme://host[:port], for example https://portal.example.com"
+    )]
+    InvalidOrigin(String),
+    /// A limit is out of range.
+    #[error("limits.{field} must be {expected}, got {value}")]
+    InvalidLimit {
+        /// The field.
+        field: &'static str,
+        /// The allowed range.
+        expected: &'static str,
+        /// The value.
+        value: i64,
+    },
     /// `ingressTLSSecretName` without `route`.
     #[error(
         "ingressTLSSecretName needs route: the Ingress TLS section is issued for the host name in route"

@@ -36,6 +36,25 @@ pub const GEN_B_WEB_APP_IMAGE: &str = "quay.io/yaacov/kube-gateway-web-app-novnc
 /// Default of `generateSecret` (applied in code, see [`GateServerSpec::generate_secret`]).
 pub const DEFAULT_GENERATE_SECRET: bool = true;
 
+/// Annotation on a GateServer: the gateway's base URL as its users reach it (`https://HOST[:PORT]`,
+/// or `http://` for a loopback port), when that is not `https://<spec.route>`: a load balancer, a
+/// port-forward, or `make demo`, which sets it to the loopback port its gateway serves on.
+/// `kubectl gate token` builds its links on it; the operator does not read it. It is trusted
+/// like `spec.route`: whoever may edit the GateServer decides where links point either way.
+pub const GATEWAY_URL_ANNOTATION: &str = "ocgate.yaacov.com/gateway-url";
+
+impl GateServer {
+    /// The [`GATEWAY_URL_ANNOTATION`], when set and not blank.
+    pub fn gateway_url_annotation(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(GATEWAY_URL_ANNOTATION)
+            .map(|url| url.trim())
+            .filter(|url| !url.is_empty())
+    }
+}
+
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -201,6 +220,136 @@ pub struct GateServerSpec {
     )]
     #[schemars(length(max = 253))]
     pub ingress_tls_secret_name: Option<String>,
+
+    /// virt-gateway extension: origins (scheme://host[:port]) besides the gateway's own whose
+    /// pages may use its session cookie to open WebSockets or change things, for example a portal
+    /// that embeds the console. The cookie is refused for requests from any other site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub allowed_origins: Option<Vec<String>>,
+
+    /// virt-gateway extension: refuse tokens that name no audience (GateTokens without server,
+    /// and tokens minted by the upstream operator). Tokens naming another GateServer are always
+    /// refused.
+    #[serde(default)]
+    pub require_audience: bool,
+
+    /// virt-gateway extension: publish the verification keys at /.well-known/jwks.json. Off by
+    /// default, because the namespace's key may also be used by an upstream (Go) gateway, which
+    /// accepts HMAC tokens signed with the public key.
+    #[serde(rename = "publishJWKS", default)]
+    pub publish_jwks: bool,
+
+    /// virt-gateway extension: limits of the gateway (connections, WebSockets, timeouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<GateServerLimits>,
+}
+
+/// GateServerLimits bounds what one gateway serves; every field is optional, with the gateway's
+/// default when absent.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateServerLimits {
+    /// Concurrent connections; more are answered 503 (default 2048).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections: Option<i64>,
+
+    /// Open WebSocket sessions in total; more are answered 429 (default 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_web_sockets: Option<i64>,
+
+    /// Open WebSocket sessions of one token; more are answered 429 (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_web_sockets_per_token: Option<i64>,
+
+    /// Seconds a WebSocket session may carry no data before it is closed (default 0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub web_socket_idle_timeout_sec: Option<i64>,
+
+    /// Longest WebSocket session in seconds (default 0: until its token expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub web_socket_max_duration_sec: Option<i64>,
+
+    /// Seconds a client has to send a request body (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub body_read_timeout_sec: Option<i64>,
+
+    /// Seconds the revocation watch may be broken before requests with tokens get 503 and the
+    /// gateway reports unready (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub revocation_max_staleness_sec: Option<i64>,
+}
+
+impl GateServerLimits {
+    /// Each limit that is set, with its flag name: the gateway's command line.
+    pub fn flags(&self) -> Vec<(&'static str, i64)> {
+        [
+            ("max-connections", self.max_connections),
+            ("max-websockets", self.max_web_sockets),
+            ("max-websockets-per-token", self.max_web_sockets_per_token),
+            ("websocket-idle-timeout", self.web_socket_idle_timeout_sec),
+            ("websocket-max-duration", self.web_socket_max_duration_sec),
+            ("body-read-timeout", self.body_read_timeout_sec),
+            (
+                "revocation-max-staleness",
+                self.revocation_max_staleness_sec,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, v)| v.map(|v| (flag, v)))
+        .collect()
+    }
+
+    /// Checks the ranges the schema declares, for objects stored before the schema had them.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let check = |field, value: Option<i64>, min: i64, expected| match value {
+            Some(v) if v < min => Err(SpecError::InvalidLimit {
+                field,
+                expected,
+                value: v,
+            }),
+            _ => Ok(()),
+        };
+        check("maxConnections", self.max_connections, 1, "at least 1")?;
+        check("maxWebSockets", self.max_web_sockets, 1, "at least 1")?;
+        check(
+            "maxWebSocketsPerToken",
+            self.max_web_sockets_per_token,
+            1,
+            "at least 1",
+        )?;
+        check(
+            "webSocketIdleTimeoutSec",
+            self.web_socket_idle_timeout_sec,
+            0,
+            "0 or more",
+        )?;
+        check(
+            "webSocketMaxDurationSec",
+            self.web_socket_max_duration_sec,
+            0,
+            "0 or more",
+        )?;
+        check(
+            "bodyReadTimeoutSec",
+            self.body_read_timeout_sec,
+            1,
+            "at least 1",
+        )?;
+        check(
+            "revocationMaxStalenessSec",
+            self.revocation_max_staleness_sec,
+            1,
+            "at least 1",
+        )
+    }
 }
 
 impl Default for GateServerSpec {
@@ -224,6 +373,10 @@ impl Default for GateServerSpec {
             generate_route: false,
             ingress_class_name: None,
             ingress_tls_secret_name: None,
+            allowed_origins: None,
+            require_audience: false,
+            publish_jwks: false,
+            limits: None,
         }
     }
 }
@@ -307,13 +460,29 @@ impl GateServerSpec {
         }
     }
 
-    /// Checks what the CRD's CEL rules check, for objects stored before the rules existed.
+    /// Checks what the CRD's CEL rules check, for objects stored before the rules existed, and
+    /// what the gateway would refuse to start with (origins, limits).
     pub fn validate(&self) -> Result<(), SpecError> {
         self.effective_rule()?;
         if self.ingress_tls_secret_name.is_some() && self.route().is_none() {
             return Err(SpecError::TlsWithoutRoute);
         }
+        self.origins()?;
+        if let Some(limits) = &self.limits {
+            limits.validate()?;
+        }
         Ok(())
+    }
+
+    /// `allowedOrigins`, each normalised (see [`crate::names::normalize_origin`]).
+    pub fn origins(&self) -> Result<Vec<String>, SpecError> {
+        self.allowed_origins
+            .iter()
+            .flatten()
+            .map(|o| {
+                crate::names::normalize_origin(o).ok_or_else(|| SpecError::InvalidOrigin(o.clone()))
+            })
+            .collect()
     }
 }
 
@@ -404,6 +573,24 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn the_gateway_url_annotation_is_read_trimmed_and_blank_means_unset() {
+        let with = |value: Option<&str>| {
+            let mut gs = GateServer::new("gs", spec(json!({})));
+            if let Some(v) = value {
+                gs.metadata.annotations =
+                    Some([(GATEWAY_URL_ANNOTATION.to_owned(), v.to_owned())].into());
+            }
+            gs
+        };
+        assert_eq!(with(None).gateway_url_annotation(), None);
+        assert_eq!(with(Some("  ")).gateway_url_annotation(), None);
+        assert_eq!(
+            with(Some(" http://127.0.0.1:8080 ")).gateway_url_annotation(),
+            Some("http://127.0.0.1:8080")
+        );
+    }
+
     fn spec(v: serde_json::Value) -> GateServerSpec {
         serde_json::from_value(v).unwrap()
     }
@@ -423,6 +610,38 @@ mod tests {
         assert!(!d.uses_deprecated_gnerate_secret());
         assert_eq!(d.route(), None);
         assert_eq!(d.validate(), Ok(()));
+        assert!(!d.require_audience && !d.publish_jwks);
+    }
+
+    #[test]
+    fn origins_and_limits_are_validated() {
+        let s = spec(json!({"allowedOrigins": ["https://Portal.example.com:443"]}));
+        assert_eq!(
+            s.origins(),
+            Ok(vec!["https://portal.example.com".to_owned()])
+        );
+        assert_eq!(s.validate(), Ok(()));
+        let s = spec(json!({"allowedOrigins": ["portal.example.com"]}));
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::InvalidOrigin("portal.example.com".into()))
+        );
+        let s = spec(json!({"limits": {"maxWebSocketsPerToken": 0}}));
+        assert!(matches!(
+            s.validate(),
+            Err(SpecError::InvalidLimit {
+                field: "maxWebSocketsPerToken",
+                ..
+            })
+        ));
+        let s = spec(json!({"limits": {"maxConnections": 10, "webSocketIdleTimeoutSec": 0}}));
+        assert_eq!(s.validate(), Ok(()));
+        assert_eq!(
+            s.limits.unwrap().flags(),
+            vec![("max-connections", 10), ("websocket-idle-timeout", 0)]
+        );
+        let s = spec(json!({"requireAudience": true, "publishJWKS": true}));
+        assert!(s.require_audience && s.publish_jwks);
     }
 
     #[test]

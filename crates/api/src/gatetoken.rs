@@ -149,6 +149,16 @@ pub struct GateTokenSpec {
     )]
     pub non_resource_urls: Option<Vec<String>>,
 
+    /// virt-gateway extension: the GateServer (in this namespace) the token is for. Its name goes
+    /// into the token's audience (aud), and every other GateServer refuses the token. Absent: any
+    /// GateServer of the namespace accepts it, unless it requires an audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub server: Option<String>,
+
     /// virt-gateway extension: set to true to revoke the token. The operator moves it to the
     /// phase Revoked and the gateway refuses it from then on. Revocation is final.
     #[serde(default)]
@@ -170,6 +180,7 @@ impl Default for GateTokenSpec {
             resources: default_resources(),
             resource_names: None,
             non_resource_urls: None,
+            server: None,
             revoked: false,
         }
     }

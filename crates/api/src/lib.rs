@@ -21,17 +21,23 @@
 //! * **Status shape.** Every status field that the Gen B schema marks as required is always
 //!   serialised, even when empty.
 //!
-//! The crate performs no I/O; its `crdgen` binary prints or writes the CRD manifests
-//! (see [`crd`]).
+//! * **Delegation at admission.** A `ValidatingAdmissionPolicy` per resource ([`admission`])
+//!   lets a user create a GateToken (GateServer) only for a rule they may use themselves; it
+//!   ships in `deploy/crds/` with the CRDs.
+//!
+//! The crate performs no I/O; its `crdgen` binary prints or writes the CRD manifests and the
+//! delegation policy (see [`crd`] and [`admission`]).
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod cel;
 pub mod conditions;
 pub mod crd;
 pub mod error;
 pub mod gateserver;
 pub mod gatetoken;
+pub mod names;
 pub mod rule;
 mod schema;
 pub mod time;
@@ -41,7 +47,9 @@ pub use conditions::{
     set_condition,
 };
 pub use error::{CrdError, SpecError, TimeError, UnknownPhase};
-pub use gateserver::{GateServer, GateServerPhase, GateServerSpec, GateServerStatus};
+pub use gateserver::{
+    GateServer, GateServerLimits, GateServerPhase, GateServerSpec, GateServerStatus,
+};
 pub use gatetoken::{GateToken, GateTokenData, GateTokenPhase, GateTokenSpec, GateTokenStatus};
 pub use rule::EffectiveRule;
 pub use time::{TokenValidity, parse_rfc3339};

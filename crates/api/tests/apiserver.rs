@@ -56,13 +56,15 @@ fn yaml_file(path: &Path) -> Value {
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
 }
 
-/// Every `deploy/crds/*.yaml`, parsed as it is on disk (no typed round trip).
+/// Every CRD of `deploy/crds/*.yaml`, parsed as it is on disk (no typed round trip); the
+/// delegation policy next to them is installed by [`install_crds`] too.
 fn crd_files() -> Vec<(PathBuf, Value)> {
     let dir = workspace_root().join("deploy/crds");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| !p.ends_with(virt_gateway_api::admission::FILE_NAME))
         .collect();
     paths.sort();
     paths
@@ -126,6 +128,9 @@ async fn install_crds(cp: &ControlPlane) {
                 .unwrap_or_else(|_| panic!("{name} not Established in {TIMEOUT:?}"))
                 .unwrap();
             }
+            // Installed wherever the CRDs are; these tests create as the admin, who may grant
+            // anything (tests/delegation.rs tests the rule itself).
+            cp.install_delegation_policy().await;
         })
         .await;
 }
@@ -476,6 +481,9 @@ fn stored_sample_spec(kind: &str) -> Value {
             "serviceAccountNamespace": "*",
             "generateOauthClient": false,
             "generateRoute": false,
+            // virt-gateway extensions' defaults
+            "requireAudience": false,
+            "publishJWKS": false,
         }),
         other => panic!("not one of ours: {other}"),
     }

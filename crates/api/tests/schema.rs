@@ -193,9 +193,10 @@ fn gatetoken_spec_fields_defaults_and_validation() {
             "resources",
             "resourceNames",
             "nonResourceURLs",
-            // conventional alias, and our extension
+            // conventional alias, and our extensions
             "apiGroups",
             "revoked",
+            "server",
         ])
     );
     assert_eq!(p["durationSec"]["default"], json!(3600));
@@ -265,8 +266,16 @@ fn gateserver_spec_fields_defaults_and_validation() {
             "gnerateSecret",
             "ingressClassName",
             "ingressTLSSecretName",
+            "allowedOrigins",
+            "requireAudience",
+            "publishJWKS",
+            "limits",
         ])
     );
+    // Issue 14: defaults keep today's behaviour, except that keys are not published.
+    assert_eq!(p["requireAudience"]["default"], false);
+    assert_eq!(p["publishJWKS"]["default"], false);
+    assert_eq!(p["allowedOrigins"]["maxItems"], 32);
     assert_eq!(p["apiURL"]["default"], "https://kubernetes.default.svc");
     assert_eq!(p["apiURL"]["pattern"], "^(http|https)://.*");
     assert_eq!(p["apiURL"]["maxLength"], 1024);

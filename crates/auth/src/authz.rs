@@ -22,6 +22,16 @@
 //!
 //! An explicit empty list (`[]`) allows nothing, for every list claim (Gen B's meaning; RBAC would
 //! read an empty `resourceNames` as "any").
+//!
+//! **Connections need `create` (stricter than RBAC, on purpose).** `pods/exec`, `pods/attach`,
+//! `pods/portforward` and every `proxy` subresource (`nodes/proxy`, `services/proxy`,
+//! `pods/proxy`, ..., and the legacy `proxy` path verb) open a command, a terminal, a port or a
+//! kubelet/service proxy. Over a WebSocket they are a `GET`, which RBAC sees as `get`, and the
+//! kubelet's `nodes/proxy` runs `exec` with `get` alone. Upstream, the API server authorizes the
+//! gateway's ServiceAccount, never the token holder, so this check is the only one: such a request
+//! is allowed only when the token *also* allows the verb `create` on it, whatever the HTTP method,
+//! including through wildcards (`verbs: ["*"]` holds `create`; `resources: ["*"]` with
+//! `verbs: ["get"]` does not open exec).
 
 use crate::claims::Claims;
 use crate::request::RequestInfo;
@@ -105,6 +115,16 @@ pub enum Denied {
         /// The request path.
         path: String,
     },
+    /// A connection (exec, attach, port-forward, proxy) with a token that does not allow
+    /// `create` on it.
+    #[error(
+        "{resource:?} opens a connection (exec, attach, port-forward or proxy), which needs the verb \"create\" \
+         in the token whatever the HTTP method (a deliberate rule, stricter than RBAC)"
+    )]
+    ConnectNeedsCreate {
+        /// The resource, as `resource/subresource`.
+        resource: String,
+    },
 }
 
 fn verb_message(verb: &str) -> String {
@@ -168,6 +188,20 @@ fn non_resource_url_matches(urls: &[String], path: &str) -> bool {
     urls.iter().any(|u| {
         u == "*" || u == path || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*')))
     })
+}
+
+/// The pod subresources that open a connection into a container.
+const POD_CONNECT_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
+
+/// Whether `request` opens a connection (exec, attach, port-forward, or any proxy), which needs
+/// `create` whatever its verb.
+pub fn is_connect_request(request: &RequestInfo) -> bool {
+    request.is_resource_request
+        && (request.verb == "proxy"
+            || request.subresource == "proxy"
+            || (request.api_group.is_empty()
+                && request.resource == "pods"
+                && POD_CONNECT_SUBRESOURCES.contains(&request.subresource.as_str())))
 }
 
 /// Decides whether `claims` allow `request`; on denial, says precisely what was not permitted.
@@ -237,6 +271,11 @@ pub fn authorize(claims: &Claims, request: &RequestInfo) -> Result<(), Denied> {
             name: request.name.clone(),
             resource: combined,
         });
+    }
+    // The rest of the rule matched with the request's verb; the same rule must also allow
+    // `create` (every other attribute is the same, so only the verbs decide).
+    if is_connect_request(request) && !verb_matches(&claims.verbs, "create") {
+        return Err(Denied::ConnectNeedsCreate { resource: combined });
     }
     Ok(())
 }

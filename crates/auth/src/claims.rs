@@ -9,12 +9,14 @@
 //!  "virtualmachineinstances/vnc"],"verbs":["get"]}
 //! ```
 //!
-//! `iat` and `jti` (not in Gen B) are added in their sorted places when set, and omitted otherwise.
+//! `aud`, `iat`, `iss` and `jti` (not in Gen B) are added in their sorted places when set, and
+//! omitted otherwise. `aud` is written as a string when it names one audience (RFC 7519 allows a
+//! string or an array, and both are read).
 //!
 //! Decoding follows Gen B's defaults — `namespace` missing or `null` ⇒ `"*"`, `verbs` missing or
 //! `null` ⇒ `["get"]`, other lists missing or `null` ⇒ unset — but unlike Gen B (which silently
 //! ignored a claim of the wrong type, or panicked on a non-string array item) a claim of the wrong
-//! JSON type is an error. Unknown claims (`iss`, `sub`, `aud`, ...) are ignored.
+//! JSON type is an error. Unknown claims (`sub`, ...) are ignored.
 
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -35,11 +37,22 @@ pub struct Claims {
     /// Allowed API groups; `""` is the core group, `*` all groups. Wire name `apiGroups`.
     #[serde(rename = "apiGroups")]
     pub api_groups: Option<Vec<String>>,
+    /// Audiences: the gateways (GateServers) the token is for. Not in Gen B; omitted from the wire
+    /// when unset. A token without `aud` is valid at every gateway that trusts its key and does
+    /// not require an audience.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_audience"
+    )]
+    pub aud: Option<Vec<String>>,
     /// Expiry, Unix seconds. Required.
     pub exp: u64,
     /// Issue time, Unix seconds. Not in Gen B; omitted from the wire when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Issuer. Not in Gen B; omitted from the wire when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
     /// Token id (the GateToken's UID, for revocation). Not in Gen B; omitted from the wire when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
@@ -63,6 +76,15 @@ pub struct Claims {
     pub verbs: Vec<String>,
 }
 
+// One audience as a string (the common form), several as an array.
+fn serialize_audience<S: Serializer>(aud: &Option<Vec<String>>, s: S) -> Result<S::Ok, S::Error> {
+    match aud.as_deref() {
+        Some([one]) => one.serialize(s),
+        Some(many) => many.serialize(s),
+        None => s.serialize_none(),
+    }
+}
+
 // Always an array: after decoding, `verbs` is never "unset" (Gen B's decoder turns null into ["get"]).
 fn serialize_verbs<S: Serializer>(verbs: &[String], s: S) -> Result<S::Ok, S::Error> {
     verbs.serialize(s)
@@ -79,8 +101,10 @@ impl Claims {
     pub fn new(exp: u64) -> Self {
         Self {
             api_groups: None,
+            aud: None,
             exp,
             iat: None,
+            iss: None,
             jti: None,
             namespace: ALL_NAMESPACES.to_owned(),
             nbf: None,
@@ -97,8 +121,10 @@ impl Claims {
         let exp = numeric_date(obj, "exp")?.ok_or(ClaimsError::MissingExp)?;
         Ok(Self {
             api_groups: string_list(obj, "apiGroups")?,
+            aud: audience(obj)?,
             exp,
             iat: numeric_date(obj, "iat")?,
+            iss: string(obj, "iss")?,
             jti: string(obj, "jti")?,
             namespace: string(obj, "namespace")?.unwrap_or_else(|| ALL_NAMESPACES.to_owned()),
             nbf: numeric_date(obj, "nbf")?,
@@ -198,6 +224,19 @@ fn string_list(
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
         Some(_) => Err(wrong),
+    }
+}
+
+/// `aud`: a string (one audience) or an array of strings (RFC 7519 §4.1.3).
+fn audience(obj: &Map<String, Value>) -> Result<Option<Vec<String>>, ClaimsError> {
+    match present(obj, "aud") {
+        Some(Value::String(one)) => Ok(Some(vec![one.clone()])),
+        Some(Value::Array(_)) => string_list(obj, "aud"),
+        None => Ok(None),
+        Some(_) => Err(ClaimsError::WrongType {
+            claim: "aud",
+            expected: "a string or an array of strings",
+        }),
     }
 }
 

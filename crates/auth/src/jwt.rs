@@ -12,13 +12,16 @@
 //! * a `crit` header is refused (no extension is understood), a `typ` other than `JWT` is refused,
 //!   and embedded keys (`jwk`, `jku`, `x5c`, `x5u`) are ignored: keys only come from the verifier;
 //! * then the payload is decoded as [`Claims`] (strict types), `exp` is required, and `exp`, `nbf`
-//!   and `iat` are checked against the caller's clock with a small leeway ([`DEFAULT_LEEWAY`]).
+//!   and `iat` are checked against the caller's clock with a small leeway ([`DEFAULT_LEEWAY`]);
+//!   no value of `exp`, `nbf` or `iat` (up to `u64::MAX`) overflows;
+//! * last, with an [`AudiencePolicy`], `aud` must name the verifier's audience and `iss` its
+//!   issuer; a token without `aud` is accepted unless the policy requires one.
 //!
 //! The clock is a parameter (`now`, Unix seconds) so that this crate stays free of I/O and tests are
 //! exact.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -144,6 +147,52 @@ pub enum TokenError {
         /// The leeway in seconds.
         leeway: u64,
     },
+    /// The token's `aud` does not name this verifier's audience (it is for another gateway), or
+    /// names one while this verifier has none.
+    #[error("the token is for another gateway: its audience does not name this one")]
+    WrongAudience,
+    /// The token has no `aud`, and the verifier requires one.
+    #[error("the token names no audience, and this gateway requires one")]
+    MissingAudience,
+    /// The token's `iss` is not this verifier's issuer.
+    #[error("the token was issued by another issuer than this gateway trusts")]
+    WrongIssuer,
+}
+
+/// Which tokens a verifier accepts by their `aud` and `iss` claims.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AudiencePolicy {
+    /// This verifier's audience: a token with `aud` must name it. `None`: any token with `aud` is
+    /// refused (it is bound to some gateway, and this one does not know its own name).
+    pub audience: Option<String>,
+    /// This verifier's issuer: a token with `iss` must name it. `None`: `iss` is not checked.
+    pub issuer: Option<String>,
+    /// Refuse tokens without `aud` (those of the upstream operator, or minted before audiences).
+    pub required: bool,
+}
+
+impl AudiencePolicy {
+    /// Checks `claims` against the policy.
+    pub fn check(&self, claims: &Claims) -> Result<(), TokenError> {
+        match (&claims.aud, &self.audience) {
+            (Some(aud), Some(mine)) if aud.iter().any(|a| a == mine) => {}
+            (Some(_), _) => return Err(TokenError::WrongAudience),
+            (None, _) if self.required => return Err(TokenError::MissingAudience),
+            (None, _) => {}
+        }
+        match (&claims.iss, &self.issuer) {
+            (Some(iss), Some(mine)) if iss != mine => Err(TokenError::WrongIssuer),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The instant a token with `exp` stops verifying with `leeway`: a token is valid while
+/// `now <= exp + leeway` in whole seconds, so it stops at the start of the next second. `None`
+/// when that lies beyond what the clock can represent (such a token never expires in practice).
+pub fn expires_at(exp: u64, leeway: Duration) -> Option<SystemTime> {
+    let last_valid = exp.checked_add(leeway.as_secs())?.checked_add(1)?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(last_valid))
 }
 
 /// Why a token could not be signed.
@@ -223,6 +272,7 @@ pub struct VerifiedToken {
 pub struct Verifier {
     keys: Vec<PublicKey>,
     leeway_secs: u64,
+    audience: Option<AudiencePolicy>,
 }
 
 impl fmt::Debug for Verifier {
@@ -233,6 +283,7 @@ impl fmt::Debug for Verifier {
                 &self.keys.iter().map(PublicKey::kid).collect::<Vec<_>>(),
             )
             .field("leeway_secs", &self.leeway_secs)
+            .field("audience", &self.audience)
             .finish()
     }
 }
@@ -256,7 +307,15 @@ impl Verifier {
         Self {
             keys: unique,
             leeway_secs: DEFAULT_LEEWAY.as_secs(),
+            audience: None,
         }
+    }
+
+    /// Checks `aud` and `iss` with `policy` (without one, neither claim is looked at).
+    #[must_use]
+    pub fn with_audience(mut self, policy: AudiencePolicy) -> Self {
+        self.audience = Some(policy);
+        self
     }
 
     /// Sets the clock-skew leeway applied to `exp`, `nbf` and `iat` (whole seconds; clamped to
@@ -313,6 +372,9 @@ impl Verifier {
         })?;
         let claims = Claims::from_json_slice(&payload)?;
         self.check_times(&claims, now)?;
+        if let Some(policy) = &self.audience {
+            policy.check(&claims)?;
+        }
         Ok(VerifiedToken {
             claims,
             kid: key.kid().to_owned(),

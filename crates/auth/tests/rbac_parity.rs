@@ -359,7 +359,7 @@ fn null_and_empty_lists() {
     assert!(
         allowed(
             &c,
-            &RequestInfo::resource("get", "", "v1", "ns", "pods", "p", "exec")
+            &RequestInfo::resource("get", "", "v1", "ns", "pods", "p", "log")
         ),
         "and subresource"
     );

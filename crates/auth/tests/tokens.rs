@@ -11,8 +11,8 @@ use common::{FAR_FUTURE, NOW, signing_key, testdata, testdata_str, upstream_rsa}
 use serde_json::{Value, json};
 use virt_gateway_auth::authz::{Denied, authorize};
 use virt_gateway_auth::jwt::{
-    Claims, ClaimsError, MAX_LEEWAY, MAX_TOKEN_LEN, SignError, TokenError, Verifier, sign,
-    sign_json, sign_payload,
+    AudiencePolicy, Claims, ClaimsError, MAX_LEEWAY, MAX_TOKEN_LEN, SignError, TokenError,
+    Verifier, expires_at, sign, sign_json, sign_payload,
 };
 use virt_gateway_auth::keys::{KeyAlgorithm, KeyPair, PublicKey};
 use virt_gateway_auth::request::parse;
@@ -109,6 +109,26 @@ fn claims_serialise_to_the_exact_gen_b_wire_form() {
     // And serde deserialisation applies the same strict decoding.
     let back: Claims = serde_json::from_value(full.to_json()).unwrap();
     assert_eq!(back, full);
+    // aud and iss in their sorted places; one audience is a string, several an array.
+    let mut bound = minimal.clone();
+    bound.aud = Some(vec!["gw-a".into()]);
+    bound.iss = Some("ns".into());
+    assert_eq!(
+        bound.to_json().to_string(),
+        r#"{"apiGroups":null,"aud":"gw-a","exp":100,"iss":"ns","namespace":"*","nonResourceURLs":null,"resourceNames":null,"resources":null,"verbs":["get"]}"#
+    );
+    assert_eq!(
+        serde_json::from_value::<Claims>(bound.to_json()).unwrap(),
+        bound
+    );
+    bound.aud = Some(vec!["gw-a".into(), "gw-b".into()]);
+    assert_eq!(bound.to_json()["aud"], json!(["gw-a", "gw-b"]));
+    assert_eq!(
+        serde_json::from_value::<Claims>(bound.to_json()).unwrap(),
+        bound
+    );
+    assert!(serde_json::from_value::<Claims>(json!({"exp": 1, "aud": 7})).is_err());
+    assert!(serde_json::from_value::<Claims>(json!({"exp": 1, "aud": ["a", 7]})).is_err());
     assert!(serde_json::from_value::<Claims>(json!({"exp": 1, "verbs": "get"})).is_err());
 }
 
@@ -459,6 +479,80 @@ fn expiry_not_before_and_issued_at_with_leeway() {
         MAX_LEEWAY
     );
     assert_eq!(v.leeway(), Duration::from_secs(30));
+}
+
+#[test]
+fn the_audience_binds_a_token_to_its_gateway() {
+    let key = signing_key(KeyAlgorithm::Ed25519);
+    let with = |aud: Option<&[&str]>, iss: Option<&str>| {
+        let mut c = sample_claims();
+        c.aud = aud.map(|a| a.iter().map(|s| s.to_string()).collect());
+        c.iss = iss.map(str::to_owned);
+        sign(key, &c).unwrap()
+    };
+    let policy = |required| AudiencePolicy {
+        audience: Some("ocgate.yaacov.com/namespaces/gw/gateservers/a".into()),
+        issuer: Some("ocgate.yaacov.com/namespaces/gw".into()),
+        required,
+    };
+    let a = verifier_for(&[key]).with_audience(policy(false));
+    let mut other = policy(false);
+    other.audience = Some("ocgate.yaacov.com/namespaces/gw/gateservers/b".into());
+    let b = verifier_for(&[key]).with_audience(other);
+    let for_a = with(
+        Some(&["ocgate.yaacov.com/namespaces/gw/gateservers/a"]),
+        Some("ocgate.yaacov.com/namespaces/gw"),
+    );
+    assert!(a.verify(&for_a, NOW).is_ok());
+    assert_eq!(b.verify(&for_a, NOW), Err(TokenError::WrongAudience));
+    // Several audiences: any one of them.
+    let for_both = with(
+        Some(&[
+            "ocgate.yaacov.com/namespaces/gw/gateservers/b",
+            "ocgate.yaacov.com/namespaces/gw/gateservers/a",
+        ]),
+        None,
+    );
+    assert!(a.verify(&for_both, NOW).is_ok() && b.verify(&for_both, NOW).is_ok());
+    // No aud: accepted unless required (upgrade safety for older and upstream tokens).
+    let unbound = with(None, None);
+    assert!(a.verify(&unbound, NOW).is_ok());
+    let strict = verifier_for(&[key]).with_audience(policy(true));
+    assert_eq!(
+        strict.verify(&unbound, NOW),
+        Err(TokenError::MissingAudience)
+    );
+    assert!(strict.verify(&for_a, NOW).is_ok());
+    // A gateway that does not know its audience refuses tokens bound to one.
+    let anonymous = verifier_for(&[key]).with_audience(AudiencePolicy::default());
+    assert_eq!(
+        anonymous.verify(&for_a, NOW),
+        Err(TokenError::WrongAudience)
+    );
+    assert!(anonymous.verify(&unbound, NOW).is_ok());
+    // Another issuer.
+    let foreign = with(
+        Some(&["ocgate.yaacov.com/namespaces/gw/gateservers/a"]),
+        Some("elsewhere"),
+    );
+    assert_eq!(a.verify(&foreign, NOW), Err(TokenError::WrongIssuer));
+    // Without a policy neither claim is looked at.
+    assert!(verifier_for(&[key]).verify(&foreign, NOW).is_ok());
+}
+
+#[test]
+fn the_end_of_a_session_never_overflows() {
+    assert_eq!(
+        expires_at(100, Duration::from_secs(30)),
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(131))
+    );
+    for exp in [u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1, 1 << 62] {
+        for leeway in [Duration::ZERO, MAX_LEEWAY] {
+            // Never panics; beyond the clock's range it is "never".
+            let _ = expires_at(exp, leeway);
+        }
+    }
+    assert_eq!(expires_at(u64::MAX, Duration::ZERO), None);
 }
 
 #[test]

@@ -65,6 +65,17 @@ impl LocalPod {
     pub fn log_tail(&self, lines: usize) -> String {
         self.process.log_tail(lines)
     }
+
+    /// Asks the gateway to stop (SIGTERM), without waiting: as the kubelet does when it deletes
+    /// the pod.
+    pub fn terminate(&mut self) {
+        self.process.terminate();
+    }
+
+    /// Stops the gateway: SIGTERM, then SIGKILL after `grace` (the pod's grace period).
+    pub fn stop(&mut self, grace: std::time::Duration) {
+        self.process.stop(grace);
+    }
 }
 
 /// Runs the first container of `deployment`'s pod template as a local process under `work`.

@@ -4,12 +4,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kubevirt_standin::{Standin, StandinOptions};
+use virt_gateway_api::gateserver::GATEWAY_URL_ANNOTATION;
 use virt_gateway_api::{GateServer, GateToken, GateTokenSpec};
 use virt_gateway_testenv::control_plane::free_port;
 use virt_gateway_testenv::process::Process;
@@ -25,6 +29,10 @@ pub const SAMPLE_SERVER: &str = "gateserver-sample";
 /// The seed GateToken's name.
 pub const SAMPLE_TOKEN: &str = "gatetoken-sample";
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the gateway and the operator may take to exit after SIGTERM (both at once) before
+/// SIGKILL. The whole stop takes at most about this plus the control plane's three
+/// [`virt_gateway_testenv::control_plane::STOP_GRACE`]s and the VNC servers'.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Where things are.
 #[derive(Clone, Debug)]
@@ -58,7 +66,7 @@ impl StackOptions {
     }
 }
 
-/// Everything running. Dropping it stops every process.
+/// Everything running. Dropping it stops every process; [`Stack::shutdown`] does so in order.
 pub struct Stack {
     // Field order: the gateway and operator stop before the control plane.
     gateway: LocalPod,
@@ -101,7 +109,7 @@ impl Stack {
         .await?;
         let client = cp.client().await;
 
-        progress("installing the CRDs from deploy/crds");
+        progress("installing the CRDs and the delegation policy from deploy/crds");
         install_crds(&client, &options.repo.join("deploy/crds")).await?;
 
         progress("starting virt-gateway-operator");
@@ -159,6 +167,11 @@ impl Stack {
         .await?;
         wait_http_ok(&format!("{}/readyz", gateway.url), || gateway.log_tail(30)).await?;
 
+        progress(&format!(
+            "publishing the gateway's address on GateServer {SAMPLE_SERVER} ({GATEWAY_URL_ANNOTATION})"
+        ));
+        advertise_gateway_url(&client, SAMPLE_SERVER, &gateway.url).await?;
+
         Ok(Self {
             gateway,
             standin: Some(standin),
@@ -194,8 +207,8 @@ impl Stack {
         self.operator.log_path()
     }
 
-    /// The console link for a token and a VM in `default`: the gateway's `/auth/token` sets
-    /// the session cookie and redirects to the console page.
+    /// The console link for a token and a VM in `default`: the login page, which signs in
+    /// (`POST /auth/token`) when the person clicks, then opens the console page.
     pub fn console_link(&self, token: &str, vm: &str) -> String {
         console_link(&self.gateway.url, token, "default", vm)
     }
@@ -238,28 +251,63 @@ impl Stack {
         )
     }
 
-    /// Stops everything (also done on drop).
-    pub async fn stop(mut self) {
-        if let Some(standin) = self.standin.take() {
-            standin.stop().await;
-        }
+    /// Stops everything in order (see [`Stack::shutdown`]) on a blocking thread.
+    pub async fn stop(self) {
+        let _ = tokio::task::spawn_blocking(move || self.shutdown()).await;
+    }
+
+    /// Stops everything, clients before the servers they talk to, each step bounded: the
+    /// gateway and the operator together (SIGTERM, SIGKILL after [`STOP_GRACE`]), the VNC
+    /// servers, then kube-controller-manager, kube-apiserver and etcd. It makes no API call:
+    /// the cluster goes away with its etcd, so unregistering the stand-in's API would only be one
+    /// more thing that can hang. Blocks (up to a few seconds when every process behaves).
+    pub fn shutdown(mut self) {
+        self.gateway.terminate();
+        self.operator.terminate();
+        self.gateway.stop(STOP_GRACE);
+        self.operator.stop(STOP_GRACE);
+        drop(self.standin.take());
+        self.cp.stop();
     }
 }
 
-/// `<gateway>/auth/token?token=<jwt>&then=<console page for the VM>`.
+/// Writes the gateway's reachable URL into the GateServer's [`GATEWAY_URL_ANNOTATION`], where
+/// `kubectl gate token` finds it: in the demo, the loopback port the gateway really serves on
+/// (on a cluster, the route's `https://` address is what users reach).
+pub async fn advertise_gateway_url(
+    client: &kube::Client,
+    server: &str,
+    url: &str,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {GATEWAY_URL_ANNOTATION: url}}
+    });
+    Api::<GateServer>::namespaced(client.clone(), SAMPLES_NAMESPACE)
+        .patch(server, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// `<gateway>/login.html#token=<jwt>&then=<console page for the VM>`: the link contract of
+/// `crates/gateway/README.md` (the token in the fragment never reaches a server or its logs).
 pub fn console_link(gateway: &str, token: &str, namespace: &str, vm: &str) -> String {
     let then = format!(
         "/noVNC/vnc_lite.html?path=k8s/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{vm}/vnc"
     );
-    let query: String = form_urlencoded::Serializer::new(String::new())
+    let fragment: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("token", token)
         .append_pair("then", &then)
         .finish();
-    format!("{gateway}/auth/token?{query}")
+    format!("{gateway}/login.html#{fragment}")
 }
 
+/// Installs everything in `dir` (`deploy/crds`): the CRDs, waiting until each is Established,
+/// and the delegation policy that ships with them (ValidatingAdmissionPolicies and bindings).
 async fn install_crds(client: &kube::Client, dir: &Path) -> Result<(), Error> {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
+    let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+    let apply = PatchParams::apply("virt-gateway-demo").force();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -269,22 +317,52 @@ async fn install_crds(client: &kube::Client, dir: &Path) -> Result<(), Error> {
     for path in entries {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text)
-            .map_err(|e| Error::Step(format!("{}: {e}", path.display())))?;
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(
-            &name,
-            &PatchParams::apply("virt-gateway-demo").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        tokio::time::timeout(
-            STEP_TIMEOUT,
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .map_err(|_| Error::Step(format!("CRD {name} was not Established in time")))?
-        .map_err(|e| Error::Step(format!("waiting for CRD {name}: {e}")))?;
+        let invalid = |e: &dyn std::fmt::Display| Error::Step(format!("{}: {e}", path.display()));
+        // Parsed up front: the YAML parser may not be held across an await (the stack's
+        // future is sent between threads).
+        let docs = serde_yaml::Deserializer::from_str(&text)
+            .map(|doc| serde::Deserialize::deserialize(doc).map_err(|e| invalid(&e)))
+            .collect::<Result<Vec<serde_json::Value>, Error>>()?;
+        for value in docs {
+            let name = value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            match value["kind"].as_str() {
+                Some("CustomResourceDefinition") => {
+                    let crd: CustomResourceDefinition =
+                        serde_json::from_value(value).map_err(|e| invalid(&e))?;
+                    crds.patch(&name, &apply, &Patch::Apply(&crd)).await?;
+                    tokio::time::timeout(
+                        STEP_TIMEOUT,
+                        await_condition(crds.clone(), &name, conditions::is_crd_established()),
+                    )
+                    .await
+                    .map_err(|_| Error::Step(format!("CRD {name} was not Established in time")))?
+                    .map_err(|e| Error::Step(format!("waiting for CRD {name}: {e}")))?;
+                }
+                Some("ValidatingAdmissionPolicy") => {
+                    let policy: ValidatingAdmissionPolicy =
+                        serde_json::from_value(value).map_err(|e| invalid(&e))?;
+                    policies
+                        .patch(&name, &apply, &Patch::Apply(&policy))
+                        .await?;
+                }
+                Some("ValidatingAdmissionPolicyBinding") => {
+                    let binding: ValidatingAdmissionPolicyBinding =
+                        serde_json::from_value(value).map_err(|e| invalid(&e))?;
+                    bindings
+                        .patch(&name, &apply, &Patch::Apply(&binding))
+                        .await?;
+                }
+                other => {
+                    return Err(Error::Step(format!(
+                        "{}: unexpected kind {other:?}",
+                        path.display()
+                    )));
+                }
+            }
+        }
     }
     Ok(())
 }

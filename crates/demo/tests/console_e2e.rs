@@ -5,7 +5,8 @@
 //! `web/e2e/gateway.test.mjs`:
 //!
 //! 1. the seed GateServer and GateToken are applied as written and become Ready;
-//! 2. the console link (`/auth/token?token=…&then=/noVNC/vnc_lite.html?path=…testvm/vnc`) opens;
+//! 2. the console link (`/login.html#token=…&then=/noVNC/vnc_lite.html?path=…testvm/vnc`) opens
+//!    after the person clicks "Open console"; the upstream `/auth/token?token=…` link still works;
 //! 3. the console reaches "connected" and the canvas shows testvm's colour (screenshot saved);
 //! 4. with the same cookie, testvm2 is refused and the page says so;
 //! 5. deleting the GateToken ends the open session and the page says it was revoked;
@@ -15,67 +16,18 @@
 //! Needs Chromium and Xvnc (`scripts/install-system-deps.sh`) and node; builds the operator, the
 //! gateway and the web app if they are not up to date.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
+use common::{build_prerequisites, repo};
 use virt_gateway_demo::stack::{SAMPLE_TOKEN, SAMPLES_NAMESPACE};
 use virt_gateway_demo::{Stack, StackOptions};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-fn run(what: &str, command: &mut Command) {
-    eprintln!("console e2e: {what}");
-    let status = command.status().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(status.success(), "{what} failed: {status}");
-}
-
-/// The operator and gateway binaries the stack runs, rebuilt if the sources changed (a no-op
-/// after `cargo test --workspace` built them).
-fn build_binaries(repo: &Path) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(
-        "cargo build the operator and the gateway",
-        Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--locked",
-                "-p",
-                "virt-gateway-operator",
-                "-p",
-                "kube-gateway",
-                "--bins",
-            ])
-            .current_dir(repo),
-    );
-}
-
-fn build_web(repo: &Path) {
-    let web = repo.join("web");
-    if !web.join("node_modules/@novnc/novnc").is_dir() {
-        run(
-            "npm ci (web)",
-            Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&web),
-        );
-    }
-    run(
-        "npm run build (web)",
-        Command::new("npm").args(["run", "build"]).current_dir(&web),
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_opens_the_console_link_and_sees_only_that_vm_until_the_token_ends() {
+    build_prerequisites();
     let repo = repo();
-    build_binaries(&repo);
-    build_web(&repo);
 
     let stack = Stack::start(StackOptions::from_repo(&repo), |step| {
         eprintln!("console e2e: {step}")

@@ -18,13 +18,22 @@ use std::process::{Command, Stdio};
 /// How one entry of [`CHECKED`] is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum How {
-    /// A CustomResourceDefinition file: applied for real first (dry-runs of custom resources
-    /// need their CRDs installed), then waited for until Established.
+    /// A file of `deploy/crds`: a CustomResourceDefinition, or the delegation policy installed
+    /// with the CRDs: applied for real first (dry-runs of custom resources need their CRDs
+    /// installed), then, for a CRD, waited for until Established.
     Crd,
     /// A manifest file: server-side dry-run as it is.
     Manifest,
     /// A kustomization directory: rendered with `kubectl kustomize`, then server-side dry-run.
     Kustomize,
+    /// A Helm chart directory (generated): `helm lint --strict`, rendered with `helm template`
+    /// (default values and every knob), then server-side dry-run; installed, upgraded and
+    /// uninstalled for real by `tests/helm_lifecycle.rs`. Every file under it is covered.
+    HelmChart,
+    /// `deploy/olm` (generated): the bundle in `bundle/` passes the Operator Framework's
+    /// validation (`olm-validate -strict`) and its objects a server-side dry-run against OLM's own
+    /// ClusterServiceVersion CRD. Every file under it is covered.
+    OlmBundle,
 }
 
 /// One checked path under `deploy/`.
@@ -45,8 +54,13 @@ const fn entry(path: &'static str, how: How) -> Entry {
 pub const CHECKED: &[Entry] = &[
     entry("crds/gateservers.ocgate.yaacov.com.yaml", How::Crd),
     entry("crds/gatetokens.ocgate.yaacov.com.yaml", How::Crd),
+    entry("crds/virt-gateway-delegation-policy.yaml", How::Crd),
     entry("virt-gateway-operator.yaml", How::Manifest),
     entry("virt-gateway-operator-escalate.yaml", How::Manifest),
+    entry(
+        "virt-gateway-operator-serviceaccount-tokens.yaml",
+        How::Manifest,
+    ),
     entry("virt-gateway-server.yaml", How::Manifest),
     entry("samples/gateserver-sample.yaml", How::Manifest),
     entry("samples/gatetoken-sample.yaml", How::Manifest),
@@ -54,7 +68,14 @@ pub const CHECKED: &[Entry] = &[
     entry("kustomize/overlays/kubernetes", How::Kustomize),
     entry("kustomize/overlays/openshift", How::Kustomize),
     entry("kustomize/examples/custom", How::Kustomize),
+    entry("helm/virt-gateway-operator", How::HelmChart),
+    entry("olm", How::OlmBundle),
 ];
+
+/// The chart, relative to `deploy/`.
+pub const CHART: &str = "helm/virt-gateway-operator";
+/// The OLM bundle directory, relative to `deploy/`.
+pub const BUNDLE: &str = "olm/bundle";
 
 /// Files under `deploy/` that are documentation, not manifests (by extension).
 pub const DOC_EXTENSIONS: &[&str] = &["md"];
@@ -221,7 +242,127 @@ pub fn covered_files() -> Result<BTreeSet<String>, String> {
                     }
                 }
             }
+            How::HelmChart | How::OlmBundle => {
+                for f in files_under(&path)? {
+                    out.insert(format!("{}/{f}", e.path));
+                }
+            }
         }
+    }
+    Ok(out)
+}
+
+/// The tools `tools/build.sh` builds from the Go module proxy and caches: helm, olm-validate
+/// and OLM's CRDs.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// The cache directory.
+    pub dir: PathBuf,
+}
+
+impl Tools {
+    /// Builds the tools on first use (progress on stderr) and returns where they are. Runs the
+    /// script once per test binary.
+    pub fn ensure() -> Result<Self, String> {
+        static TOOLS: std::sync::OnceLock<Result<Tools, String>> = std::sync::OnceLock::new();
+        TOOLS
+            .get_or_init(|| {
+                let script = repo_root().join("tools/build.sh");
+                let out = Command::new("bash")
+                    .arg(&script)
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "{} failed ({}); its output above names the step that failed",
+                        script.display(),
+                        out.status
+                    ));
+                }
+                let dir = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .last()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("{} printed no directory", script.display()))?;
+                Ok(Tools { dir })
+            })
+            .clone()
+    }
+
+    /// The helm binary.
+    pub fn helm(&self) -> PathBuf {
+        self.dir.join("helm")
+    }
+
+    /// The Operator Framework bundle validator.
+    pub fn olm_validate(&self) -> PathBuf {
+        self.dir.join("olm-validate")
+    }
+
+    /// OLM's ClusterServiceVersion CRD, as github.com/operator-framework/api ships it.
+    pub fn csv_crd(&self) -> PathBuf {
+        self.dir
+            .join("olm-crds/operators.coreos.com_clusterserviceversions.yaml")
+    }
+}
+
+/// Runs helm with its cache, config and data directories in `home` (never the user's own).
+pub fn helm(tools: &Tools, home: &Path, args: &[&str]) -> Result<Output, String> {
+    let out = Command::new(tools.helm())
+        .args(args)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run helm: {e}"))?;
+    Ok(Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// `helm template` of the chart in `deploy/` as release `virt-gateway-operator` in `namespace`,
+/// with extra arguments (`--set`, `-f`, `--api-versions`, `--no-hooks`).
+pub fn helm_template(
+    tools: &Tools,
+    home: &Path,
+    namespace: &str,
+    extra: &[&str],
+) -> Result<String, String> {
+    let chart = deploy_dir().join(CHART);
+    let chart = chart.to_str().ok_or("chart path is not UTF-8")?;
+    let mut args = vec![
+        "template",
+        "virt-gateway-operator",
+        chart,
+        "--namespace",
+        namespace,
+    ];
+    args.extend_from_slice(extra);
+    let out = helm(tools, home, &args)?;
+    if !out.success {
+        return Err(format!("helm {}: {}", args.join(" "), out.stderr));
+    }
+    Ok(out.stdout)
+}
+
+/// The YAML documents of `deploy/olm/bundle/manifests`, as one stream (CRDs first).
+pub fn bundle_yaml() -> Result<String, String> {
+    let dir = deploy_dir().join(BUNDLE).join("manifests");
+    let mut files: Vec<String> = files_under(&dir)?.into_iter().collect();
+    files.sort_by_key(|f| !f.ends_with(".crd.yaml"));
+    let mut out = String::new();
+    for f in files {
+        let path = dir.join(&f);
+        out.push_str("---\n");
+        out.push_str(
+            &std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        );
     }
     Ok(out)
 }
@@ -264,6 +405,10 @@ pub fn entry_yaml(kubectl: &Path, e: &Entry) -> Result<String, String> {
         How::Kustomize => kustomize(kubectl, &path),
         How::Crd | How::Manifest => std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        How::HelmChart | How::OlmBundle => Err(format!(
+            "{} is rendered with helm or read as a bundle, not by entry_yaml",
+            e.path
+        )),
     }
 }
 

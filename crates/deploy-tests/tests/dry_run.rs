@@ -8,10 +8,20 @@
 //! The Prometheus Operator kinds (ServiceMonitor, PodMonitor) are checked against stand-in CRDs
 //! (`fixtures/monitoring.coreos.com-crds.yaml`). Nothing in the OpenShift overlay needs an
 //! OpenShift API (tests/files.rs asserts that), so it is dry-run in full.
+//!
+//! The Helm chart is rendered with `helm template` (default values, every knob, OpenShift) into a
+//! namespace that enforces and warns on Pod Security `restricted`, hooks included; the OLM
+//! bundle's objects are dry-run against OLM's own ClusterServiceVersion CRD as
+//! github.com/operator-framework/api ships it (tools/build.sh).
 
 use std::sync::Mutex;
 
-use virt_gateway_deploy_tests::{CHECKED, How, Kubectl, deploy_dir, entry_yaml, monitoring_crds};
+use std::path::Path;
+
+use virt_gateway_deploy_tests::{
+    CHECKED, How, Kubectl, Tools, bundle_yaml, deploy_dir, documents, entry_yaml, helm_template,
+    monitoring_crds,
+};
 use virt_gateway_testenv::ControlPlane;
 
 async fn kubectl() -> Kubectl {
@@ -22,8 +32,8 @@ async fn kubectl() -> Kubectl {
     }
 }
 
-/// Applies the CRDs under deploy/crds and the monitoring stand-ins for real, once per binary,
-/// and waits until the API server serves them.
+/// Applies the CRDs (and the delegation policy) under deploy/crds and the monitoring stand-ins
+/// for real, once per binary, and waits until the API server serves the CRDs.
 fn install_crds(k: &Kubectl) {
     static DONE: Mutex<bool> = Mutex::new(false);
     let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
@@ -50,6 +60,11 @@ fn install_crds(k: &Kubectl) {
             None,
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        let is_crd =
+            std::fs::read_to_string(f).is_ok_and(|t| t.contains("kind: CustomResourceDefinition"));
+        if !is_crd {
+            continue;
+        }
         k.ok(
             &[
                 "wait",
@@ -79,7 +94,10 @@ async fn every_manifest_under_deploy_passes_a_server_side_dry_run() {
     let mut report = Vec::new();
     // Files before kustomizations, in CHECKED order (the operator manifest before the server
     // example and the samples, as an administrator applies them).
-    for e in CHECKED.iter().filter(|e| e.how != How::Crd) {
+    for e in CHECKED
+        .iter()
+        .filter(|e| matches!(e.how, How::Manifest | How::Kustomize))
+    {
         let label = format!("deploy/{}", e.path);
         let yaml = match entry_yaml(&k.binary, e) {
             Ok(y) => y,
@@ -206,4 +224,115 @@ async fn the_monitoring_stand_ins_check_the_fields_we_use() {
     assert!(err.contains("interval"), "{err}");
     let err = check(&k, "misplaced field", &sm("{portName: metrics}")).unwrap_err();
     assert!(err.contains("portName"), "{err}");
+}
+
+/// A fresh namespace that enforces, and warns on, Pod Security `restricted`.
+async fn restricted_namespace(k: &Kubectl) -> String {
+    let ns = ControlPlane::shared().await.fresh_namespace().await;
+    for mode in ["enforce", "warn"] {
+        k.ok(
+            &[
+                "label",
+                "namespace",
+                &ns,
+                &format!("pod-security.kubernetes.io/{mode}=restricted"),
+            ],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    ns
+}
+
+fn applies_to_file(k: &Kubectl, path: &Path) {
+    let path = path.to_str().unwrap();
+    for args in [
+        vec![
+            "apply",
+            "--server-side",
+            "--field-manager",
+            virt_gateway_deploy_tests::FIELD_MANAGER,
+            "-f",
+            path,
+        ],
+        vec![
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            path,
+        ],
+    ] {
+        k.ok(&args, None).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[tokio::test]
+async fn the_helm_chart_renders_objects_the_api_server_accepts() {
+    let k = kubectl().await;
+    install_crds(&k);
+    let tools = Tools::ensure().unwrap_or_else(|e| panic!("{e}"));
+    let home = tempfile::tempdir().unwrap();
+    let knobs = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/helm-every-knob.yaml");
+    let ns = restricted_namespace(&k).await;
+    let mut failures = Vec::new();
+    for (label, extra) in [
+        ("default values", vec![]),
+        ("every knob", vec!["-f", knobs.to_str().unwrap()]),
+        (
+            "OpenShift (auto-detected)",
+            vec![
+                "--api-versions",
+                "security.openshift.io/v1/SecurityContextConstraints",
+            ],
+        ),
+    ] {
+        let label = format!("helm template ({label})");
+        let yaml =
+            helm_template(&tools, home.path(), &ns, &extra).unwrap_or_else(|e| panic!("{e}"));
+        // The watched namespace of the knobs must exist for nothing; the release namespace does.
+        let docs = documents(&yaml).unwrap();
+        assert!(
+            docs.iter().any(|d| d["kind"] == "Job"),
+            "{label}: the hook is rendered and checked too"
+        );
+        if let Err(e) = check(&k, &label, &yaml) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "\n\n{}\n", failures.join("\n\n"));
+}
+
+#[tokio::test]
+async fn the_olm_bundle_passes_a_dry_run_against_olms_own_csv_crd() {
+    let k = kubectl().await;
+    install_crds(&k);
+    let tools = Tools::ensure().unwrap_or_else(|e| panic!("{e}"));
+    applies_to_file(&k, &tools.csv_crd());
+    let ns = restricted_namespace(&k).await;
+    // OLM creates the bundle's namespaced objects in the install namespace.
+    let mut docs = documents(&bundle_yaml().unwrap()).unwrap();
+    for d in &mut docs {
+        if d["kind"] != "CustomResourceDefinition" {
+            d["metadata"]
+                .as_mapping_mut()
+                .unwrap()
+                .insert("namespace".into(), ns.clone().into());
+        }
+    }
+    assert!(docs.iter().any(|d| d["kind"] == "ClusterServiceVersion"));
+    let yaml = docs
+        .iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    check(&k, "deploy/olm/bundle", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    // The admission policies the administrator applies beside the bundle.
+    let policies = deploy_dir().join(virt_gateway_operator::manifests::olm::ADMISSION_POLICIES);
+    let policies = std::fs::read_to_string(policies).unwrap();
+    check(&k, "deploy/olm/admission-policies.yaml", &policies).unwrap_or_else(|e| panic!("{e}"));
+    // The schema is really OLM's: a misplaced field in the CSV is refused.
+    let bad = yaml.replacen("installModes:", "installModez:", 1);
+    let err = check(&k, "misspelt CSV field", &bad).unwrap_err();
+    assert!(err.contains("installModez"), "{err}");
 }

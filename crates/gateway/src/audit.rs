@@ -1,14 +1,42 @@
 //! The audit log: one JSON line per decision. It never holds a token, a cookie or a query string:
 //! records are built from the method, the path (without the query; segments that look like JWTs
-//! are redacted) and the decision, never from headers.
+//! are redacted) and the request's [`Outcome`], never from headers.
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::Body;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde::Serialize;
 
-use crate::config::AuditSink;
+use crate::outcome::Outcome;
+
+/// Where audit lines go: a function called with each JSON line (without the newline).
+#[derive(Clone)]
+pub struct AuditSink(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl AuditSink {
+    /// Standard output, one line per record, flushed.
+    pub fn stdout() -> Self {
+        Self(Arc::new(|line: &str| {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }))
+    }
+}
+
+impl fmt::Debug for AuditSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditSink")
+    }
+}
 
 /// One audit record.
 #[derive(Serialize, Debug, Clone)]
@@ -27,7 +55,7 @@ pub struct AuditRecord {
     pub decision: &'static str,
     /// Why (a bounded reason code, e.g. `ok`, `no_token`, `forbidden`).
     pub reason: &'static str,
-    /// The precise reason for a refusal (the message returned to the client).
+    /// A description of a refusal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// The token id (`jti`), when the token was verified and has one.
@@ -47,102 +75,6 @@ pub struct AuditRecord {
     pub duration_ms: f64,
 }
 
-/// Mutable audit fields shared by the layers of one request.
-#[derive(Debug)]
-pub struct AuditFields {
-    /// See [`AuditRecord::decision`].
-    pub decision: &'static str,
-    /// See [`AuditRecord::reason`].
-    pub reason: &'static str,
-    /// See [`AuditRecord::detail`].
-    pub detail: Option<String>,
-    /// See [`AuditRecord::jti`].
-    pub jti: Option<String>,
-    /// See [`AuditRecord::upstream_status`].
-    pub upstream_status: Option<u16>,
-    /// Whether the request became a WebSocket session (audited separately).
-    pub websocket: bool,
-}
-
-impl Default for AuditFields {
-    fn default() -> Self {
-        Self {
-            decision: "allow",
-            reason: "ok",
-            detail: None,
-            jti: None,
-            upstream_status: None,
-            websocket: false,
-        }
-    }
-}
-
-/// The per-request audit context, in the request extensions.
-#[derive(Clone, Debug)]
-pub struct AuditCtx {
-    /// Shared fields.
-    pub fields: Arc<Mutex<AuditFields>>,
-    /// Client address.
-    pub client: SocketAddr,
-    /// Method.
-    pub method: String,
-    /// Redacted path.
-    pub path: String,
-    /// Start time.
-    pub start: Instant,
-}
-
-impl AuditCtx {
-    /// A context for a new request.
-    pub fn new(client: SocketAddr, method: &str, raw_path: &str) -> Self {
-        Self {
-            fields: Arc::new(Mutex::new(AuditFields::default())),
-            client,
-            method: method.to_string(),
-            path: redact_path(raw_path),
-            start: Instant::now(),
-        }
-    }
-
-    /// Updates the fields.
-    pub fn update(&self, f: impl FnOnce(&mut AuditFields)) {
-        if let Ok(mut fields) = self.fields.lock() {
-            f(&mut fields);
-        }
-    }
-
-    /// Builds a record from the current fields.
-    pub fn record(&self, event: &'static str, status: u16, bytes: u64) -> AuditRecord {
-        let fields = self.fields.lock().map(|f| {
-            (
-                f.decision,
-                f.reason,
-                f.detail.clone(),
-                f.jti.clone(),
-                f.upstream_status,
-            )
-        });
-        let (decision, reason, detail, jti, upstream_status) =
-            fields.unwrap_or(("error", "internal_error", None, None, None));
-        AuditRecord {
-            time: now_rfc3339(),
-            event,
-            client: self.client.to_string(),
-            method: self.method.clone(),
-            path: self.path.clone(),
-            decision,
-            reason,
-            detail,
-            jti,
-            status,
-            upstream_status,
-            bytes,
-            bytes_from_client: None,
-            duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
-        }
-    }
-}
-
 /// Writes records to the sink.
 #[derive(Clone, Debug)]
 pub struct Audit {
@@ -160,6 +92,65 @@ impl Audit {
         if let Ok(line) = serde_json::to_string(record) {
             (self.sink.0)(&line);
         }
+    }
+}
+
+/// What the audit log knows about one request from its start: who, what, when. Records are built
+/// from it and an [`Outcome`].
+#[derive(Clone, Debug)]
+pub struct AuditCtx {
+    /// Client address.
+    pub client: SocketAddr,
+    /// Method.
+    pub method: String,
+    /// Redacted path.
+    pub path: String,
+    /// Start time.
+    pub start: Instant,
+    audit: Audit,
+}
+
+impl AuditCtx {
+    /// A context for a new request to `raw_path` (redacted here).
+    pub fn new(audit: Audit, client: SocketAddr, method: &str, raw_path: &str) -> Self {
+        Self {
+            client,
+            method: method.to_string(),
+            path: redact_path(raw_path),
+            start: Instant::now(),
+            audit,
+        }
+    }
+
+    /// A record of `event` with `outcome`.
+    pub fn record(
+        &self,
+        event: &'static str,
+        outcome: &Outcome,
+        status: u16,
+        bytes: u64,
+    ) -> AuditRecord {
+        AuditRecord {
+            time: now_rfc3339(),
+            event,
+            client: self.client.to_string(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            decision: outcome.decision.as_str(),
+            reason: outcome.reason.as_str(),
+            detail: outcome.detail.as_ref().map(|d| d.to_string()),
+            jti: outcome.jti.clone(),
+            status,
+            upstream_status: outcome.upstream_status,
+            bytes,
+            bytes_from_client: None,
+            duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+
+    /// Writes `record`.
+    pub fn write(&self, record: &AuditRecord) {
+        self.audit.write(record);
     }
 }
 
@@ -204,9 +195,70 @@ pub fn redact_path(raw: &str) -> String {
     out
 }
 
+/// Counts body bytes and calls `done` once, when the body ends or is dropped.
+pub struct AuditBody<F: FnOnce(u64) + Send + 'static> {
+    inner: Body,
+    bytes: u64,
+    done: Option<F>,
+}
+
+impl<F: FnOnce(u64) + Send + 'static> AuditBody<F> {
+    /// Wraps `inner`.
+    pub fn new(inner: Body, done: F) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            done: Some(done),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(self.bytes);
+        }
+    }
+}
+
+impl<F: FnOnce(u64) + Send + 'static> Drop for AuditBody<F> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl<F: FnOnce(u64) + Send + Unpin + 'static> HttpBody for AuditBody<F> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::{Decision, Reason};
 
     #[test]
     fn paths_lose_queries_and_tokens() {
@@ -220,5 +272,37 @@ mod tests {
             redact_path("/k8s/apis/subresources.kubevirt.io/v1"),
             "/k8s/apis/subresources.kubevirt.io/v1"
         );
+    }
+
+    #[test]
+    fn records_come_from_the_context_and_the_outcome() {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = {
+            let lines = lines.clone();
+            AuditSink(Arc::new(move |l: &str| {
+                lines.lock().unwrap().push(l.into())
+            }))
+        };
+        let ctx = AuditCtx::new(
+            Audit::new(sink),
+            "10.0.0.1:5000".parse().unwrap(),
+            "GET",
+            "/k8s/api?token=secret",
+        );
+        let outcome = Outcome::refused(
+            Decision::Deny,
+            Reason::Forbidden,
+            "verb not permitted".into(),
+        )
+        .with_jti(Some("u1"));
+        ctx.write(&ctx.record("request", &outcome, 403, 12));
+        let line: serde_json::Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
+        assert_eq!(line["path"], "/k8s/api");
+        assert_eq!(line["decision"], "deny");
+        assert_eq!(line["reason"], "forbidden");
+        assert_eq!(line["jti"], "u1");
+        assert_eq!(line["status"], 403);
+        assert_eq!(line["bytes"], 12);
+        assert_eq!(line["client"], "10.0.0.1:5000");
     }
 }

@@ -1,12 +1,33 @@
-//! The one error type of request handling, rendered as a Kubernetes `Status` object.
+//! The error types: [`GatewayError`], the one error of request handling (rendered as a Kubernetes
+//! `Status` that carries its [`Outcome`]), and [`ConfigError`] for startup.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
 
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use virt_gateway_auth::authz::Denied;
 use virt_gateway_auth::jwt::TokenError;
 use virt_gateway_auth::request::RequestError;
+
+use crate::outcome::{Decision, Outcome, Reason};
+
+/// A startup configuration error (the binary prints it and exits non-zero).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag value is invalid or flags contradict each other.
+    #[error("{0}")]
+    Invalid(String),
+    /// A file could not be read or parsed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
 
 /// Why the gateway answered a request itself instead of forwarding it.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +49,17 @@ pub enum GatewayError {
     /// The revocation index is not ready, so no token can be checked yet.
     #[error("the revocation index is not synchronised yet; retry shortly")]
     RevocationNotReady,
+    /// The revocation watch has been broken for too long: no token can be checked (fail closed).
+    #[error("the revocation index is out of date (its watch is broken); retry shortly")]
+    RevocationStale,
     /// The token does not allow the request.
     #[error("forbidden: {0}")]
     Forbidden(#[from] Denied),
+    /// A request using the session cookie came from another site (review §3, §15).
+    #[error(
+        "cross-site request refused: the session cookie is only accepted from the gateway's own pages (or an allowed origin); other clients send 'Authorization: Bearer <token>'"
+    )]
+    ForeignOrigin,
     /// The path or query could not be parsed unambiguously.
     #[error("bad request: {0}")]
     BadPath(#[from] RequestError),
@@ -55,21 +84,18 @@ pub enum GatewayError {
     /// The operator did not sign a token in time (/auth/gettoken).
     #[error("{0}")]
     Timeout(String),
-    /// The gateway is shutting down.
-    #[error("the gateway is shutting down")]
-    ShuttingDown,
     /// A bug or resource problem inside the gateway.
     #[error("internal error: {0}")]
     Internal(String),
-    /// A `Status` answered by the API server, passed through unchanged (/auth/gettoken).
+    /// A `Status` answered by the API server, passed on (/auth/gettoken).
     #[error("{message}")]
     ApiStatus {
         /// HTTP status code.
         code: u16,
-        /// The Status message, for logs.
+        /// The Status reason (e.g. `Forbidden`).
+        reason: String,
+        /// The Status message.
         message: String,
-        /// The body as received.
-        body: Bytes,
     },
 }
 
@@ -80,14 +106,14 @@ impl GatewayError {
             Self::NoToken | Self::InvalidToken(_) | Self::BadCredentials(_) | Self::Revoked(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ForeignOrigin => StatusCode::FORBIDDEN,
             Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) | Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::RevocationNotReady | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RevocationNotReady | Self::RevocationStale => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ApiStatus { code, .. } => {
                 StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -111,36 +137,65 @@ impl GatewayError {
         }
     }
 
-    /// A short, bounded reason code for metrics labels and the audit log.
-    pub fn reason_code(&self) -> &'static str {
+    /// The bounded reason code for metrics labels and the audit log.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::NoToken => "no_token",
+            Self::NoToken => Reason::NoToken,
             Self::InvalidToken(e) => match e {
-                TokenError::Expired { .. } => "token_expired",
-                TokenError::NotYetValid { .. } => "token_not_yet_valid",
+                TokenError::Expired { .. } => Reason::TokenExpired,
+                TokenError::NotYetValid { .. } => Reason::TokenNotYetValid,
                 TokenError::UnknownKid { .. } | TokenError::NoKeyForAlgorithm { .. } => {
-                    "unknown_key"
+                    Reason::UnknownKey
                 }
-                TokenError::BadSignature => "bad_signature",
+                TokenError::BadSignature => Reason::BadSignature,
                 TokenError::AlgNone
                 | TokenError::HmacNotAccepted { .. }
-                | TokenError::UnsupportedAlgorithm { .. } => "bad_algorithm",
-                _ => "invalid_token",
+                | TokenError::UnsupportedAlgorithm { .. } => Reason::BadAlgorithm,
+                _ => Reason::InvalidToken,
             },
-            Self::BadCredentials(_) => "invalid_token",
-            Self::Revoked(_) => "token_revoked",
-            Self::RevocationNotReady => "revocation_not_ready",
-            Self::Forbidden(_) => "forbidden",
-            Self::BadPath(_) | Self::BadRequest(_) => "bad_request",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::PayloadTooLarge => "too_large",
-            Self::Upstream(_) => "upstream_error",
-            Self::UpstreamTimeout(_) | Self::Timeout(_) => "timeout",
-            Self::ShuttingDown => "shutting_down",
-            Self::Internal(_) => "internal_error",
-            Self::ApiStatus { .. } => "api_refused",
+            Self::BadCredentials(_) => Reason::InvalidToken,
+            Self::Revoked(_) => Reason::TokenRevoked,
+            Self::RevocationNotReady => Reason::RevocationNotReady,
+            Self::RevocationStale => Reason::RevocationStale,
+            Self::Forbidden(_) => Reason::Forbidden,
+            Self::ForeignOrigin => Reason::ForeignOrigin,
+            Self::BadPath(_) | Self::BadRequest(_) => Reason::BadRequest,
+            Self::NotFound => Reason::NotFound,
+            Self::MethodNotAllowed(_) => Reason::MethodNotAllowed,
+            Self::PayloadTooLarge => Reason::TooLarge,
+            Self::Upstream(_) => Reason::UpstreamError,
+            Self::UpstreamTimeout(_) | Self::Timeout(_) => Reason::Timeout,
+            Self::Internal(_) => Reason::InternalError,
+            Self::ApiStatus { .. } => Reason::ApiRefused,
         }
+    }
+
+    /// The outcome of a request answered with this error.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::refused(
+            Decision::for_status(self.status_code()),
+            self.reason(),
+            self.audit_detail(),
+        )
+    }
+
+    /// The `detail` of the audit line: the client's message where it holds only our own text,
+    /// and a fixed description where the message would echo request data (paths, names, a
+    /// token's `kid`, upstream errors with URLs), which may hold a token pasted in the wrong
+    /// place (review §13) or what the public must not read (§14).
+    pub fn audit_detail(&self) -> Cow<'static, str> {
+        let fixed = match self {
+            Self::InvalidToken(_) | Self::BadCredentials(_) => "the token did not verify",
+            Self::Forbidden(_) => "the token does not allow this request",
+            Self::BadPath(_) | Self::BadRequest(_) => "malformed request",
+            Self::MethodNotAllowed(_) => "method not allowed here",
+            Self::Upstream(_) => "the API server could not be reached",
+            Self::ApiStatus { .. } => "the API server refused the request",
+            Self::Internal(_) => "internal error",
+            Self::Timeout(_) => "timed out",
+            _ => return Cow::Owned(self.to_string()),
+        };
+        Cow::Borrowed(fixed)
     }
 }
 
@@ -187,10 +242,29 @@ pub fn status_response(code: StatusCode, reason: &'static str, message: &str) ->
 }
 
 impl IntoResponse for GatewayError {
+    /// The `Status` response, carrying this error's [`Outcome`].
     fn into_response(self) -> Response {
-        if let Self::ApiStatus { code, body, .. } = &self {
+        let outcome = self.outcome();
+        let mut response = self.render();
+        outcome.attach(&mut response);
+        response
+    }
+}
+
+impl GatewayError {
+    fn render(self) -> Response {
+        if let Self::ApiStatus {
+            code,
+            reason,
+            message,
+        } = &self
+        {
             let code = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut response = (code, body.clone()).into_response();
+            let body = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": reason, "code": code.as_u16(),
+            });
+            let mut response = (code, body.to_string()).into_response();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -241,8 +315,54 @@ mod tests {
             StatusCode::GATEWAY_TIMEOUT
         );
         assert_eq!(
-            GatewayError::InvalidToken(TokenError::BadSignature).reason_code(),
-            "bad_signature"
+            GatewayError::InvalidToken(TokenError::BadSignature).reason(),
+            Reason::BadSignature
         );
+    }
+
+    #[test]
+    fn every_error_response_carries_its_outcome() {
+        let response = GatewayError::NoToken.into_response();
+        let outcome = Outcome::of(&response);
+        assert_eq!(
+            (outcome.decision, outcome.reason),
+            (Decision::Deny, Reason::NoToken)
+        );
+        let response = GatewayError::Upstream("refused".into()).into_response();
+        let outcome = Outcome::of(&response);
+        assert_eq!(
+            (outcome.decision, outcome.reason),
+            (Decision::Error, Reason::UpstreamError)
+        );
+        let response = GatewayError::ApiStatus {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "no".into(),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(Outcome::of(&response).reason, Reason::ApiRefused);
+    }
+
+    /// Review §13: a 403 echoed the path's namespace, which may be a token pasted by mistake,
+    /// into the audit `detail` although `path` is redacted.
+    #[test]
+    fn audit_details_never_echo_request_data() {
+        let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjF9.c2ln";
+        let errors = [
+            GatewayError::Forbidden(Denied::Namespace {
+                namespace: jwt.into(),
+                allowed: "a".into(),
+            }),
+            GatewayError::BadRequest(format!("bad {jwt}")),
+            GatewayError::MethodNotAllowed(jwt.into()),
+            GatewayError::Upstream(format!("https://10.0.0.1/{jwt}")),
+            GatewayError::InvalidToken(TokenError::UnknownKid { kid: jwt.into() }),
+        ];
+        for e in errors {
+            assert!(e.to_string().contains(jwt), "the client still sees {e}");
+            let detail = e.outcome().detail.unwrap();
+            assert!(!detail.contains(jwt), "{detail}");
+        }
     }
 }

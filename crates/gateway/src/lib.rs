@@ -20,27 +20,46 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Request handling is a stack of small layers (see [`proxy`]): audit → token extraction →
-//! verification (cached) and revocation → parsing and authorization → forwarding.
+//! A request to the API proxy passes typed stages, each a small tower service that sees only the
+//! state it uses and hands the next one an [`exchange::Exchange`] carrying what it established:
+//! [`observe`] (audit and metrics) → [`authn`] (who) → [`authorize`] (may they) → [`proxy`]
+//! (forward, [`session`] for long-lived responses). The module graph has no cycle: leaves
+//! (`util`, `outcome`, `error`, `audit`, `metrics`, `token`, `headers`) ← state (`verify`,
+//! `revocation`, `upstream`, `tls`) ← stages and endpoints ← `routes` ← `server`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit;
-pub mod auth;
+pub mod authn;
+pub mod authorize;
+pub mod cli;
 pub mod config;
+pub mod endpoints;
 pub mod error;
+pub mod exchange;
+pub mod headers;
 pub mod metrics;
+pub mod observe;
+pub mod origin;
+pub mod outcome;
 pub mod proxy;
 pub mod revocation;
+pub mod routes;
 pub mod server;
+pub mod session;
 pub mod static_files;
 pub mod tls;
 pub mod token;
 pub mod upstream;
+pub mod util;
 pub mod verify;
 pub mod websocket;
 
-pub use config::{AuditSink, Cli, CliError, Config, ConfigError, LogFormat, normalize_args};
-pub use error::GatewayError;
+pub use audit::AuditSink;
+pub use cli::{Cli, LogFormat, normalize_args};
+pub use config::{CliError, Config};
+pub use error::{ConfigError, GatewayError};
 pub use server::{Gateway, StartError, run};

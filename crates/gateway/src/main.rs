@@ -46,7 +46,7 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let unknown = kube_gateway::config::unknown_go_flags(&args);
+    let unknown = kube_gateway::cli::unknown_go_flags(&args);
     if !unknown.is_empty() {
         eprintln!(
             "kube-gateway: unknown flag(s): {} (see --help)",

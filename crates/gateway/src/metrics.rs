@@ -9,10 +9,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::outcome::Outcome;
+
 /// A label set of one pair.
 pub type L1 = [(&'static str, &'static str); 1];
-/// A label set of two pairs.
-pub type L2 = [(&'static str, &'static str); 2];
 
 /// All gateway metrics.
 pub struct Metrics {
@@ -180,10 +180,14 @@ impl Metrics {
         }
     }
 
-    /// Counts one request.
-    pub fn request(&self, kind: &'static str, outcome: &'static str, reason: &'static str) {
+    /// Counts one request of `kind` (`api`, `websocket`, `auth`) with its outcome.
+    pub fn request(&self, kind: &'static str, outcome: &Outcome) {
         self.requests
-            .get_or_create(&[("kind", kind), ("outcome", outcome), ("reason", reason)])
+            .get_or_create(&[
+                ("kind", kind),
+                ("outcome", outcome.decision.metric_label()),
+                ("reason", outcome.reason.as_str()),
+            ])
             .inc();
     }
 

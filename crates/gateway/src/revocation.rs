@@ -1,5 +1,8 @@
-//! Revocation: an in-memory index of GateTokens, kept by a kube-runtime reflector (watcher) on
-//! the namespaces named by `KUBE_GATEWAY_REVOCATION_NAMESPACES`.
+//! Revocation: an in-memory index of GateTokens, kept by a kube-runtime watcher on the namespaces
+//! named by `KUBE_GATEWAY_REVOCATION_NAMESPACES`. GateTokens are read through the API crate's
+//! types (the operator's own contract); each object is stripped of `managedFields` and
+//! `status.token` as it arrives and reduced to a small [`Entry`], so the gateway never holds
+//! issued tokens. Waiters (open sessions, unknown `jti`s) are woken per `jti`, not all at once.
 //!
 //! A token's `jti` is the UID of the GateToken it was minted for. With the watch on:
 //! * a `jti` whose GateToken has `spec.revoked: true`, or is in phase `Revoked` or `Completed`,
@@ -18,15 +21,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::Api;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use virt_gateway_api::{GateToken, GateTokenPhase};
 
 use crate::metrics::Metrics;
-use crate::verify::now_unix;
+use crate::util::now_unix;
 
 /// How long a deleted GateToken's `jti` stays denied when its expiry is unknown.
 pub const UNKNOWN_EXP_DENY: u64 = 7 * 24 * 3600;
@@ -46,6 +49,9 @@ pub enum Refusal {
     NoJti,
     /// The index is not synchronised yet.
     NotReady,
+    /// The watch has been broken for longer than the allowed staleness: a revocation made
+    /// meanwhile would go unseen, so no token is accepted until it is back (fail closed).
+    Stale,
 }
 
 impl Refusal {
@@ -60,15 +66,19 @@ impl Refusal {
             }
             Self::NoJti => "token has no jti, and this gateway enforces revocation",
             Self::NotReady => "the revocation index is not synchronised yet",
+            Self::Stale => {
+                "the revocation index is out of date (its watch is broken); retry shortly"
+            }
         }
     }
 }
 
-#[derive(Clone, Debug)]
+/// What the index keeps of one GateToken.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
-    key: (String, String),
+    namespace: String,
     revoked: bool,
-    phase: String,
+    completed: bool,
     exp: u64,
 }
 
@@ -79,6 +89,8 @@ struct Index {
     synced: HashSet<String>,
     relisting: HashMap<String, HashSet<String>>,
     healthy: bool,
+    /// When the watch last went from working to broken (None while it works).
+    broken_since: Option<Instant>,
     last_ok: Option<Instant>,
     last_error: Option<String>,
 }
@@ -88,6 +100,8 @@ struct Index {
 pub struct RevocationHealth {
     /// Every watched namespace has been listed at least once.
     pub synced: bool,
+    /// The watch has been broken for longer than the allowed staleness (tokens are refused).
+    pub stale: bool,
     /// The last watch attempt succeeded.
     pub healthy: bool,
     /// Seconds since the watch last delivered data.
@@ -98,56 +112,62 @@ pub struct RevocationHealth {
     pub entries: usize,
 }
 
+/// The wake-up channels, keyed by `jti`.
+#[derive(Default)]
+struct Waiters {
+    by_jti: HashMap<String, watch::Sender<()>>,
+    /// Size at which channels without receivers are next swept out.
+    sweep_at: usize,
+}
+
+impl Waiters {
+    fn sweep(&mut self) {
+        self.by_jti.retain(|_, s| s.receiver_count() > 0);
+        self.sweep_at = (self.by_jti.len() * 2).max(64);
+    }
+}
+
 /// The revocation index.
 pub struct Revocation {
     namespaces: Vec<String>,
     index: Mutex<Index>,
-    changed: watch::Sender<u64>,
+    /// One channel per `jti` somebody waits on; dropped when nobody does any more.
+    waiters: Mutex<Waiters>,
     grace: Duration,
+    max_staleness: Duration,
     metrics: Arc<Metrics>,
-    stores: Mutex<Vec<Store<DynamicObject>>>,
 }
 
-fn gatetoken_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(
-            virt_gateway_api::GROUP,
-            virt_gateway_api::VERSION,
-            "GateToken",
-        ),
-        "gatetokens",
-    )
+/// Default of `--revocation-max-staleness`.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
+
+/// Drops what the gateway must not keep of a GateToken: the issued token and `managedFields`.
+pub fn strip(token: &mut GateToken) {
+    token.metadata.managed_fields = None;
+    token.metadata.annotations = None;
+    if let Some(status) = token.status.as_mut() {
+        status.token.clear();
+        status.conditions.clear();
+    }
 }
 
-fn entry_of(obj: &DynamicObject) -> Option<(String, Entry)> {
-    let uid = obj.metadata.uid.clone()?;
-    let key = (
-        obj.metadata.namespace.clone().unwrap_or_default(),
-        obj.metadata.name.clone().unwrap_or_default(),
-    );
-    let revoked = obj
-        .data
-        .pointer("/spec/revoked")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    let phase = obj
-        .data
-        .pointer("/status/phase")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let exp = obj
-        .data
-        .pointer("/status/data/exp")
-        .and_then(|v| v.as_i64())
-        .and_then(|e| u64::try_from(e).ok())
+/// The `jti` (the object's UID) and entry of a GateToken, from the operator's status types.
+fn entry_of(token: &GateToken) -> Option<(String, Entry)> {
+    let uid = token.metadata.uid.clone()?;
+    let status = token.status.as_ref();
+    let phase = status.and_then(|s| s.parsed_phase().ok());
+    let exp = status
+        .and_then(|s| u64::try_from(s.data.exp).ok())
         .unwrap_or(0);
     Some((
         uid,
         Entry {
-            key,
-            revoked,
-            phase,
+            namespace: token.metadata.namespace.clone().unwrap_or_default(),
+            // Deleting (a finalizer holds it) counts as revoked (review §12).
+            revoked: token.spec.revoked
+                || phase == Some(GateTokenPhase::Revoked)
+                || token.metadata.deletion_timestamp.is_some(),
+            completed: phase == Some(GateTokenPhase::Completed),
             exp,
         },
     ))
@@ -156,15 +176,61 @@ fn entry_of(obj: &DynamicObject) -> Option<(String, Entry)> {
 impl Revocation {
     /// An index for `namespaces` (`["*"]` = all); `grace` is how long an unknown `jti` waits.
     pub fn new(namespaces: Vec<String>, grace: Duration, metrics: Arc<Metrics>) -> Self {
-        let (changed, _) = watch::channel(0);
         Self {
             namespaces,
             index: Mutex::new(Index::default()),
-            changed,
+            waiters: Mutex::new(Waiters::default()),
             grace,
+            max_staleness: DEFAULT_MAX_STALENESS,
             metrics,
-            stores: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Refuses every token once the watch has been broken for longer than `max_staleness`.
+    #[must_use]
+    pub fn with_max_staleness(mut self, max_staleness: Duration) -> Self {
+        self.max_staleness = max_staleness;
+        self
+    }
+
+    fn stale(&self, index: &Index) -> bool {
+        index
+            .broken_since
+            .is_some_and(|t| t.elapsed() > self.max_staleness)
+    }
+
+    /// A receiver that changes whenever `jti`'s entry may have changed.
+    fn subscribe(&self, jti: &str) -> watch::Receiver<()> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if waiters.by_jti.len() >= waiters.sweep_at {
+            waiters.sweep();
+        }
+        waiters
+            .by_jti
+            .entry(jti.to_owned())
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe()
+    }
+
+    /// Wakes the waiters of `jtis`, and forgets channels nobody listens to any more.
+    fn wake<'a>(&self, jtis: impl IntoIterator<Item = &'a str>) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        for jti in jtis {
+            if let Some(sender) = waiters.by_jti.get(jti) {
+                if sender.receiver_count() == 0 {
+                    waiters.by_jti.remove(jti);
+                } else {
+                    sender.send_replace(());
+                }
+            }
+        }
+    }
+
+    /// Waiters currently registered (for tests and the metrics).
+    pub fn waiting(&self) -> usize {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.sweep();
+        waiters.by_jti.len()
     }
 
     fn with_index<T>(&self, f: impl FnOnce(&mut Index) -> T) -> T {
@@ -185,14 +251,17 @@ impl Revocation {
         };
         let now = now_unix();
         self.with_index(|index| {
+            if self.all_synced(index) && self.stale(index) {
+                return Err(Refusal::Stale);
+            }
             if let Some(until) = index.denied.get(jti)
                 && *until >= now
             {
                 return Err(Refusal::Deleted);
             }
             match index.by_jti.get(jti) {
-                Some(e) if e.revoked || e.phase == "Revoked" => Err(Refusal::Revoked),
-                Some(e) if e.phase == "Completed" => Err(Refusal::Completed),
+                Some(e) if e.revoked => Err(Refusal::Revoked),
+                Some(e) if e.completed => Err(Refusal::Completed),
                 Some(_) => Ok(()),
                 None if !self.all_synced(index) => Err(Refusal::NotReady),
                 None => Err(Refusal::Unknown),
@@ -202,10 +271,15 @@ impl Revocation {
 
     /// Decides a `jti`; an unknown one waits up to the grace period for the watch to deliver it.
     pub async fn check(&self, jti: Option<&str>) -> Result<(), Refusal> {
-        let mut rx = self.changed.subscribe();
         let first = self.check_now(jti);
-        if first != Err(Refusal::Unknown) {
+        let (Err(Refusal::Unknown), Some(id)) = (&first, jti) else {
             return first;
+        };
+        // Subscribe, then look again: an event between the two checks is not lost.
+        let mut rx = self.subscribe(id);
+        let again = self.check_now(jti);
+        if again != Err(Refusal::Unknown) {
+            return again;
         }
         let deadline = tokio::time::Instant::now() + self.grace;
         loop {
@@ -224,7 +298,10 @@ impl Revocation {
     /// Resolves when `jti` becomes refused (revoked, deleted, completed). Never resolves for a
     /// token that stays valid.
     pub async fn wait_refused(&self, jti: Option<String>) -> Refusal {
-        let mut rx = self.changed.subscribe();
+        let Some(id) = jti.as_deref() else {
+            return Refusal::NoJti;
+        };
+        let mut rx = self.subscribe(id);
         loop {
             match self.check_now(jti.as_deref()) {
                 Err(
@@ -240,23 +317,25 @@ impl Revocation {
         }
     }
 
-    /// The watch health, also refreshing the age metric.
+    /// Sets the age gauge (called when the metrics are scraped).
+    pub fn refresh_metrics(&self) {
+        let age = self.health().age_secs;
+        self.metrics.revocation_index_age.set(age.unwrap_or(-1.0));
+    }
+
+    /// The watch health.
     pub fn health(&self) -> RevocationHealth {
         self.with_index(|index| {
             let age = index.last_ok.map(|t| t.elapsed().as_secs_f64());
-            self.metrics.revocation_index_age.set(age.unwrap_or(-1.0));
             RevocationHealth {
                 synced: self.all_synced(index),
+                stale: self.stale(index),
                 healthy: index.healthy,
                 age_secs: age,
                 last_error: index.last_error.clone(),
                 entries: index.by_jti.len(),
             }
         })
-    }
-
-    fn notify(&self) {
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     fn update_gauges(&self, index: &Index) {
@@ -283,21 +362,26 @@ impl Revocation {
         index.denied.insert(jti, until);
     }
 
-    /// Applies one watcher event from namespace scope `scope` (`*` for all namespaces).
-    fn apply(&self, scope: &str, event: Event<DynamicObject>) {
-        self.with_index(|index| {
+    /// Applies one watcher event from namespace scope `scope` (`*` for all namespaces) and wakes
+    /// the waiters of the `jti`s it touched.
+    pub(crate) fn apply(&self, scope: &str, event: Event<GateToken>) {
+        let touched: Vec<String> = self.with_index(|index| {
             index.healthy = true;
+            index.broken_since = None;
             index.last_ok = Some(Instant::now());
+            let mut touched = Vec::new();
             match event {
                 Event::Apply(obj) => {
                     if let Some((jti, entry)) = entry_of(&obj) {
+                        touched.push(jti.clone());
                         index.by_jti.insert(jti, entry);
                     }
                 }
                 Event::Delete(obj) => {
                     if let Some((jti, entry)) = entry_of(&obj) {
                         index.by_jti.remove(&jti);
-                        Self::deny(index, jti, entry.exp);
+                        Self::deny(index, jti.clone(), entry.exp);
+                        touched.push(jti);
                     }
                 }
                 Event::Init => {
@@ -308,6 +392,9 @@ impl Revocation {
                         if let Some(seen) = index.relisting.get_mut(scope) {
                             seen.insert(jti.clone());
                         }
+                        if index.by_jti.get(&jti) != Some(&entry) {
+                            touched.push(jti.clone());
+                        }
                         index.by_jti.insert(jti, entry);
                     }
                 }
@@ -317,13 +404,14 @@ impl Revocation {
                         .by_jti
                         .iter()
                         .filter(|(jti, e)| {
-                            (scope == "*" || e.key.0 == scope) && !seen.contains(*jti)
+                            (scope == "*" || e.namespace == scope) && !seen.contains(*jti)
                         })
                         .map(|(jti, e)| (jti.clone(), e.exp))
                         .collect();
                     for (jti, exp) in vanished {
                         index.by_jti.remove(&jti);
-                        Self::deny(index, jti, exp);
+                        Self::deny(index, jti.clone(), exp);
+                        touched.push(jti);
                     }
                     index.synced.insert(scope.to_string());
                 }
@@ -331,15 +419,19 @@ impl Revocation {
             let now = now_unix();
             index.denied.retain(|_, until| *until >= now);
             self.update_gauges(index);
+            touched
         });
-        self.notify();
+        self.wake(touched.iter().map(String::as_str));
     }
 
-    fn failed(&self, error: String) {
+    pub(crate) fn failed(&self, error: String) {
         self.metrics.revocation_watch_errors.inc();
         self.with_index(|index| {
             if index.healthy || index.last_error.as_deref() != Some(error.as_str()) {
                 tracing::warn!(error = %error, "revocation watch failed; serving from the last known state");
+            }
+            if index.healthy || index.broken_since.is_none() {
+                index.broken_since = Some(Instant::now());
             }
             index.healthy = false;
             index.last_error = Some(error);
@@ -347,29 +439,22 @@ impl Revocation {
         });
     }
 
-    /// Runs the watches until `shutdown`. Each namespace has its own reflector; errors are retried
-    /// with backoff while the last known state keeps serving.
+    /// Runs the watches until `shutdown`: one watcher per namespace, retried with backoff while
+    /// the last known state keeps serving.
     pub async fn run(self: Arc<Self>, client: kube::Client, shutdown: CancellationToken) {
-        let resource = gatetoken_resource();
         let mut streams = Vec::new();
         for ns in &self.namespaces {
-            let api: Api<DynamicObject> = if ns == "*" {
-                Api::all_with(client.clone(), &resource)
+            let api: Api<GateToken> = if ns == "*" {
+                Api::all(client.clone())
             } else {
-                Api::namespaced_with(client.clone(), ns, &resource)
+                Api::namespaced(client.clone(), ns)
             };
-            let writer = reflector::store::Writer::new(resource.clone());
-            let store = writer.as_reader();
-            if let Ok(mut stores) = self.stores.lock() {
-                stores.push(store);
-            }
             let scope = ns.clone();
-            let stream = reflector::reflector(
-                writer,
-                watcher::watcher(api, watcher::Config::default()).default_backoff(),
-            )
-            .map(move |item| (scope.clone(), item))
-            .boxed();
+            let stream = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(strip)
+                .map(move |item| (scope.clone(), item))
+                .boxed();
             streams.push(stream);
         }
         let mut all = futures::stream::select_all(streams);
@@ -384,29 +469,55 @@ impl Revocation {
             }
         }
     }
-
-    /// Objects held by the reflector stores (for diagnostics).
-    pub fn store_len(&self) -> usize {
-        self.stores
-            .lock()
-            .map(|s| s.iter().map(|st| st.state().len()).sum())
-            .unwrap_or(0)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use virt_gateway_api::{GateTokenData, GateTokenSpec, GateTokenStatus};
 
-    fn obj(ns: &str, name: &str, uid: &str, revoked: bool, phase: &str, exp: i64) -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "ocgate.yaacov.com/v1beta1", "kind": "GateToken",
-            "metadata": {"name": name, "namespace": ns, "uid": uid},
-            "spec": {"revoked": revoked},
-            "status": {"phase": phase, "data": {"exp": exp}}
-        }))
-        .unwrap()
+    fn obj(ns: &str, name: &str, uid: &str, revoked: bool, phase: &str, exp: i64) -> GateToken {
+        let mut token = GateToken::new(
+            name,
+            GateTokenSpec {
+                revoked,
+                ..GateTokenSpec::default()
+            },
+        );
+        token.metadata.namespace = Some(ns.into());
+        token.metadata.uid = Some(uid.into());
+        token.status = Some(GateTokenStatus {
+            phase: phase.into(),
+            token: "eyJ.secret.token".into(),
+            data: GateTokenData {
+                exp,
+                ..GateTokenData::default()
+            },
+            ..GateTokenStatus::default()
+        });
+        token
+    }
+
+    #[test]
+    fn the_index_never_keeps_issued_tokens() {
+        let mut token = obj("a", "t1", "u1", false, "Ready", 4_000_000_000);
+        token.metadata.managed_fields = Some(vec![Default::default()]);
+        strip(&mut token);
+        assert!(token.metadata.managed_fields.is_none());
+        assert_eq!(token.status.as_ref().unwrap().token, "");
+        assert_eq!(token.status.as_ref().unwrap().data.exp, 4_000_000_000);
+        assert_eq!(
+            entry_of(&token),
+            Some((
+                "u1".into(),
+                Entry {
+                    namespace: "a".into(),
+                    revoked: false,
+                    completed: false,
+                    exp: 4_000_000_000
+                }
+            ))
+        );
     }
 
     #[tokio::test]
@@ -461,6 +572,41 @@ mod tests {
         assert!(r.health().synced);
     }
 
+    /// Review §12: the watch broke after its first sync and the gateway kept serving from the
+    /// last state forever (a revocation meanwhile went unseen); a GateToken held by a finalizer
+    /// after `kubectl delete` stayed valid.
+    #[tokio::test]
+    async fn a_broken_watch_fails_closed_after_the_staleness_and_deleting_counts_as_revoked() {
+        let r = Revocation::new(
+            vec!["a".into()],
+            Duration::from_millis(10),
+            Arc::new(Metrics::new()),
+        )
+        .with_max_staleness(Duration::ZERO);
+        r.apply("a", Event::Init);
+        r.apply(
+            "a",
+            Event::InitApply(obj("a", "t1", "u1", false, "Ready", 4_000_000_000)),
+        );
+        r.apply("a", Event::InitDone);
+        assert_eq!(r.check_now(Some("u1")), Ok(()));
+        r.failed("connection refused".into());
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(r.check_now(Some("u1")), Err(Refusal::Stale));
+        assert!(r.health().stale);
+        // Back: served again.
+        r.apply("a", Event::Init);
+        assert_eq!(r.check_now(Some("u1")), Ok(()));
+        assert!(!r.health().stale);
+        // Deleting (finalizers pending): refused at once.
+        let mut deleting = obj("a", "t1", "u1", false, "Ready", 4_000_000_000);
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+        );
+        r.apply("a", Event::Apply(deleting));
+        assert_eq!(r.check_now(Some("u1")), Err(Refusal::Revoked));
+    }
+
     #[tokio::test]
     async fn waiters_wake_on_revocation_and_unknown_jtis_wait_for_the_watch() {
         let r = Arc::new(Revocation::new(
@@ -493,5 +639,38 @@ mod tests {
             Event::Apply(obj("a", "t1", "u1", true, "Revoked", 4_000_000_000)),
         );
         assert_eq!(waiter.await.unwrap(), Refusal::Revoked);
+    }
+
+    #[tokio::test]
+    async fn wake_ups_are_keyed_by_jti() {
+        let r = Arc::new(Revocation::new(
+            vec!["a".into()],
+            Duration::from_secs(30),
+            Arc::new(Metrics::new()),
+        ));
+        r.apply("a", Event::Init);
+        for (name, uid) in [("t1", "u1"), ("t2", "u2")] {
+            r.apply(
+                "a",
+                Event::InitApply(obj("a", name, uid, false, "Ready", 4_000_000_000)),
+            );
+        }
+        r.apply("a", Event::InitDone);
+        let rx1 = r.subscribe("u1");
+        let mut rx2 = r.subscribe("u2");
+        assert_eq!(r.waiting(), 2);
+        r.apply(
+            "a",
+            Event::Apply(obj("a", "t2", "u2", true, "Ready", 4_000_000_000)),
+        );
+        assert!(rx2.has_changed().unwrap(), "u2's waiter is woken");
+        assert!(!rx1.has_changed().unwrap(), "u1's waiter is not");
+        rx2.mark_unchanged();
+        drop(rx1);
+        r.apply(
+            "a",
+            Event::Apply(obj("a", "t1", "u1", true, "Ready", 4_000_000_000)),
+        );
+        assert_eq!(r.waiting(), 1, "a channel nobody listens to is dropped");
     }
 }

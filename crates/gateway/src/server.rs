@@ -1,4 +1,5 @@
-//! Binding, serving, background reloads and graceful shutdown.
+//! Composition: builds every part from the [`Config`], binds the listeners, serves connections,
+//! runs the background reloads and the revocation watch, and shuts down gracefully.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -6,55 +7,33 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
-use http::{HeaderValue, StatusCode, header};
+use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 use crate::audit::Audit;
-use crate::config::{Config, ConfigError, Scheme};
+use crate::authn::Authenticator;
+use crate::config::{Config, Scheme};
+use crate::endpoints::gettoken::GetToken;
+use crate::endpoints::health::Readiness;
+use crate::endpoints::login::Login;
+use crate::error::ConfigError;
+use crate::exchange::ClientAddr;
 use crate::metrics::Metrics;
-use crate::proxy::{self, ClientAddr};
+use crate::origin::OriginPolicy;
+use crate::proxy::{Forward, Upstream};
 use crate::revocation::Revocation;
+use crate::routes::{MetricsRoutes, Routes, api_pipeline};
+use crate::session::Sessions;
 use crate::tls::ReloadingCert;
-use crate::upstream::{self, HttpClient, SecretFile};
+use crate::upstream::{self, KubeClients, SecretFile};
 use crate::verify::TokenVerifier;
-use crate::{auth, static_files};
-
-/// Shared state of a running gateway.
-pub struct AppState {
-    /// The configuration.
-    pub config: Arc<Config>,
-    /// Keys and token cache.
-    pub verifier: TokenVerifier,
-    /// The revocation index, when the watch is on.
-    pub revocation: Option<Arc<Revocation>>,
-    /// The upstream HTTP client.
-    pub client: HttpClient,
-    /// The ServiceAccount token for forwarded requests.
-    pub sa_token: Option<Arc<SecretFile>>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// The audit log.
-    pub audit: Audit,
-    /// Cancelled when shutdown starts.
-    pub shutdown: CancellationToken,
-    /// WebSocket session tasks.
-    pub sessions: TaskTracker,
-    /// Whether the main listener is HTTPS.
-    pub https: bool,
-}
 
 /// A startup failure.
 #[derive(Debug, thiserror::Error)]
@@ -72,13 +51,36 @@ pub enum StartError {
     },
 }
 
+/// How connections are served.
+#[derive(Clone, Copy)]
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+/// What runs in the background: file reloads and the revocation watch.
+struct Background {
+    reload_interval: Duration,
+    verifier: Arc<TokenVerifier>,
+    sa_token: Option<Arc<SecretFile>>,
+    cert: Option<Arc<ReloadingCert>>,
+    metrics: Arc<Metrics>,
+    revocation: Option<(Arc<Revocation>, kube::Client)>,
+}
+
 /// A bound, not yet serving gateway.
 pub struct Gateway {
-    state: Arc<AppState>,
+    routes: Arc<Routes>,
+    metrics_routes: Arc<MetricsRoutes>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
-    tls: Option<(TlsAcceptor, Arc<ReloadingCert>)>,
-    kube_client: Option<kube::Client>,
+    tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
+    max_connections: usize,
+    background: Background,
+    shutdown: CancellationToken,
+    sessions: Arc<Sessions>,
+    shutdown_timeout: Duration,
 }
 
 async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
@@ -101,39 +103,104 @@ impl Gateway {
             tracing::info!("{note}");
         }
         let metrics = Arc::new(Metrics::new());
-        let verifier = TokenVerifier::load(
-            &config.jwt_key_files,
-            config.jwt_leeway,
-            metrics.clone(),
-            true,
-        )?;
+        let audit = Audit::new(config.audit.clone());
+        let shutdown = CancellationToken::new();
+        let verifier = Arc::new(
+            TokenVerifier::load(&config.jwt_key_files, config.jwt_leeway, metrics.clone())?
+                .with_audience(config.audience.clone()),
+        );
         let sa_token = match &config.bearer_token_file {
             Some(path) if !config.passthrough => {
                 Some(Arc::new(SecretFile::load(path, metrics.clone())?))
             }
             _ => None,
         };
-        let client = upstream::http_client(&config)?;
-        let tls = match config.listen.scheme {
-            Scheme::Https => {
-                let cert = Arc::new(ReloadingCert::new(&config.cert_file, &config.key_file)?);
-                Some((TlsAcceptor::from(Arc::new(cert.server_config()?)), cert))
-            }
+        let kube_clients = KubeClients::new(&config)?;
+        let cert = match config.listen.scheme {
+            Scheme::Https => Some(Arc::new(ReloadingCert::new(
+                &config.cert_file,
+                &config.key_file,
+            )?)),
             Scheme::Http => None,
         };
-        let (revocation, kube_client) = if config.revocation_namespaces.is_empty() {
-            (None, None)
-        } else {
-            let r = Arc::new(Revocation::new(
-                config.revocation_namespaces.clone(),
-                config.revocation_grace,
-                metrics.clone(),
-            ));
-            (
-                Some(r),
-                Some(upstream::kube_client(&config, sa_token.clone())?),
-            )
+        let tls = match &cert {
+            Some(cert) => Some(TlsAcceptor::from(Arc::new(cert.server_config()?))),
+            None => None,
         };
+        let revocation = if config.revocation_namespaces.is_empty() {
+            None
+        } else {
+            let index = Arc::new(
+                Revocation::new(
+                    config.revocation_namespaces.clone(),
+                    config.revocation_grace,
+                    metrics.clone(),
+                )
+                .with_max_staleness(config.revocation_max_staleness),
+            );
+            Some((index, kube_clients.service_account(sa_token.clone())?))
+        };
+        let revocation_index = revocation.as_ref().map(|(r, _)| r.clone());
+
+        let authn = Arc::new(
+            Authenticator::new(
+                verifier.clone(),
+                revocation_index.clone(),
+                config.passthrough,
+            )
+            .with_origins(OriginPolicy::new(config.allowed_origins.clone())),
+        );
+        let sessions = Arc::new(Sessions::new(
+            shutdown.clone(),
+            revocation_index.clone(),
+            config.jwt_leeway,
+            metrics.clone(),
+        ));
+        let upstream = Arc::new(Upstream {
+            client: upstream::http_client(&config)?,
+            api_server: config.api_server.clone(),
+            sa_token: sa_token.clone(),
+            request_timeout: config.request_timeout,
+        });
+        let readiness = Arc::new(Readiness {
+            shutdown: shutdown.clone(),
+            passthrough: config.passthrough,
+            verifier: verifier.clone(),
+            revocation: revocation_index.clone(),
+        });
+        let routes = Arc::new(Routes {
+            audit,
+            metrics: metrics.clone(),
+            api_prefix: config.api_prefix().to_string(),
+            base_path: config.base_path.clone(),
+            public_dir: config.public_dir.clone(),
+            api: api_pipeline(
+                metrics.clone(),
+                authn.clone(),
+                Forward::new(upstream, sessions.clone()),
+            ),
+            authn: authn.clone(),
+            login: Arc::new(Login {
+                authn,
+                https: tls.is_some(),
+                api_path: config.api_path.clone(),
+                client_path: config.client_path.clone(),
+            }),
+            gettoken: Arc::new(GetToken {
+                clients: kube_clients,
+                wait: config.gettoken_timeout,
+            }),
+            verifier: verifier.clone(),
+            readiness: readiness.clone(),
+            frame_ancestors: crate::headers::frame_ancestors(&config.allowed_origins),
+            publish_jwks: config.publish_jwks,
+        });
+        let metrics_routes = Arc::new(MetricsRoutes {
+            metrics: metrics.clone(),
+            revocation: revocation_index,
+            readiness,
+        });
+
         let listener = bind(&config.listen.host, config.listen.port).await?;
         let metrics_listener = match &config.metrics_listen {
             Some((host, port)) => Some(bind(host, *port).await?),
@@ -149,24 +216,28 @@ impl Gateway {
             revocation = ?config.revocation_namespaces,
             "kube-gateway ready to serve"
         );
-        let state = Arc::new(AppState {
-            audit: Audit::new(config.audit.clone()),
-            https: tls.is_some(),
-            config: Arc::new(config),
-            verifier,
-            revocation,
-            client,
-            sa_token,
-            metrics,
-            shutdown: CancellationToken::new(),
-            sessions: TaskTracker::new(),
-        });
         Ok(Self {
-            state,
+            routes,
+            metrics_routes,
             listener,
             metrics_listener,
             tls,
-            kube_client,
+            limits: ConnectionLimits {
+                header_read_timeout: config.header_read_timeout,
+                max_header_bytes: config.max_header_bytes,
+            },
+            background: Background {
+                reload_interval: config.reload_interval,
+                verifier,
+                sa_token,
+                cert,
+                metrics,
+                revocation,
+            },
+            shutdown,
+            sessions,
+            shutdown_timeout: config.shutdown_timeout,
+            max_connections: config.max_connections,
         })
     }
 
@@ -194,58 +265,53 @@ impl Gateway {
     /// cleanly (close code 1001), and waits up to `--shutdown-timeout` for requests to drain.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartError> {
         let Self {
-            state,
+            routes,
+            metrics_routes,
             listener,
             metrics_listener,
             tls,
-            kube_client,
+            limits,
+            max_connections,
+            background,
+            shutdown: stop,
+            sessions,
+            shutdown_timeout,
         } = self;
-        let stop = state.shutdown.clone();
-        let background = TaskTracker::new();
+        let background_tasks = TaskTracker::new();
         let connections = TaskTracker::new();
+        background.spawn(&background_tasks, &stop);
 
-        // File reloads.
-        {
-            let state = state.clone();
-            let cert = tls.as_ref().map(|(_, c)| c.clone());
-            let stop = stop.clone();
-            background.spawn(async move {
-                let mut tick = tokio::time::interval(state.config.reload_interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        _ = tick.tick() => {
-                            state.verifier.reload();
-                            if let Some(sa) = &state.sa_token { sa.reload(); }
-                            if let Some(cert) = &cert { cert.reload(&state.metrics); }
-                        }
-                    }
-                }
-            });
-        }
-        // Revocation watch.
-        if let (Some(revocation), Some(client)) = (state.revocation.clone(), kube_client) {
-            background.spawn(revocation.run(client, stop.clone()));
-        }
-
-        let main = main_router(state.clone());
-        let tls_acceptor = tls.map(|(a, _)| a);
+        let main = {
+            let routes = routes.clone();
+            move |req: Request| {
+                let routes = routes.clone();
+                async move { routes.handle(req).await }
+            }
+        };
+        let metrics = move |req: Request| {
+            let routes = metrics_routes.clone();
+            async move { routes.handle(req).await }
+        };
+        let cap = Arc::new(tokio::sync::Semaphore::new(max_connections));
         let main_loop = accept_loop(
             listener,
-            tls_acceptor,
+            tls,
             main,
-            state.clone(),
+            limits,
+            stop.clone(),
             connections.clone(),
+            Some(cap),
         );
         let metrics_loop = async {
             if let Some(l) = metrics_listener {
                 accept_loop(
                     l,
                     None,
-                    metrics_router(state.clone()),
-                    state.clone(),
+                    metrics,
+                    limits,
+                    stop.clone(),
                     connections.clone(),
+                    None,
                 )
                 .await;
             }
@@ -258,18 +324,49 @@ impl Gateway {
         tracing::info!("shutting down: draining requests and closing WebSocket sessions");
         stop.cancel();
         connections.close();
-        state.sessions.close();
-        background.close();
-        let drained = tokio::time::timeout(state.config.shutdown_timeout, async {
+        sessions.tasks().close();
+        background_tasks.close();
+        let drained = tokio::time::timeout(shutdown_timeout, async {
             connections.wait().await;
-            state.sessions.wait().await;
+            sessions.tasks().wait().await;
         })
         .await;
         if drained.is_err() {
             tracing::warn!("shutdown timeout reached with requests still open");
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), background.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), background_tasks.wait()).await;
         Ok(())
+    }
+}
+
+impl Background {
+    fn spawn(self, tasks: &TaskTracker, stop: &CancellationToken) {
+        let Self {
+            reload_interval,
+            verifier,
+            sa_token,
+            cert,
+            metrics,
+            revocation,
+        } = self;
+        let reload_stop = stop.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(reload_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = reload_stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        verifier.reload();
+                        if let Some(sa) = &sa_token { sa.reload(); }
+                        if let Some(cert) = &cert { cert.reload(&metrics); }
+                    }
+                }
+            }
+        });
+        if let Some((index, client)) = revocation {
+            tasks.spawn(index.run(client, stop.clone()));
+        }
     }
 }
 
@@ -281,14 +378,18 @@ pub async fn run(
     Gateway::bind(config).await?.serve(shutdown).await
 }
 
-async fn accept_loop(
+async fn accept_loop<H, Fut>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    router: Router,
-    state: Arc<AppState>,
+    handler: H,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
     connections: TaskTracker,
-) {
-    let stop = state.shutdown.clone();
+    cap: Option<Arc<tokio::sync::Semaphore>>,
+) where
+    H: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = axum::response::Response> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -304,20 +405,35 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let router = router.clone();
-        let state = state.clone();
+        // Review §11: one task per connection without limit let a flood exhaust memory. Over
+        // the cap a connection gets a plain 503 (TLS ones are closed: no handshake is spent).
+        let permit = match &cap {
+            None => None,
+            Some(cap) => match cap.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    tracing::warn!(client = %peer, "connection refused: --max-connections reached");
+                    if tls.is_none() {
+                        connections.spawn(refuse_connection(tcp));
+                    }
+                    continue;
+                }
+            },
+        };
+        let handler = handler.clone();
         let tls = tls.clone();
+        let stop = stop.clone();
         connections.spawn(async move {
+            let _permit = permit;
             match tls {
-                None => serve_connection(tcp, peer, router, state).await,
+                None => serve_connection(tcp, peer, handler, limits, stop).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(
-                        state.config.header_read_timeout,
-                        acceptor.accept(tcp),
-                    )
-                    .await
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp))
+                        .await
                     {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, router, state).await,
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, handler, limits, stop).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, client = %peer, "TLS handshake failed")
                         }
@@ -329,29 +445,44 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection<IO>(io: IO, peer: SocketAddr, router: Router, state: Arc<AppState>)
-where
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse_connection(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too many connections; retry shortly","reason":"ServiceUnavailable","code":503}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(response.as_bytes())).await;
+    let _ = tcp.shutdown().await;
+}
+
+async fn serve_connection<IO, H, Fut>(
+    io: IO,
+    peer: SocketAddr,
+    handler: H,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = axum::response::Response> + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        let router = router.clone();
         req.extensions_mut().insert(ClientAddr(peer));
-        async move {
-            let response = router.oneshot(req.map(Body::new)).await;
-            Ok::<_, Infallible>(response.unwrap_or_else(|e| match e {}))
-        }
+        let response = handler(req.map(Body::new));
+        async move { Ok::<_, Infallible>(response.await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.header_read_timeout)
-        .max_buf_size(state.config.max_header_bytes)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
-    let stop = state.shutdown.clone();
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
@@ -363,135 +494,4 @@ where
             let _ = conn.await;
         }
     }
-}
-
-fn main_router(state: Arc<AppState>) -> Router {
-    let api = proxy::api_router(state.clone());
-    let prefix = state.config.api_prefix().to_string();
-    let base_path = state.config.base_path.clone();
-    let public_dir = state.config.public_dir.clone();
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/auth/token", any(auth::auth_token))
-        .route("/auth/jwt/set", any(auth::auth_jwt_set))
-        .route("/auth/logout", any(auth::auth_logout))
-        .route("/auth/session", any(auth::auth_session))
-        .route("/auth/gettoken", any(auth::auth_gettoken))
-        .route("/.well-known/jwks.json", get(auth::jwks))
-        .fallback(move |req: Request| {
-            let api = api.clone();
-            let prefix = prefix.clone();
-            let base_path = base_path.clone();
-            let public_dir = public_dir.clone();
-            async move {
-                let path = req.uri().path();
-                if path == prefix || path.starts_with(&format!("{prefix}/")) {
-                    return api.oneshot(req).await.unwrap_or_else(|e| match e {});
-                }
-                if path.starts_with(&base_path) || format!("{path}/") == base_path {
-                    return static_files::serve(&public_dir, &base_path, req).await;
-                }
-                crate::error::GatewayError::NotFound.into_response()
-            }
-        })
-        .with_state(state)
-}
-
-fn metrics_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .fallback(|| async { crate::error::GatewayError::NotFound.into_response() })
-        .with_state(state)
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    if let Some(r) = &state.revocation {
-        r.health();
-    }
-    let mut response = state.metrics.encode().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    response
-}
-
-async fn healthz() -> Response {
-    "ok".into_response()
-}
-
-/// `/readyz`: 503 before the gateway can decide requests (no verification key; revocation index
-/// not listed yet; shutting down); 200 otherwise. A revocation watch that lost the API server
-/// keeps the gateway ready (it serves from the last known state) but is reported as `degraded`.
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let mut ready = true;
-    let mut degraded = false;
-    let mut checks = serde_json::Map::new();
-    if state.shutdown.is_cancelled() {
-        ready = false;
-        checks.insert("shutdown".into(), json!("in progress"));
-    }
-    if state.config.passthrough {
-        checks.insert("keys".into(), json!("pass-through: not used"));
-    } else if state.verifier.has_keys() {
-        checks.insert(
-            "keys".into(),
-            json!(format!("{} loaded", state.verifier.keys().len())),
-        );
-    } else {
-        ready = false;
-        checks.insert("keys".into(), json!("no verification key loaded"));
-    }
-    match &state.revocation {
-        None => {
-            checks.insert("revocation".into(), json!("off"));
-        }
-        Some(r) => {
-            let h = r.health();
-            let text = if !h.synced {
-                ready = false;
-                format!(
-                    "not synchronised yet{}",
-                    h.last_error
-                        .map(|e| format!(" (last error: {e})"))
-                        .unwrap_or_default()
-                )
-            } else if !h.healthy {
-                degraded = true;
-                format!(
-                    "stale: serving from the last known state ({} GateTokens, last data {:.0} s ago; last error: {})",
-                    h.entries,
-                    h.age_secs.unwrap_or(0.0),
-                    h.last_error.unwrap_or_default()
-                )
-            } else {
-                format!("ok ({} GateTokens)", h.entries)
-            };
-            checks.insert("revocation".into(), json!(text));
-        }
-    }
-    let status = if !ready {
-        "unavailable"
-    } else if degraded {
-        "degraded"
-    } else {
-        "ok"
-    };
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let mut response = (
-        code,
-        axum::Json(json!({"status": status, "checks": checks})),
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

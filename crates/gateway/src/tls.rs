@@ -8,9 +8,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use crate::metrics::Metrics;
-use crate::verify::file_digest;
+use crate::util::file_digest;
 
 /// A file's content hash (`None`: unreadable).
 type Digest = Option<[u8; 32]>;

@@ -12,9 +12,10 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::error::ConfigError;
 use crate::metrics::Metrics;
-use crate::verify::{file_digest, sha256};
+use crate::util::{file_digest, sha256};
 
 /// The HTTP client type used for every upstream request.
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
@@ -232,41 +233,69 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     }
 }
 
-/// A kube client for the gateway's own calls (the revocation watch), authenticated with the
-/// ServiceAccount token file: each request carries the token as last (re-)read by `sa`, trimmed.
-pub fn kube_client(
-    config: &Config,
-    sa: Option<Arc<SecretFile>>,
-) -> Result<kube::Client, ConfigError> {
-    let uri: Uri = config
-        .api_server
-        .parse()
-        .map_err(|e| ConfigError::Invalid(format!("-api-server: {e}")))?;
-    let mut kc = kube::Config::new(uri);
-    if config.skip_verify_tls {
-        kc.accept_invalid_certs = true;
-    } else if let Some(ca) = &config.ca_file {
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| ConfigError::File {
-                path: ca.clone(),
-                message: e.to_string(),
-            })?
-            .filter_map(Result::ok)
-            .map(|c| c.as_ref().to_vec())
-            .collect::<Vec<_>>();
-        kc.root_cert = Some(certs);
+/// Builds kube clients for the API server of the configuration, each authenticating with the
+/// bearer token a function returns at request time.
+#[derive(Clone)]
+pub struct KubeClients {
+    config: kube::Config,
+}
+
+impl KubeClients {
+    /// The API server, CA and TLS settings of `config`.
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        let uri: Uri = config
+            .api_server
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("-api-server: {e}")))?;
+        let mut kc = kube::Config::new(uri);
+        if config.skip_verify_tls {
+            kc.accept_invalid_certs = true;
+        } else if let Some(ca) = &config.ca_file {
+            let certs = CertificateDer::pem_file_iter(ca)
+                .map_err(|e| ConfigError::File {
+                    path: ca.clone(),
+                    message: e.to_string(),
+                })?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::File {
+                    path: ca.clone(),
+                    message: e.to_string(),
+                })?
+                .into_iter()
+                .map(|c| c.as_ref().to_vec())
+                .collect();
+            kc.root_cert = Some(certs);
+        }
+        Ok(Self { config: kc })
     }
-    let builder = kube::client::ClientBuilder::try_from(kc)
-        .map_err(|e| ConfigError::Invalid(format!("kube client: {e}")))?;
-    let auth =
-        tower::util::MapRequestLayer::new(move |mut req: http::Request<kube::client::Body>| {
-            if let Some(token) = sa.as_ref().and_then(|s| s.get())
-                && let Ok(mut value) = http::HeaderValue::from_str(&format!("Bearer {token}"))
-            {
-                value.set_sensitive(true);
-                req.headers_mut().insert(http::header::AUTHORIZATION, value);
-            }
-            req
-        });
-    Ok(builder.with_layer(&auth).build())
+
+    /// A client whose requests carry `Authorization: Bearer <token()>`, read at each request (so
+    /// a rotated ServiceAccount token is used as soon as it is re-read).
+    pub fn with_token(
+        &self,
+        token: impl Fn() -> Option<Arc<str>> + Clone + Send + Sync + 'static,
+    ) -> Result<kube::Client, ConfigError> {
+        let builder = kube::client::ClientBuilder::try_from(self.config.clone())
+            .map_err(|e| ConfigError::Invalid(format!("kube client: {e}")))?;
+        let auth =
+            tower::util::MapRequestLayer::new(move |mut req: http::Request<kube::client::Body>| {
+                if let Some(token) = token()
+                    && let Ok(mut value) = http::HeaderValue::from_str(&format!("Bearer {token}"))
+                {
+                    value.set_sensitive(true);
+                    req.headers_mut().insert(http::header::AUTHORIZATION, value);
+                }
+                req
+            });
+        Ok(builder.with_layer(&auth).build())
+    }
+
+    /// A client for the gateway's own calls (the revocation watch), with the ServiceAccount token
+    /// file as last (re-)read by `sa`.
+    pub fn service_account(
+        &self,
+        sa: Option<Arc<SecretFile>>,
+    ) -> Result<kube::Client, ConfigError> {
+        self.with_token(move || sa.as_ref().and_then(|s| s.get()))
+    }
 }

@@ -5,38 +5,17 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_lc_rs::digest;
-use virt_gateway_auth::jwt::{TokenError, VerifiedToken, Verifier};
+use virt_gateway_auth::jwt::{AudiencePolicy, TokenError, VerifiedToken, Verifier};
 use virt_gateway_auth::keys::{self, PublicKey};
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use crate::metrics::Metrics;
+use crate::util::{file_digest, sha256};
 
 /// Largest number of cached tokens; when full, expired entries are purged, then everything.
 pub const CACHE_CAPACITY: usize = 10_000;
-
-/// Seconds since the Unix epoch.
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// SHA-256 of a file's content, or `None` when it cannot be read.
-pub fn file_digest(path: &Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|bytes| sha256(&bytes))
-}
-
-/// SHA-256.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
 
 struct KeyFile {
     path: PathBuf,
@@ -55,6 +34,7 @@ pub struct TokenVerifier {
     verifier: RwLock<Arc<Verifier>>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
     leeway: Duration,
+    audience: AudiencePolicy,
     metrics: Arc<Metrics>,
 }
 
@@ -73,42 +53,61 @@ impl TokenVerifier {
         paths: &[PathBuf],
         leeway: Duration,
         metrics: Arc<Metrics>,
-        required: bool,
     ) -> Result<Self, ConfigError> {
         let mut files = Vec::new();
         for path in paths {
-            match read_keys(path) {
-                Ok((keys, digest)) => files.push(KeyFile {
-                    path: path.clone(),
-                    digest: Some(digest),
-                    keys,
-                }),
-                Err(message) if required => {
-                    return Err(ConfigError::File {
-                        path: path.clone(),
-                        message,
-                    });
-                }
-                Err(message) => {
-                    tracing::warn!(file = %path.display(), error = %message, "verification key file not loaded");
-                    files.push(KeyFile {
-                        path: path.clone(),
-                        digest: None,
-                        keys: Vec::new(),
-                    });
-                }
-            }
+            let (keys, digest) = read_keys(path).map_err(|message| ConfigError::File {
+                path: path.clone(),
+                message,
+            })?;
+            files.push(KeyFile {
+                path: path.clone(),
+                digest: Some(digest),
+                keys,
+            });
         }
+        Ok(Self::with_files(files, leeway, metrics))
+    }
+
+    /// A verifier for `keys` that never reloads (tests and embedding).
+    pub fn from_keys(keys: Vec<PublicKey>, leeway: Duration, metrics: Arc<Metrics>) -> Self {
+        let file = KeyFile {
+            path: PathBuf::new(),
+            digest: None,
+            keys,
+        };
+        Self::with_files(vec![file], leeway, metrics)
+    }
+
+    fn with_files(files: Vec<KeyFile>, leeway: Duration, metrics: Arc<Metrics>) -> Self {
         let all: Vec<PublicKey> = files.iter().flat_map(|f| f.keys.iter().cloned()).collect();
         metrics.verification_keys.set(all.len() as i64);
-        let verifier = Verifier::new(all).with_leeway(leeway);
-        Ok(Self {
+        let audience = AudiencePolicy::default();
+        let verifier = Verifier::new(all)
+            .with_leeway(leeway)
+            .with_audience(audience.clone());
+        Self {
             files: Mutex::new(files),
             verifier: RwLock::new(Arc::new(verifier)),
             cache: Mutex::new(HashMap::new()),
             leeway,
+            audience,
             metrics,
-        })
+        }
+    }
+
+    /// Checks `aud` and `iss` with `policy` (review §6). The default policy accepts tokens
+    /// without `aud` and refuses every token bound to an audience.
+    #[must_use]
+    pub fn with_audience(mut self, policy: AudiencePolicy) -> Self {
+        let keys = self.current().keys().to_vec();
+        self.verifier = RwLock::new(Arc::new(
+            Verifier::new(keys)
+                .with_leeway(self.leeway)
+                .with_audience(policy.clone()),
+        ));
+        self.audience = policy;
+        self
     }
 
     /// Re-reads the key files; when any changed, rebuilds the key set and empties the cache. A file
@@ -119,7 +118,7 @@ impl TokenVerifier {
             return false;
         };
         let mut changed = false;
-        for file in files.iter_mut() {
+        for file in files.iter_mut().filter(|f| !f.path.as_os_str().is_empty()) {
             let digest = file_digest(&file.path);
             if digest == file.digest {
                 continue;
@@ -149,7 +148,9 @@ impl TokenVerifier {
         if changed {
             let all: Vec<PublicKey> = files.iter().flat_map(|f| f.keys.iter().cloned()).collect();
             self.metrics.verification_keys.set(all.len() as i64);
-            let verifier = Verifier::new(all).with_leeway(self.leeway);
+            let verifier = Verifier::new(all)
+                .with_leeway(self.leeway)
+                .with_audience(self.audience.clone());
             if let Ok(mut v) = self.verifier.write() {
                 *v = Arc::new(verifier);
             }
@@ -200,6 +201,13 @@ impl TokenVerifier {
         let verified = Arc::new(verifier.verify(token, now)?);
         let valid_until = verified.claims.exp.saturating_add(self.leeway.as_secs());
         if let Ok(mut cache) = self.cache.lock() {
+            // Review §10: a reload between `current()` and here swapped the keys and emptied the
+            // cache; caching now would keep a token of a removed key valid until its expiry.
+            // `reload` swaps the verifier before it takes the cache lock, so checking under the
+            // lock that the keys are still those we verified with closes the window.
+            if !Arc::ptr_eq(&verifier, &self.current()) {
+                return Ok(verified);
+            }
             if cache.len() >= CACHE_CAPACITY {
                 cache.retain(|_, e| e.valid_until >= now);
                 if cache.len() >= CACHE_CAPACITY {

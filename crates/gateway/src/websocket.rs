@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::metrics::Metrics;
+use crate::outcome::Reason;
 
 /// Close code: the token expired (application range 4000–4999).
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
@@ -49,11 +50,11 @@ impl Kill {
     }
 
     /// Bounded reason code for metrics and the audit log.
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Expired => "token_expired",
-            Self::Revoked(_) => "token_revoked",
-            Self::Shutdown => "shutdown",
+            Self::Expired => Reason::TokenExpired,
+            Self::Revoked(_) => Reason::TokenRevoked,
+            Self::Shutdown => Reason::Shutdown,
         }
     }
 }
@@ -173,11 +174,11 @@ pub enum SessionEnd {
 
 impl SessionEnd {
     /// Bounded reason code.
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Closed => "closed",
-            Self::Killed(k) => k.code(),
-            Self::Error => "io_error",
+            Self::Closed => Reason::Closed,
+            Self::Killed(k) => k.reason(),
+            Self::Error => Reason::IoError,
         }
     }
 }
@@ -212,12 +213,15 @@ enum Downstream {
     Error,
 }
 
-/// Upstream-to-client copy that follows frames and, when `kill` fires, finishes the current
-/// frame (bounded by [`DRAIN_LIMIT`]) and sends a close frame.
+/// Upstream-to-client copy that follows frames. When `kill` fires it stops the client-to-upstream
+/// copy at once (`input`), then finishes the current frame and sends a close frame, all within
+/// [`DRAIN_LIMIT`]. The kill races every read *and* every write: a client that stops reading
+/// blocks the write, and must not keep the session (and its input) alive past the deadline.
 async fn downstream<R, W>(
     mut from: R,
     mut to: W,
     kill: impl std::future::Future<Output = Kill>,
+    input: tokio::task::AbortHandle,
     bytes: &SessionBytes,
     metric: prometheus_client::metrics::counter::Counter,
 ) -> Downstream
@@ -228,51 +232,73 @@ where
     let mut tracker = FrameTracker::default();
     let mut buf = vec![0u8; 16 * 1024];
     tokio::pin!(kill);
-    let reason = loop {
-        tokio::select! {
+    // (why, whether the client stream is still at a byte we know: false after a cut write)
+    let (reason, intact) = loop {
+        let n = tokio::select! {
             biased;
-            reason = &mut kill => break reason,
+            reason = &mut kill => break (reason, true),
             read = from.read(&mut buf) => match read {
                 Ok(0) => {
-                    let _ = to.shutdown().await;
+                    let _ = tokio::time::timeout(DRAIN_LIMIT, to.shutdown()).await;
                     return Downstream::UpstreamClosed;
                 }
-                Ok(n) => {
-                    tracker.feed(&buf[..n]);
-                    if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
-                        return Downstream::Error;
-                    }
-                    bytes.to_client.fetch_add(n as u64, Ordering::Relaxed);
-                    metric.inc_by(n as u64);
-                }
+                Ok(n) => n,
                 Err(_) => return Downstream::Error,
             }
+        };
+        tracker.feed(&buf[..n]);
+        let written = tokio::select! {
+            biased;
+            reason = &mut kill => break (reason, false),
+            written = async {
+                to.write_all(&buf[..n]).await?;
+                to.flush().await
+            } => written,
+        };
+        if written.is_err() {
+            return Downstream::Error;
         }
+        bytes.to_client.fetch_add(n as u64, Ordering::Relaxed);
+        metric.inc_by(n as u64);
     };
-    // Finish the frame in flight, then close.
-    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
-        while !tracker.at_boundary() {
-            let n = match from.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => n,
-            };
-            let upto = tracker.until_boundary(&buf[..n]).unwrap_or(n);
-            if to.write_all(&buf[..upto]).await.is_err() {
-                return false;
-            }
-            bytes.to_client.fetch_add(upto as u64, Ordering::Relaxed);
+    input.abort();
+    // Finish the frame in flight and close, or give up (the caller then drops the connection).
+    let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+        if intact && finish_frame(&mut from, &mut to, &mut tracker, &mut buf, bytes).await {
+            let (code, text) = reason.close();
+            let _ = to.write_all(&close_frame(code, text)).await;
+            let _ = to.flush().await;
         }
-        true
+        let _ = to.shutdown().await;
     })
-    .await
-    .unwrap_or(false);
-    if drained {
-        let (code, text) = reason.close();
-        let _ = to.write_all(&close_frame(code, text)).await;
-        let _ = to.flush().await;
-    }
-    let _ = to.shutdown().await;
+    .await;
     Downstream::Killed(reason)
+}
+
+/// Copies up to the end of the frame in flight; false when that fails.
+async fn finish_frame<R, W>(
+    from: &mut R,
+    to: &mut W,
+    tracker: &mut FrameTracker,
+    buf: &mut [u8],
+    bytes: &SessionBytes,
+) -> bool
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    while !tracker.at_boundary() {
+        let n = match from.read(buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let upto = tracker.until_boundary(&buf[..n]).unwrap_or(n);
+        if to.write_all(&buf[..upto]).await.is_err() {
+            return false;
+        }
+        bytes.to_client.fetch_add(upto as u64, Ordering::Relaxed);
+    }
+    true
 }
 
 /// Pipes an upgraded client connection and an upgraded upstream connection until one side
@@ -286,6 +312,30 @@ pub async fn pipe(
 ) -> SessionEnd {
     let (client_read, client_write) = tokio::io::split(TokioIo::new(client));
     let (upstream_read, upstream_write) = tokio::io::split(TokioIo::new(upstream));
+    pipe_io(
+        (client_read, client_write),
+        (upstream_read, upstream_write),
+        kill,
+        bytes,
+        metrics,
+    )
+    .await
+}
+
+/// [`pipe`] over any byte streams (so that the kill can be tested on in-memory pipes).
+pub async fn pipe_io<CR, CW, UR, UW>(
+    (client_read, client_write): (CR, CW),
+    (upstream_read, upstream_write): (UR, UW),
+    kill: impl std::future::Future<Output = Kill>,
+    bytes: Arc<SessionBytes>,
+    metrics: Arc<Metrics>,
+) -> SessionEnd
+where
+    CR: AsyncRead + Unpin + Send + 'static,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin + Send + 'static,
+{
     let up_metric = metrics
         .websocket_bytes
         .get_or_create(&[("direction", "client_to_upstream")])
@@ -304,7 +354,16 @@ pub async fn pipe(
         )
         .await
     });
-    let end = downstream(upstream_read, client_write, kill, &bytes, down_metric).await;
+    let input = upstream_task.abort_handle();
+    let end = downstream(
+        upstream_read,
+        client_write,
+        kill,
+        input,
+        &bytes,
+        down_metric,
+    )
+    .await;
     match end {
         Downstream::Killed(reason) => {
             upstream_task.abort();
@@ -406,6 +465,83 @@ mod tests {
             [&[0x88, 15, 0x0f, 0xa1][..], b"token expired"].concat()
         );
         assert_eq!(close_frame(1000, &"x".repeat(300)).len(), 2 + 125);
+    }
+
+    /// Review §4: a client that stops reading while it keeps sending input blocked the write to
+    /// it, so the kill was never polled and its input kept reaching the VM after revocation.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off_when_the_session_is_killed() {
+        use std::sync::atomic::AtomicBool;
+        let (gw_client, mut client) = tokio::io::duplex(4096);
+        let (gw_upstream, upstream) = tokio::io::duplex(4096);
+        let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        let session = tokio::spawn(pipe_io(
+            tokio::io::split(gw_client),
+            tokio::io::split(gw_upstream),
+            async move {
+                let _ = kill_rx.await;
+                Kill::Revoked("token revoked")
+            },
+            Arc::new(SessionBytes::default()),
+            Arc::new(Metrics::new()),
+        ));
+        // The VM streams one endless frame; count what it sent.
+        let sent = Arc::new(AtomicU64::new(0));
+        let vm_sent = sent.clone();
+        tokio::spawn(async move {
+            let header = [0x82, 127, 0, 0, 0, 0, 0x40, 0, 0, 0]; // 1 GiB binary frame
+            upstream_write.write_all(&header).await.unwrap();
+            let chunk = [7u8; 1024];
+            while upstream_write.write_all(&chunk).await.is_ok() {
+                vm_sent.fetch_add(1024, Ordering::Relaxed);
+            }
+        });
+        // The VM records the client's input.
+        let received = Arc::new(AtomicU64::new(0));
+        let late = Arc::new(AtomicBool::new(false));
+        let (vm_received, vm_late) = (received.clone(), late.clone());
+        let recorder = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            loop {
+                match upstream_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        vm_received.fetch_add(n as u64, Ordering::Relaxed);
+                        if buf[..n].contains(&b'L') {
+                            vm_late.store(true, Ordering::Relaxed);
+                        }
+                    }
+                };
+            }
+        });
+        // The client never reads; it types until every buffer towards it is full: with 4 KiB
+        // pipes, 10 KiB sent by the VM means the gateway holds at least 2 KiB it cannot write.
+        while sent.load(Ordering::Relaxed) < 10 * 1024 || received.load(Ordering::Relaxed) == 0 {
+            client.write_all(b"key").await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        kill_tx.send(()).unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .expect("the kill ends a session whose client stopped reading")
+            .unwrap();
+        assert_eq!(end, SessionEnd::Killed(Kill::Revoked("token revoked")));
+        // Input typed after the kill never reaches the VM, whose connection is closed (the
+        // recorder sees its end).
+        for _ in 0..100 {
+            if client.write_all(b"LATE").await.is_err() {
+                break;
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(5), recorder)
+            .await
+            .expect("the upstream connection is closed")
+            .unwrap();
+        assert!(
+            !late.load(Ordering::Relaxed),
+            "input after the kill reached the VM"
+        );
     }
 
     #[test]

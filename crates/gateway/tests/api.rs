@@ -20,6 +20,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use virt_gateway_auth::jwt::Claims;
 use virt_gateway_auth::keys::KeyAlgorithm;
 
 fn get(url: String) -> Request<Full<Bytes>> {
@@ -142,6 +143,67 @@ fn forge(header: Value, claims: Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> Strin
     );
     let signature = sign(input.as_bytes());
     secret(&format!("{input}.{}", B64.encode(signature)))
+}
+
+/// Exec, attach, port-forward and proxy need `create` in the token whatever the HTTP method
+/// (security review §5): a "read-only" token with `resources: ["*"]` does not open exec, nor the
+/// kubelet's exec behind `nodes/proxy`, although the gateway's ServiceAccount could (upstream
+/// only ever sees the gateway). With `create` the request is forwarded.
+#[tokio::test]
+async fn exec_attach_port_forward_and_proxy_need_create_whatever_the_method() {
+    let connect = PolicyRule {
+        api_groups: Some(vec!["".into()]),
+        resources: Some(vec![
+            "pods/exec".into(),
+            "pods/attach".into(),
+            "pods/portforward".into(),
+            "nodes/proxy".into(),
+        ]),
+        verbs: vec!["get".into(), "create".into()],
+        ..Default::default()
+    };
+    let env = Env::new(vec![connect], vec![]).await;
+    let gw = env.gateway().await;
+    let token = |namespace: &str, verbs: &[&str], resources: &[&str]| {
+        let mut c = Claims::new(now() + 3600);
+        c.namespace = namespace.into();
+        c.verbs = verbs.iter().map(|v| (*v).into()).collect();
+        c.api_groups = Some(vec!["".into()]);
+        c.resources = Some(resources.iter().map(|r| (*r).into()).collect());
+        mint(&env.key, &c)
+    };
+    let ns = &env.ns;
+    let exec = format!("/k8s/api/v1/namespaces/{ns}/pods/web-0/exec?command=id&stdout=true");
+    let attach = format!("/k8s/api/v1/namespaces/{ns}/pods/web-0/attach?stdout=true");
+    let forward = format!("/k8s/api/v1/namespaces/{ns}/pods/web-0/portforward?ports=80");
+    let kubelet = "/k8s/api/v1/nodes/node-1/proxy/exec/kube-system/etcd/etcd?command=id".to_owned();
+    let read_all = token(ns, &["get"], &["*"]);
+    let read_cluster = token(
+        "*",
+        &["get", "list", "watch"],
+        &["nodes/proxy", "pods/exec"],
+    );
+    for (path, t) in [
+        (&exec, &read_all),
+        (&attach, &read_all),
+        (&forward, &read_all),
+        (&kubelet, &read_cluster),
+    ] {
+        let (status, _, body) = gw.get(path, Some(t)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("needs the verb"), "{path}: {body}");
+    }
+    // With `create` too, the gateway forwards; the API server answers (no such pod).
+    let with_create = token(ns, &["get", "create"], &["*"]);
+    let (status, _, body) = gw.get(&exec, Some(&with_create)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_no_token_logged();
 }
 
 #[tokio::test]
@@ -595,6 +657,123 @@ async fn auth_endpoints_set_and_clear_the_session_cookie_only_for_verified_token
     assert_no_token_logged();
 }
 
+fn set_cookies(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 14 point 5 (review §15, cookie tossing): behind a TLS-terminating proxy the session is
+/// the `__Host-` cookie, which no sibling subdomain can set; Gen B's name still works; and two
+/// different session cookies, under one name or the two and in either order, are refused
+/// rather than the first one winning (a sibling's tossed cookie is sent first).
+#[tokio::test]
+async fn the_host_prefixed_session_cookie_and_tossed_cookies() {
+    let env = Env::new(vec![], vec![]).await;
+    let gw = env.gateway().await;
+    let victim = env.seed_token();
+    let attacker = mint(&env.key, &seed_claims(&env.ns, now() + 1800));
+    assert_ne!(victim, attacker);
+    let sign_in = |forwarded_https: bool| {
+        let mut req = Request::post(format!("{}/auth/token", gw.url))
+            .header("content-type", "application/x-www-form-urlencoded");
+        if forwarded_https {
+            req = req.header("x-forwarded-proto", "https");
+        }
+        req.body(Full::new(Bytes::from(format!("token={victim}&then=/"))))
+            .unwrap()
+    };
+
+    // Over HTTPS (as the route's proxy says): the __Host- cookie, and Gen B's cleared.
+    let (status, headers, _) = send(sign_in(true)).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let cookies = set_cookies(&headers);
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert!(
+        cookies[0].starts_with(&format!(
+            "__Host-ocgate-session-token={victim}; Path=/; HttpOnly; SameSite=Lax; Max-Age="
+        )) && cookies[0].ends_with("; Secure")
+            && !cookies[0].to_ascii_lowercase().contains("domain="),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies[1].starts_with("ocgate-session-token=; Path=/;")
+            && cookies[1].contains("Max-Age=0"),
+        "{cookies:?}"
+    );
+    // Over plain HTTP: Gen B's name only (browsers refuse __Host- without HTTPS).
+    let (_, headers, _) = send(sign_in(false)).await;
+    let cookies = set_cookies(&headers);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert!(cookies[0].starts_with(&format!("ocgate-session-token={victim};")));
+
+    let with_cookie = |cookie: String| {
+        Request::get(format!("{}{}", gw.url, Env::vmi_path(&env.ns, "testvm")))
+            .header("cookie", cookie)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // Either name authenticates, and the same value under both is one session.
+    for cookie in [
+        format!("theme=dark; __Host-ocgate-session-token={victim}"),
+        format!("ocgate-session-token={victim}"),
+        format!("__Host-ocgate-session-token={victim}; ocgate-session-token={victim}"),
+    ] {
+        let (status, _, body) = send(with_cookie(cookie.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{cookie}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // A tossed cookie, before or after ours, under either name: refused, never served as
+    // whichever came first (both tokens verify and allow the request on their own).
+    for cookie in [
+        format!("ocgate-session-token={attacker}; __Host-ocgate-session-token={victim}"),
+        format!("__Host-ocgate-session-token={victim}; ocgate-session-token={attacker}"),
+        format!("ocgate-session-token={attacker}; ocgate-session-token={victim}"),
+        format!("__Host-ocgate-session-token={attacker}; __Host-ocgate-session-token={victim}"),
+    ] {
+        let (status, _, body) = send(with_cookie(cookie)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            status_of(&body)
+                .0
+                .contains("several different session cookies"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // /auth/session reads the __Host- cookie too.
+    let req = Request::get(format!("{}/auth/session", gw.url))
+        .header("cookie", format!("__Host-ocgate-session-token={victim}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(req).await.0, StatusCode::OK);
+
+    // Logout over HTTPS clears both names.
+    let req = Request::get(format!("{}/auth/logout", gw.url))
+        .header("x-forwarded-proto", "https")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, _) = send(req).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let cookies = set_cookies(&headers);
+    assert!(
+        cookies.len() == 2
+            && cookies[0].starts_with("__Host-ocgate-session-token=; Path=/;")
+            && cookies[1].starts_with("ocgate-session-token=; Path=/;")
+            && cookies
+                .iter()
+                .all(|c| c.contains("Max-Age=0") && c.ends_with("; Secure")),
+        "{cookies:?}"
+    );
+    assert_no_token_logged();
+}
+
 /// The part of a refusal message that does not depend on the current second ("token expired at
 /// X (now N, ...)" differs in N between two requests).
 fn stable(message: &str) -> &str {
@@ -742,8 +921,16 @@ async fn key_rotation_old_and_new_keys_both_work_and_removed_keys_stop_working()
     let second = key(KeyAlgorithm::Ed25519);
     let second_file = write_public_key(env.dir.path(), "second.pem", &second);
     let gw = env
-        .gateway_with(&[&format!("--jwt-key-files={}", second_file.display())])
+        .gateway_with(&[
+            &format!("--jwt-key-files={}", second_file.display()),
+            "--publish-jwks",
+        ])
         .await;
+    // Review §2: without --publish-jwks the keys are not published (an upstream gateway sharing
+    // the namespace key would accept HS256 tokens signed with it).
+    let default = env.gateway().await;
+    let (status, _, _) = send(get(format!("{}/.well-known/jwks.json", default.url))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let path = Env::vmi_path(&env.ns, "testvm");
     let claims = seed_claims(&env.ns, now() + 3600);
     let old_token = mint(&env.key, &claims);
@@ -881,6 +1068,13 @@ async fn health_readiness_and_bounded_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ready["status"], "ok");
     assert_eq!(ready["checks"]["revocation"], "off");
+    // Review §14: the public /readyz says ready or not, nothing about keys or the watch.
+    let (status, _, body) = send(get(format!("{}/readyz", gw.url))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"status": "ok"})
+    );
     let token = env.seed_token();
     gw.get(&Env::vmi_path(&env.ns, "testvm"), Some(&token))
         .await;
@@ -951,10 +1145,11 @@ async fn https_serving_sets_secure_cookies_and_reloads_its_certificate() {
     );
     let response = client.request(get(uri)).await.unwrap();
     assert_eq!(response.status(), StatusCode::FOUND);
+    let cookie = set_cookie(response.headers());
     assert!(
-        set_cookie(response.headers()).ends_with("; Secure"),
-        "{}",
-        set_cookie(response.headers())
+        cookie.starts_with(&format!("__Host-ocgate-session-token={token}; Path=/;"))
+            && cookie.ends_with("; Secure"),
+        "over HTTPS the session is the __Host- cookie: {cookie}"
     );
 
     let addr = gw.addr;
@@ -1100,4 +1295,86 @@ async fn startup_errors_are_clear() {
     ])
     .unwrap_err();
     assert!(err.to_string().contains("no-such-flag"), "{err}");
+}
+
+/// Review §6: two GateServers sharing the namespace key. A token bound to server A is refused
+/// by server B; tokens without `aud` (upstream operator, issued before audiences) keep working
+/// unless B requires an audience.
+#[tokio::test]
+async fn a_token_for_one_gateway_is_refused_by_another_sharing_the_key() {
+    let env = Env::new(vec![], vec![]).await;
+    let aud = |name: &str| virt_gateway_api::names::gateserver_audience(&env.ns, name);
+    let iss = virt_gateway_api::names::token_issuer(&env.ns);
+    let gw_a = env
+        .gateway_with(&[
+            &format!("--audience={}", aud("a")),
+            &format!("--issuer={iss}"),
+        ])
+        .await;
+    let gw_b = env
+        .gateway_with(&[
+            &format!("--audience={}", aud("b")),
+            &format!("--issuer={iss}"),
+        ])
+        .await;
+    let strict_b = env
+        .gateway_with(&[&format!("--audience={}", aud("b")), "--require-audience"])
+        .await;
+    let path = Env::vmi_path(&env.ns, "testvm");
+    let mut claims = seed_claims(&env.ns, now() + 3600);
+    let unbound = mint(&env.key, &claims);
+    claims.aud = Some(vec![aud("a")]);
+    claims.iss = Some(iss.clone());
+    let for_a = mint(&env.key, &claims);
+    claims.iss = Some("ocgate.yaacov.com/namespaces/elsewhere".into());
+    let foreign_issuer = mint(&env.key, &claims);
+
+    assert_eq!(gw_a.get(&path, Some(&for_a)).await.0, StatusCode::OK);
+    assert_eq!(
+        gw_b.get(&path, Some(&for_a)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        strict_b.get(&path, Some(&for_a)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        gw_a.get(&path, Some(&foreign_issuer)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(gw_a.get(&path, Some(&unbound)).await.0, StatusCode::OK);
+    assert_eq!(gw_b.get(&path, Some(&unbound)).await.0, StatusCode::OK);
+    assert_eq!(
+        strict_b.get(&path, Some(&unbound)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_no_token_logged();
+}
+
+/// Review §11: connections beyond --max-connections are answered 503 and closed, instead of
+/// each getting a task without limit.
+#[tokio::test]
+async fn connections_over_the_cap_get_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new(vec![], vec![]).await;
+    let gw = env.gateway_with(&["--max-connections=1"]).await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    // The one allowed connection, held open (a request head not yet finished).
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    held.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut answer = Vec::new();
+    second.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many connections"), "{answer}");
+    // Once the first is done, a new connection is served.
+    held.write_all(b"Host: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    held.read_to_end(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    let (status, _, _) = send(get(format!("{}/healthz", gw.url))).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -17,13 +17,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::PolicyRule;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ObjectMeta, Patch,
-    PatchParams, PostParams,
-};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use virt_gateway_api::{GateToken, GateTokenData, GateTokenPhase, GateTokenSpec, GateTokenStatus};
 use virt_gateway_auth::jwt::Claims;
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
@@ -357,31 +355,44 @@ async fn a_websocket_is_closed_with_a_close_frame_when_its_token_expires() {
     assert_no_token_logged();
 }
 
-fn gatetokens(client: kube::Client, ns: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("ocgate.yaacov.com", "v1beta1", "GateToken"),
-        "gatetokens",
-    );
-    Api::namespaced_with(client, ns, &resource)
+fn gatetokens(client: kube::Client, ns: &str) -> Api<GateToken> {
+    Api::namespaced(client, ns)
 }
 
-async fn create_gatetoken(api: &Api<DynamicObject>, name: &str, target_ns: &str) -> String {
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "ocgate.yaacov.com/v1beta1", "kind": "GateToken",
-        "metadata": {"name": name},
-        "spec": {"namespace": target_ns, "resourceNames": ["testvm"]}
-    }))
-    .unwrap();
-    let created = api.create(&PostParams::default(), &object).await.unwrap();
+async fn create_gatetoken(api: &Api<GateToken>, name: &str, target_ns: &str) -> String {
+    let spec = GateTokenSpec {
+        namespace: target_ns.into(),
+        resource_names: Some(vec!["testvm".into()]),
+        ..GateTokenSpec::default()
+    };
+    let created = api
+        .create(&PostParams::default(), &GateToken::new(name, spec))
+        .await
+        .unwrap();
     created.metadata.uid.unwrap()
 }
 
-fn status_patch(token: &str, phase: &str, jti: &str, exp: u64) -> Value {
-    json!({"status": {
-        "conditions": [], "token": token, "service-account-name": "", "phase": phase,
-        "data": {"from": "2021-04-22T10:00:00Z", "until": "2100-01-01T00:00:00Z", "duration-sec": 3600,
-                 "nbf": now() - 10, "exp": exp, "alg": "ES256", "jti": jti}
-    }})
+/// The status the operator writes for a token of `spec`, built from the API crate's types as the
+/// operator builds it (so this test cannot drift from the contract).
+fn signed_status(
+    spec: &GateTokenSpec,
+    token: &str,
+    phase: GateTokenPhase,
+    jti: &str,
+    exp: u64,
+) -> Value {
+    let rule = spec.effective_rule().unwrap();
+    let validity = spec.validity(jiff::Timestamp::now()).unwrap();
+    let mut data = GateTokenData::new(&rule, &validity, "ES256");
+    data.exp = i64::try_from(exp).unwrap();
+    data.jti = Some(jti.into());
+    let mut status = GateTokenStatus {
+        token: token.into(),
+        data,
+        ..GateTokenStatus::default()
+    };
+    status.set_phase(phase);
+    json!({ "status": status })
 }
 
 /// The CRDs installed and an environment whose gateway may watch GateTokens in its namespace,
@@ -525,7 +536,13 @@ async fn revocation_closes_sessions_and_refuses_revoked_deleted_completed_and_un
     api.patch_status(
         "complete-me",
         &PatchParams::default(),
-        &Patch::Merge(status_patch("", "Completed", &complete_me, now() + 3600)),
+        &Patch::Merge(signed_status(
+            &GateTokenSpec::default(),
+            "",
+            GateTokenPhase::Completed,
+            &complete_me,
+            now() + 3600,
+        )),
     )
     .await
     .unwrap();
@@ -729,11 +746,16 @@ async fn gettoken_creates_the_gatetoken_with_the_callers_credentials_and_returns
         &env.ns,
         "minter",
         vec![],
-        vec![rule(
-            &["ocgate.yaacov.com"],
-            &["gatetokens"],
-            &["create", "get"],
-        )],
+        vec![
+            rule(&["ocgate.yaacov.com"], &["gatetokens"], &["create", "get"]),
+            // A GateToken may grant only what its creator may do (the delegation policy):
+            // the minter may open the VNC consoles it hands out.
+            rule(
+                &["subresources.kubevirt.io"],
+                &["virtualmachineinstances", "virtualmachineinstances/vnc"],
+                &["get"],
+            ),
+        ],
     )
     .await;
     let nobody = service_account(env.cp, &env.ns, "nobody", vec![], vec![]).await;
@@ -765,29 +787,25 @@ async fn gettoken_creates_the_gatetoken_with_the_callers_credentials_and_returns
                     .unwrap_or_default()
                 {
                     let name = gt.metadata.name.clone().unwrap();
-                    let signed = gt
-                        .data
-                        .pointer("/status/token")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| !t.is_empty());
+                    let signed = gt.status.as_ref().is_some_and(|s| !s.token.is_empty());
                     if signed || name.starts_with("unsigned-") {
                         continue;
                     }
                     let uid = gt.metadata.uid.clone().unwrap();
-                    let target = gt
-                        .data
-                        .pointer("/spec/namespace")
-                        .and_then(Value::as_str)
-                        .unwrap_or("*")
-                        .to_string();
-                    let mut claims = seed_claims(&target, now() + 600);
+                    let mut claims = seed_claims(&gt.spec.namespace, now() + 600);
                     claims.jti = Some(uid.clone());
                     let token = mint(&signer, &claims);
                     let _ = api
                         .patch_status(
                             &name,
                             &PatchParams::default(),
-                            &Patch::Merge(status_patch(&token, "Ready", &uid, claims.exp)),
+                            &Patch::Merge(signed_status(
+                                &gt.spec,
+                                &token,
+                                GateTokenPhase::Ready,
+                                &uid,
+                                claims.exp,
+                            )),
                         )
                         .await;
                 }
@@ -863,10 +881,27 @@ async fn gettoken_creates_the_gatetoken_with_the_callers_credentials_and_returns
     )
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // The delegation policy checks the caller: `spec: {}` (every VM's console in every
+    // namespace) is more than the minter holds (its Role is in one namespace), refused with the
+    // API server's Status naming the missing permission (security review §1, §8).
+    let (status, _, answer) = post(
+        Some(minter.clone()),
+        json!({"metadata": {"namespace": env.ns, "name": "everywhere"}, "spec": {}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (message, reason) = status_of(&answer);
+    assert_eq!(reason, "Forbidden");
+    assert!(
+        message.contains("virt-gateway-gatetoken-delegation")
+            && message.contains(r#""get" on "virtualmachineinstances""#)
+            && message.contains("in all namespaces"),
+        "{message}"
+    );
     // An operator that never signs: a bounded wait, then 504.
     let (status, _, answer) = post(
         Some(minter.clone()),
-        json!({"metadata": {"namespace": env.ns, "name": "unsigned-1"}, "spec": {}}),
+        json!({"metadata": {"namespace": env.ns, "name": "unsigned-1"}, "spec": {"namespace": env.ns}}),
     )
     .await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);

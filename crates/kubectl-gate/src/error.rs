@@ -74,6 +74,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The GateServer's gateway-URL annotation is not a usable URL.
+    #[error("{0}; fix the annotation or pass --gateway-url")]
+    BadAdvertisedUrl(String),
+
     /// No usable kubeconfig or context.
     #[error("cannot load the Kubernetes client configuration: {0}")]
     Kubeconfig(String),
@@ -104,6 +108,19 @@ pub enum Error {
         /// The refused call.
         action: Action,
         /// The API server's message.
+        message: String,
+    },
+
+    /// The API server's delegation policy refused a GateToken that grants more than the user
+    /// may do themselves.
+    #[error(
+        "not allowed to grant this console: {message}\n\
+         hint: a GateToken may grant only what you may do yourself. Ask a cluster admin for get on \
+         virtualmachineinstances and virtualmachineinstances/vnc (group subresources.kubevirt.io) of that VM in its \
+         namespace, e.g. by binding the ClusterRole of deploy/console-role.yaml there (see \"Permissions\" in the kubectl-gate README)"
+    )]
+    NotDelegable {
+        /// The API server's message (names the first permission missing).
         message: String,
     },
 
@@ -289,6 +306,20 @@ mod tests {
             e.contains("can-i list gateservers.ocgate.yaacov.com -A"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_delegation_refusal_says_what_to_ask_for() {
+        let e = Error::NotDelegable {
+            message: "this GateToken grants \"get\" on \"virtualmachineinstances/vnc\"".into(),
+        }
+        .to_string();
+        assert!(
+            e.starts_with("not allowed to grant this console: this GateToken grants"),
+            "{e}"
+        );
+        assert!(e.contains("only what you may do yourself"), "{e}");
+        assert!(e.contains("deploy/console-role.yaml"), "{e}");
     }
 
     #[test]

@@ -84,12 +84,21 @@ pub fn describe_watch(err: &kube::runtime::watcher::Error) -> String {
     }
 }
 
-/// Turns a failed call into an [`Error`]: 403 is [`Error::Forbidden`] with the API server's
-/// message; 404 is [`Error::CrdsNotInstalled`] when the API is not served, else
+/// Turns a failed call into an [`Error`]: 403 is [`Error::NotDelegable`] when the delegation
+/// policy refused, else [`Error::Forbidden`] with the API server's message; 404 is [`Error::CrdsNotInstalled`] when the API is not served, else
 /// [`Error::NotFound`] for a named object.
 pub async fn api_error(client: &Client, action: Action, err: kube::Error) -> Error {
     if let kube::Error::Api(status) = &err {
         match status.code {
+            // The delegation policy, not RBAC on gatetokens: a different fix.
+            403 if status
+                .message
+                .contains(virt_gateway_api::admission::GATETOKEN_POLICY) =>
+            {
+                return Error::NotDelegable {
+                    message: status.message.clone(),
+                };
+            }
             403 => {
                 return Error::Forbidden {
                     action,

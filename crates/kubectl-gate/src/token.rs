@@ -124,7 +124,7 @@ pub async fn run(kube: &Kube, args: TokenArgs) -> Result<(), Error> {
         )));
     }
     if let Some(url) = &args.gateway_url {
-        link::gateway_url(Some(url), None, "")?;
+        link::gateway_url(Some(url), None, None, "")?;
     }
 
     // The GateServer: where the token is created, and the gateway's address.
@@ -147,12 +147,18 @@ pub async fn run(kube: &Kube, args: TokenArgs) -> Result<(), Error> {
         None => format!("{server_ns}/{}", server_name.as_deref().unwrap_or("?")),
     };
     let gateway = if args.output == TokenOutput::Link {
+        let advertised = server.as_ref().and_then(|gs| gs.gateway_url_annotation());
         let route = server.as_ref().and_then(|gs| gs.spec.route());
-        Some(link::gateway_url(
+        let url = link::gateway_url(
             args.gateway_url.as_deref(),
+            advertised,
             route,
             &server_display,
-        )?)
+        )?;
+        if let Some(warning) = cleartext_warning(&url) {
+            eprintln!("warning: {warning}");
+        }
+        Some(url)
     } else {
         None
     };
@@ -269,7 +275,17 @@ pub async fn run(kube: &Kube, args: TokenArgs) -> Result<(), Error> {
             let gateway = gateway.unwrap_or_default();
             println!(
                 "{}",
-                link::console_link(&gateway, &status.token, &kube.namespace, &args.vm)
+                link::console_link(
+                    if args.query_link {
+                        link::LinkForm::Query
+                    } else {
+                        link::LinkForm::Fragment
+                    },
+                    &gateway,
+                    &status.token,
+                    &kube.namespace,
+                    &args.vm
+                )
             );
         }
         TokenOutput::Token => println!("{}", status.token),
@@ -285,6 +301,25 @@ pub async fn run(kube: &Kube, args: TokenArgs) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A warning for a link that would carry its token unencrypted over a network: `http://` to a
+/// host other than a loopback address or `localhost`.
+fn cleartext_warning(gateway_url: &str) -> Option<String> {
+    let uri: http::Uri = gateway_url.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| {
+        format!(
+            "the gateway URL {gateway_url} is plain http: the link's token would cross the network unencrypted"
+        )
+    })
 }
 
 /// The object as `kubectl get -o yaml` shows it, without managedFields.
@@ -563,6 +598,26 @@ mod tests {
         let tok = build_token(&req);
         assert!(!tok.labels().contains_key(LABEL_VM));
         assert_eq!(tok.spec.resource_names, Some(vec!["v".repeat(64)]));
+    }
+
+    #[test]
+    fn plain_http_warns_unless_it_stays_on_this_machine() {
+        for quiet in [
+            "https://gw.example.com",
+            "http://127.0.0.1:8080",
+            "http://127.3.4.5",
+            "http://localhost:9000",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(cleartext_warning(quiet), None, "{quiet}");
+        }
+        for loud in ["http://gw.example.com", "http://10.0.0.5:8080"] {
+            let warning = cleartext_warning(loud).unwrap();
+            assert!(
+                warning.contains(loud) && warning.contains("unencrypted"),
+                "{warning}"
+            );
+        }
     }
 
     #[test]

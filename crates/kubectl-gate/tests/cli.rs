@@ -7,9 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use k8s_openapi::api::rbac::v1::Role;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use virt_gateway_api::{GateServer, GateToken};
 use virt_gateway_auth::authz::authorize;
@@ -393,12 +394,108 @@ async fn a_gateserver_without_route_needs_a_gateway_url() {
     assert_eq!(base, "http://127.0.0.1:8080");
     verify(&client, &gw, &token, unix_now()).await;
 
+    // The upstream form on request: the same token, in the query of /auth/token.
+    let out = gate(
+        cp,
+        &[
+            "token",
+            "testvm",
+            "--server-namespace",
+            &gw,
+            "--gateway-url",
+            "http://127.0.0.1:8080/",
+            "--query-link",
+        ],
+    )
+    .await;
+    let (base, token, then) = parse_query_link(out.ok().trim_end());
+    assert_eq!(base, "http://127.0.0.1:8080");
+    assert!(then.starts_with("/noVNC/vnc_lite.html?path=k8s/"), "{then}");
+    verify(&client, &gw, &token, unix_now()).await;
+
     let out = gate(
         cp,
         &["token", "testvm", "--server-namespace", &gw, "-o", "token"],
     )
     .await;
     verify(&client, &gw, out.ok().trim_end(), unix_now()).await;
+}
+
+/// The gateway's reachable URL comes from the GateServer itself, so `kubectl gate token` needs
+/// no flag where the route is not what users open (`make demo`'s loopback port, a load balancer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_url_annotation_is_where_links_point() {
+    let (cp, client, gw) = setup().await;
+    let _operator = Operator::start(client.clone(), &gw);
+    ready_server(&client, &gw, "gs", json!({"route": ROUTE})).await;
+    let servers: Api<GateServer> = Api::namespaced(client.clone(), &gw);
+    let annotate = |url: &str| {
+        let patch = json!({"metadata": {"annotations": {
+            virt_gateway_api::gateserver::GATEWAY_URL_ANNOTATION: url
+        }}});
+        let servers = servers.clone();
+        async move {
+            servers
+                .patch("gs", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    let token = ["token", "testvm", "--server-namespace", &gw];
+
+    annotate("http://127.0.0.1:43121/").await;
+    let out = gate(cp, &token).await;
+    let (base, jwt, _) = parse_link(out.ok().trim_end());
+    assert_eq!(
+        base, "http://127.0.0.1:43121",
+        "the annotation wins over the route"
+    );
+    assert!(
+        !out.stderr.contains("warning"),
+        "loopback http: {}",
+        out.stderr
+    );
+    verify(&client, &gw, &jwt, unix_now()).await;
+
+    let mut with_flag = token.to_vec();
+    with_flag.extend(["--gateway-url", "https://elsewhere.example.com"]);
+    let (base, _, _) = parse_link(gate(cp, &with_flag).await.ok().trim_end());
+    assert_eq!(base, "https://elsewhere.example.com", "the flag still wins");
+
+    annotate("http://gw.example.com:8080").await;
+    let out = gate(cp, &token).await;
+    let (base, _, _) = parse_link(out.ok().trim_end());
+    assert_eq!(base, "http://gw.example.com:8080");
+    assert!(
+        out.stderr
+            .contains("warning: the gateway URL http://gw.example.com:8080 is plain http"),
+        "{}",
+        out.stderr
+    );
+
+    let before = tokens(&client, &gw).await.len();
+    annotate("gw.example.com").await;
+    let err = gate(cp, &token).await.fails(1).to_owned();
+    assert!(
+        err.contains(&format!(
+            "GateServer {gw}/gs's annotation ocgate.yaacov.com/gateway-url \"gw.example.com\""
+        )) && err.contains("--gateway-url"),
+        "{err}"
+    );
+    assert_eq!(
+        tokens(&client, &gw).await.len(),
+        before,
+        "a bad annotation is refused before anything is created"
+    );
+    let mut as_token = token.to_vec();
+    as_token.extend(["-o", "token"]);
+    verify(
+        &client,
+        &gw,
+        gate(cp, &as_token).await.ok().trim_end(),
+        unix_now(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,7 +632,11 @@ async fn forbidden_calls_print_the_api_servers_message_and_an_rbac_hint() {
     // cannot be deleted either is named.
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": "create-gatetokens", "namespace": gw},
-        "rules": [{"apiGroups": ["ocgate.yaacov.com"], "resources": ["gatetokens"], "verbs": ["create"]}]
+        "rules": [
+            {"apiGroups": ["ocgate.yaacov.com"], "resources": ["gatetokens"], "verbs": ["create"]},
+            // The console it hands out (the delegation policy checks the creator).
+            {"apiGroups": ["subresources.kubevirt.io"], "resources": ["virtualmachineinstances", "virtualmachineinstances/vnc"], "verbs": ["get"]}
+        ]
     }))
     .unwrap();
     Api::<Role>::namespaced(client.clone(), &gw)
@@ -553,7 +654,9 @@ async fn forbidden_calls_print_the_api_servers_message_and_an_rbac_hint() {
     let err = loop {
         let args = ["token", "testvm", "--kubeconfig", kc, "--name", "unwatched"];
         let err = run(&binary(), &args, &[]).await.fails(1).to_owned();
-        if !err.contains("not allowed to create GateTokens") || Instant::now() > deadline {
+        let waiting = err.contains("not allowed to create GateTokens")
+            || err.contains("not allowed to grant this console");
+        if !waiting || Instant::now() > deadline {
             break err;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1008,6 +1111,25 @@ async fn the_documented_role_is_all_a_user_needs() {
     let token = cp.service_account_token(&gw, "support", 3600).await;
     cp.bind_role_to_service_account(&gw, "support-links", "kubectl-gate-user", "support")
         .await;
+    // The consoles the user hands out, in the VMs' namespace (bound further down).
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/console-role.yaml"
+    ))
+    .unwrap();
+    let console: ClusterRole = serde_yaml::from_str(&text).unwrap();
+    let console_name = format!("kubectl-gate-console-{gw}");
+    let console = ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(console_name.clone()),
+            ..ObjectMeta::default()
+        },
+        ..console
+    };
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &console)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         dir.path(),
@@ -1026,12 +1148,55 @@ async fn the_documented_role_is_all_a_user_needs() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(row(out.ok(), "gs")[..3], ["gs", "Ready", ROUTE]);
-    let out = run(
+    // Without the console: the delegation policy refuses, and the hint says what to ask for.
+    let refused = run(
         &binary(),
-        &["token", "testvm", "-n", "vms", "--name", "s1"],
+        &["token", "testvm", "-n", "vms", "--name", "s0"],
         &env,
     )
     .await;
+    let err = refused.fails(1);
+    assert!(err.contains("not allowed to grant this console"), "{err}");
+    assert!(
+        err.contains(r#""get" on "virtualmachineinstances"#),
+        "{err}"
+    );
+    assert!(err.contains("console-role.yaml"), "{err}");
+    assert!(tokens(&client, &gw).await.is_empty(), "nothing was created");
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "vms"}})).unwrap();
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("namespace vms: {e}"),
+    }
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("support-consoles-{gw}"), "namespace": "vms"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": console_name},
+        "subjects": [{"kind": "ServiceAccount", "name": "support", "namespace": gw}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), "vms")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // The binding reaches the authorizer a moment later.
+    let deadline = Instant::now() + TIMEOUT;
+    let out = loop {
+        let out = run(
+            &binary(),
+            &["token", "testvm", "-n", "vms", "--name", "s1"],
+            &env,
+        )
+        .await;
+        if out.code == 0 || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let (_, jwt, _) = parse_link(out.ok().trim_end());
     verify(&client, &gw, &jwt, unix_now()).await;
     let out = run(&binary(), &["list"], &env).await;

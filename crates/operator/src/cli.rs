@@ -31,10 +31,18 @@ pub enum Command {
     Crds,
     /// Print deploy/virt-gateway-operator.yaml, or write every install manifest into a directory.
     Manifests {
-        /// Write virt-gateway-operator.yaml, virt-gateway-operator-escalate.yaml and
-        /// virt-gateway-server.yaml into this directory.
+        /// Write every generated file of deploy/ (the manifests, the kustomize base's copy, the
+        /// Helm chart, the OLM bundle) into this directory.
         #[arg(long, value_name = "DIR")]
         write: Option<PathBuf>,
+    },
+    /// Delete every GateServer and GateToken in scope (--namespace, else all namespaces) and wait
+    /// until the running operator's finalizers have removed their cluster-scoped objects: the
+    /// first step of an uninstall (the Helm chart's pre-delete hook runs it).
+    PrepareUninstall {
+        /// Give up (exit 1, naming what is left) after this many seconds.
+        #[arg(long, default_value_t = 240)]
+        timeout_seconds: u64,
     },
 }
 
@@ -137,6 +145,19 @@ pub struct RunArgs {
     /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, then in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+
+    /// Issue generateServiceAccount GateTokens: a ServiceAccount, its RBAC and a TokenRequest
+    /// token per GateToken. Off by default; also apply
+    /// deploy/virt-gateway-operator-serviceaccount-tokens.yaml, and read "Security model" in the
+    /// operator README first.
+    #[arg(long, env = "VIRT_GATEWAY_ENABLE_SERVICE_ACCOUNT_TOKENS")]
+    pub enable_service_account_tokens: bool,
+
+    /// Sign GateTokens even when the delegation policy (deploy/crds/
+    /// virt-gateway-delegation-policy.yaml) is missing or changed. Then anyone who may create a
+    /// GateToken can grant whatever the gateway's ServiceAccount may do. Off by default.
+    #[arg(long, env = "VIRT_GATEWAY_ALLOW_UNCHECKED_DELEGATION")]
+    pub allow_unchecked_delegation: bool,
 }
 
 /// Parses a bind address: `host:port`, Go's `:port` (all interfaces), or `0`/empty (disabled).
@@ -197,6 +218,8 @@ impl RunArgs {
         config.token_concurrency = self.token_concurrency.max(1);
         config.server_concurrency = self.server_concurrency.max(1);
         config.instance = identity;
+        config.service_account_tokens = self.enable_service_account_tokens;
+        config.allow_unchecked_delegation = self.allow_unchecked_delegation;
         Ok(config)
     }
 }
@@ -232,9 +255,12 @@ mod tests {
             "--default-gateway-image=mirror/kube-gateway:1",
             "--default-web-app-image=",
             "--metrics-bind-address=0",
+            "--enable-service-account-tokens",
         ])
         .unwrap();
         let c = cli.run.config().unwrap();
+        assert!(c.service_account_tokens);
+        assert!(!c.allow_unchecked_delegation);
         assert_eq!(c.namespace.as_deref(), Some("ns"));
         assert_eq!(c.gateway_defaults.gateway_image, "mirror/kube-gateway:1");
         assert_eq!(c.gateway_defaults.web_app_image, None);

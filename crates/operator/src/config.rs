@@ -51,6 +51,12 @@ pub struct OperatorConfig {
     pub server_concurrency: u16,
     /// The reporting instance of Events (the pod name, by default the hostname).
     pub instance: String,
+    /// Issue `generateServiceAccount` GateTokens (`--enable-service-account-tokens`; off by
+    /// default, and it needs `deploy/virt-gateway-operator-serviceaccount-tokens.yaml`).
+    pub service_account_tokens: bool,
+    /// Sign GateTokens even when the delegation policy is not in force
+    /// (`--allow-unchecked-delegation`; see [`crate::delegation`]).
+    pub allow_unchecked_delegation: bool,
 }
 
 impl OperatorConfig {
@@ -69,6 +75,8 @@ impl OperatorConfig {
             token_concurrency: 32,
             server_concurrency: 4,
             instance: default_identity(),
+            service_account_tokens: false,
+            allow_unchecked_delegation: false,
         }
     }
 

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use virt_gateway_api::GateServer;
 
 use crate::builders::GatewayDefaults;
+use crate::delegation::DelegationGuard;
 use crate::discovery::CachedDiscovery;
 use crate::error::{Error, Result, backoff, has_code};
 use crate::metrics::Metrics;
@@ -41,6 +42,10 @@ pub struct Context {
     pub discovery: CachedDiscovery,
     /// Who reports Events.
     pub reporter: Reporter,
+    /// Whether the delegation rule is enforced (checked before signing).
+    pub delegation: DelegationGuard,
+    /// Whether `generateServiceAccount` GateTokens are issued.
+    pub service_account_tokens: bool,
     failures: Mutex<HashMap<String, u32>>,
     issued: Mutex<HashSet<String>>,
     servers: std::sync::OnceLock<Store<GateServer>>,
@@ -67,6 +72,8 @@ impl Context {
             instance: Some(instance),
         };
         Self {
+            delegation: DelegationGuard::new(client.clone(), false),
+            service_account_tokens: false,
             client,
             defaults,
             metrics,
@@ -77,6 +84,17 @@ impl Context {
             issued: Mutex::default(),
             servers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The token policy: `--enable-service-account-tokens`, `--allow-unchecked-delegation`.
+    pub fn with_token_policy(
+        mut self,
+        service_account_tokens: bool,
+        allow_unchecked: bool,
+    ) -> Self {
+        self.service_account_tokens = service_account_tokens;
+        self.delegation = DelegationGuard::new(self.client.clone(), allow_unchecked);
+        self
     }
 
     /// Lets the token reconciler see the GateServers (set once the controllers exist).

@@ -1,4 +1,5 @@
-//! API discovery of the optional OpenShift APIs (Route, OAuthClient), cached for a minute.
+//! API discovery of the optional OpenShift APIs (Route, OAuthClient, SecurityContextConstraints),
+//! cached for a minute.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,18 @@ pub fn oauth_client_resource() -> ApiResource {
     }
 }
 
+/// `security.openshift.io/v1` `SecurityContextConstraints` (cluster-scoped): its presence means
+/// OpenShift's SCC admission judges the gateway pods ([`crate::builders::Platform::OpenShift`]).
+pub fn security_context_constraints_resource() -> ApiResource {
+    ApiResource {
+        group: "security.openshift.io".to_owned(),
+        version: "v1".to_owned(),
+        api_version: "security.openshift.io/v1".to_owned(),
+        kind: "SecurityContextConstraints".to_owned(),
+        plural: "securitycontextconstraints".to_owned(),
+    }
+}
+
 /// Whether the API server serves `resource` (group, version and plural).
 pub async fn serves(client: &Client, resource: &ApiResource) -> Result<bool, kube::Error> {
     match client.list_api_group_resources(&resource.api_version).await {
@@ -47,6 +60,8 @@ pub async fn discover(client: &Client) -> Result<ApiAvailability, kube::Error> {
     Ok(ApiAvailability {
         route: serves(client, &route_resource()).await?,
         oauth_client: serves(client, &oauth_client_resource()).await?,
+        security_context_constraints: serves(client, &security_context_constraints_resource())
+            .await?,
     })
 }
 

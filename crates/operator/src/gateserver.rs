@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -36,7 +36,8 @@ use crate::keysecret::{self, KeyInfo, KeySecretError};
 use crate::metrics::GATESERVER;
 use crate::names::{
     COMPONENT_ACCESS, COMPONENT_GATEWAY, COMPONENT_OAUTH, FIELD_MANAGER, FINALIZER,
-    LABEL_COMPONENT, oauth_secret_name, selector, server_labels, server_selector_labels,
+    LABEL_COMPONENT, oauth_client_name, oauth_secret_name, selector, server_labels,
+    server_selector_labels,
 };
 
 /// How often a Ready GateServer is reconciled even without events (belt and braces).
@@ -158,29 +159,35 @@ async fn ensure_key_secret(gs: &GateServer, ns: &str, ctx: &Context) -> Result<K
     }
 }
 
-/// The OAuth client secret: created once (random, never predictable), never updated.
+/// The OAuth client secret: created once (random, never predictable), never updated. The
+/// operator may read no Secret but the signing keys, so the value comes from the OAuthClient it
+/// wrote before; only for a new OAuthClient is a new value made and its Secret created.
 async fn ensure_oauth_secret(gs: &GateServer, ns: &str, ctx: &Context) -> Result<String> {
     let name = gs.name_any();
     let secret_name = oauth_secret_name(&name);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let value_of = |s: &Secret| {
-        s.data
-            .as_ref()
-            .and_then(|d| d.get(OAUTH_SECRET_KEY))
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-    };
-    if let Some(existing) = api
-        .get_opt(&secret_name)
+    let client_name = oauth_client_name(ns, &name);
+    let clients: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &oauth_client_resource());
+    let known = clients
+        .get_opt(&client_name)
         .await
-        .map_err(Error::kube(format!("read Secret {ns}/{secret_name}")))?
-        && let Some(value) = value_of(&existing)
-    {
-        return Ok(value);
-    }
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Task("random bytes".into()))?;
-    use base64::Engine as _;
-    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        .map_err(Error::kube(format!("read OAuthClient {client_name}")))?
+        .and_then(|c| {
+            c.data
+                .get("secret")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        })
+        .filter(|s| !s.is_empty());
+    let value = match &known {
+        Some(value) => value.clone(),
+        None => {
+            let mut bytes = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Task("random bytes".into()))?;
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        }
+    };
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(secret_name.clone()),
@@ -196,6 +203,7 @@ async fn ensure_oauth_secret(gs: &GateServer, ns: &str, ctx: &Context) -> Result
             )]
             .into(),
         ),
+        type_: Some("Opaque".to_owned()),
         ..Secret::default()
     };
     let params = PostParams {
@@ -204,16 +212,26 @@ async fn ensure_oauth_secret(gs: &GateServer, ns: &str, ctx: &Context) -> Result
     };
     match api.create(&params, &secret).await {
         Ok(_) => Ok(value),
+        // The Secret of the OAuthClient's value is there (created with it).
+        Err(e) if has_code(&e, 409) && known.is_some() => Ok(value),
         Err(e) if has_code(&e, 409) => {
-            let existing = api
-                .get(&secret_name)
-                .await
-                .map_err(Error::kube(format!("read Secret {ns}/{secret_name}")))?;
-            value_of(&existing).ok_or_else(|| {
-                Error::Task(format!(
-                    "Secret {ns}/{secret_name} has no {OAUTH_SECRET_KEY}; delete it to let the operator create a new OAuth client secret"
-                ))
-            })
+            // A Secret without its OAuthClient (removed with the Route, or by hand): its value can
+            // be read only with more than the operator's least-privilege RBAC.
+            let existing = api.get(&secret_name).await.map_err(|e| {
+                Error::kube(format!(
+                    "read Secret {ns}/{secret_name} (its OAuthClient {client_name} is gone and the operator may read no Secret but the signing keys: delete the Secret to let the operator create a new OAuth client secret)"
+                ))(e)
+            })?;
+            existing
+                .data
+                .as_ref()
+                .and_then(|d| d.get(OAUTH_SECRET_KEY))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .ok_or_else(|| {
+                    Error::Task(format!(
+                        "Secret {ns}/{secret_name} has no {OAUTH_SECRET_KEY}; delete it to let the operator create a new OAuth client secret"
+                    ))
+                })
         }
         Err(e) => Err(Error::kube(format!("create Secret {ns}/{secret_name}"))(e)),
     }

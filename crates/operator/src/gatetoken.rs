@@ -26,15 +26,18 @@ use virt_gateway_api::{
     TokenValidity,
 };
 
-use crate::builders::{BuildError, token_account, token_claims, token_data};
+use crate::builders::{BuildError, bind_claims, token_account, token_claims, token_data};
 use crate::context::{
     Context, FORBIDDEN_RETRY, api_message, apply_cluster, apply_namespaced, prune_cluster,
     prune_namespaced, truncate,
 };
-use crate::error::{Category, Error, Result};
+use crate::delegation::{self, Verdict};
+use crate::error::{Category, Error, Result, has_code};
 use crate::keysecret::KeySecretError;
 use crate::metrics::GATETOKEN;
-use crate::names::{FIELD_MANAGER, FINALIZER, selector, token_selector_labels};
+use crate::names::{
+    FIELD_MANAGER, FINALIZER, LABEL_MANAGED_BY, MANAGED_BY, selector, token_selector_labels,
+};
 
 /// Condition types of a GateToken.
 pub mod condition {
@@ -61,6 +64,10 @@ pub mod reason {
     pub const FAILED_SA: &str = "FailedSA";
     /// The ServiceAccount token could not be obtained.
     pub const TOKEN_GETTER: &str = "TokenGetterError";
+    /// The delegation policy is not in force (or the token predates it): not signed.
+    pub const DELEGATION_UNCHECKED: &str = "DelegationUnchecked";
+    /// `generateServiceAccount` while the operator does not issue ServiceAccount tokens.
+    pub const SERVICE_ACCOUNT_TOKENS_DISABLED: &str = "ServiceAccountTokensDisabled";
 }
 
 /// Extra delay added to requeues at `nbf`/`exp`, so that the phase has changed when the
@@ -70,6 +77,11 @@ const TRANSITION_MARGIN: Duration = Duration::from_millis(100);
 const KEY_RETRY: Duration = Duration::from_secs(300);
 /// The TokenRequest API's minimum lifetime.
 pub const MIN_SA_TOKEN_SECONDS: i64 = 600;
+/// Retry interval while the delegation policy is missing.
+const DELEGATION_RETRY: Duration = Duration::from_secs(30);
+
+/// Why ServiceAccount tokens are not issued (`--enable-service-account-tokens` is off).
+const SERVICE_ACCOUNT_TOKENS_DISABLED_MESSAGE: &str = "ServiceAccount tokens (generateServiceAccount: true) are disabled on this operator: they give the holder a real Kubernetes token; an administrator enables them with --enable-service-account-tokens and deploy/virt-gateway-operator-serviceaccount-tokens.yaml (see Security model in the operator README)";
 
 fn key(tok: &GateToken) -> String {
     format!(
@@ -407,6 +419,37 @@ async fn issue(
             .await;
         }
     };
+    if tok.spec.generate_service_account && !ctx.service_account_tokens {
+        return refuse(
+            tok,
+            status,
+            ctx,
+            now,
+            reason::SERVICE_ACCOUNT_TOKENS_DISABLED,
+            SERVICE_ACCOUNT_TOKENS_DISABLED_MESSAGE.to_owned(),
+            Action::await_change(),
+        )
+        .await;
+    }
+    // No signing without the delegation rule (see `crate::delegation`).
+    let verdict = ctx.delegation.check().await?;
+    let created = tok.meta().creation_timestamp.as_ref().map(|t| t.0);
+    if let Some(why) = delegation::refusal(&verdict, created) {
+        let retry = match verdict {
+            Verdict::Missing(_) => Action::requeue(DELEGATION_RETRY),
+            Verdict::InForce { .. } | Verdict::Unchecked => Action::await_change(),
+        };
+        return refuse(
+            tok,
+            status,
+            ctx,
+            now,
+            reason::DELEGATION_UNCHECKED,
+            why,
+            retry,
+        )
+        .await;
+    }
     if tok.spec.generate_service_account {
         return issue_service_account(tok, status, ctx, now, &rule, &validity).await;
     }
@@ -456,7 +499,11 @@ async fn issue(
         }
     };
     let claims = match token_claims(&rule, &validity, &uid, now.as_second()) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            let ns = tok.metadata.namespace.as_deref().unwrap_or_default();
+            bind_claims(&mut c, ns, tok.spec.server.as_deref());
+            c
+        }
         Err(e) => {
             return refuse(
                 tok,
@@ -612,7 +659,7 @@ async fn advance(
             },
             GateTokenPhase::Completed => {
                 // Deleting the ServiceAccount invalidates every token issued for it at once.
-                delete_account(tok, ctx).await?;
+                delete_account(tok, ctx, false).await?;
             }
             _ => {}
         }
@@ -677,7 +724,7 @@ async fn revoke(
     now: Timestamp,
 ) -> Result<Action> {
     if service_account_mode(tok, &status) {
-        delete_account(tok, ctx).await?;
+        delete_account(tok, ctx, false).await?;
     }
     let mut new = status;
     show(&mut new, &Shown::Revoked, tok.meta().generation, now);
@@ -693,9 +740,56 @@ async fn revoke(
     Ok(Action::await_change())
 }
 
+/// Creates the ServiceAccount of a `generateServiceAccount` token, or checks that the existing
+/// one was created for this very GateToken (its controller owner reference carries the token's
+/// UID): the operator never takes over a ServiceAccount it did not create for the token, so it
+/// never requests a token for one.
+async fn ensure_service_account(
+    tok: &GateToken,
+    ctx: &Context,
+    account: &ServiceAccount,
+) -> Result<()> {
+    let ns = tok.namespace().unwrap_or_default();
+    let name = account.name_any();
+    let uid = tok.uid().unwrap_or_default();
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    let existing = match api.create(&params, account).await {
+        Ok(_) => return Ok(()),
+        Err(e) if has_code(&e, 409) => api
+            .get(&name)
+            .await
+            .map_err(Error::kube(format!("read ServiceAccount {ns}/{name}")))?,
+        Err(e) => return Err(Error::kube(format!("create ServiceAccount {ns}/{name}"))(e)),
+    };
+    if created_for(&existing, &uid) {
+        Ok(())
+    } else {
+        Err(Error::Task(format!(
+            "ServiceAccount {ns}/{name} already exists and was not created by the operator for this GateToken: the operator never takes over an existing ServiceAccount (delete it, or rename the GateToken)"
+        )))
+    }
+}
+
+/// Whether `account` is one the operator created for the GateToken with `uid`.
+fn created_for(account: &ServiceAccount, uid: &str) -> bool {
+    let managed = account
+        .labels()
+        .get(LABEL_MANAGED_BY)
+        .is_some_and(|m| m == MANAGED_BY);
+    let owned = account.owner_references().iter().any(|o| {
+        !uid.is_empty() && o.uid == uid && o.kind == "GateToken" && o.controller == Some(true)
+    });
+    managed && owned
+}
+
 /// Creates (or re-applies) the ServiceAccount and RBAC of a `generateServiceAccount` token, and
 /// requests its token when none was written yet. Returns `(token, ServiceAccount, alg)` when a
-/// new token was obtained.
+/// new token was obtained. Once issued, a token's access follows the spec it was issued for:
+/// after a spec change (shown as `SpecChanged`) nothing is applied any more.
 async fn ensure_account(
     tok: &GateToken,
     ctx: &Context,
@@ -704,13 +798,22 @@ async fn ensure_account(
     now: Timestamp,
 ) -> std::result::Result<Option<(String, String, String)>, (&'static str, Error)> {
     let failed_sa = |e: Error| (reason::FAILED_SA, e);
+    if !status.token.is_empty() && !spec_changes(tok, &status.data).is_empty() {
+        return Ok(None);
+    }
+    if status.token.is_empty() && !ctx.service_account_tokens {
+        return Err((
+            reason::SERVICE_ACCOUNT_TOKENS_DISABLED,
+            Error::Task(SERVICE_ACCOUNT_TOKENS_DISABLED_MESSAGE.to_owned()),
+        ));
+    }
     let rule = tok
         .spec
         .effective_rule()
         .map_err(|e| (reason::USER_DATA, Error::Task(e.to_string())))?;
     let account = token_account(tok, &rule).map_err(|e| failed_sa(e.into()))?;
     let c = &ctx.client;
-    apply_namespaced(c, &account.service_account)
+    ensure_service_account(tok, ctx, &account.service_account)
         .await
         .map_err(failed_sa)?;
     apply_cluster(c, &account.cluster_role)
@@ -776,13 +879,22 @@ fn jws_alg(token: &str) -> Option<String> {
     value.get("alg")?.as_str().map(str::to_owned)
 }
 
-/// Deletes the ServiceAccount and RBAC of a `generateServiceAccount` token, by label.
-async fn delete_account(tok: &GateToken, ctx: &Context) -> Result<()> {
+/// Deletes the ServiceAccount and RBAC of a `generateServiceAccount` token, by label. When the
+/// GateToken itself is being deleted, a ServiceAccount the operator may not delete (ServiceAccount
+/// mode switched off, its RBAC removed) is left to the garbage collector: the token owns it.
+async fn delete_account(tok: &GateToken, ctx: &Context, token_deleted: bool) -> Result<()> {
     let ns = tok.namespace().unwrap_or_default();
     let name = tok.name_any();
     let sel = selector(&token_selector_labels(&ns, &name));
     let c = &ctx.client;
-    prune_namespaced::<ServiceAccount>(c, Some(&ns), &sel, &[], false).await?;
+    match prune_namespaced::<ServiceAccount>(c, Some(&ns), &sel, &[], false).await {
+        Err(e) if token_deleted && e.category() == Category::Forbidden => {
+            tracing::debug!(gatetoken = %key(tok), error = %e, "the garbage collector removes the ServiceAccount");
+        }
+        other => {
+            other?;
+        }
+    }
     prune_cluster::<ClusterRoleBinding>(c, &sel, &[], false).await?;
     prune_namespaced::<RoleBinding>(c, None, &sel, &[], false).await?;
     prune_cluster::<ClusterRole>(c, &sel, &[], false).await?;
@@ -791,7 +903,7 @@ async fn delete_account(tok: &GateToken, ctx: &Context) -> Result<()> {
 
 /// The finalizer of `generateServiceAccount` tokens: removes the account and its RBAC.
 async fn cleanup(tok: Arc<GateToken>, ctx: &Context) -> Result<Action> {
-    delete_account(&tok, ctx).await?;
+    delete_account(&tok, ctx, true).await?;
     if let Some(uid) = tok.uid() {
         ctx.seen_issued(&uid);
     }

@@ -20,6 +20,7 @@ pub mod builders;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod delegation;
 pub mod discovery;
 pub mod error;
 pub mod gateserver;
@@ -33,6 +34,7 @@ pub mod rbac;
 pub mod runner;
 pub mod signer;
 pub mod telemetry;
+pub mod uninstall;
 
 pub use builders::{GatewayDefaults, GatewayOptions, gateway_deployment};
 pub use config::{LeaderElection, OperatorConfig};

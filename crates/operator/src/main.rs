@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use virt_gateway_operator::cli::{Cli, Command};
-use virt_gateway_operator::{manifests, telemetry};
+use virt_gateway_operator::cli::{Cli, Command, RunArgs};
+use virt_gateway_operator::{manifests, telemetry, uninstall};
 
 fn print(text: &str) -> ExitCode {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -36,29 +36,85 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Manifests { write: Some(dir) }) => {
-            let files = match manifests::files() {
-                Ok(files) => files,
-                Err(e) => {
-                    eprintln!("virt-gateway-operator: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            for (name, contents) in files {
-                let path = dir.join(name);
-                if let Err(e) = std::fs::write(&path, contents) {
-                    eprintln!(
-                        "virt-gateway-operator: cannot write {}: {e}",
-                        path.display()
-                    );
-                    return ExitCode::FAILURE;
-                }
-                eprintln!("wrote {}", path.display());
-            }
-            ExitCode::SUCCESS
+        Some(Command::Manifests { write: Some(dir) }) => write_manifests(&dir),
+        Some(Command::PrepareUninstall { timeout_seconds }) => {
+            prepare_uninstall(&cli.run, std::time::Duration::from_secs(timeout_seconds))
         }
         None => run(cli),
     }
+}
+
+/// Writes every generated file under `dir`, replacing the directories written whole.
+fn write_manifests(dir: &std::path::Path) -> ExitCode {
+    let files = match manifests::files() {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("virt-gateway-operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for generated in manifests::GENERATED_DIRS {
+        let path = dir.join(generated);
+        if let Err(e) = std::fs::remove_dir_all(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!(
+                "virt-gateway-operator: cannot clear {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    for (name, contents) in files {
+        let path = dir.join(&name);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, contents));
+        if let Err(e) = written {
+            eprintln!(
+                "virt-gateway-operator: cannot write {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn prepare_uninstall(args: &RunArgs, timeout: std::time::Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("virt-gateway-operator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let client = match make_client(args.kubeconfig.as_deref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("virt-gateway-operator: cannot build a Kubernetes client: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let namespace = args.namespace.as_deref().filter(|n| !n.is_empty());
+        match uninstall::prepare_uninstall(client, namespace, timeout, |line| {
+            eprintln!("prepare-uninstall: {line}");
+        })
+        .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("prepare-uninstall: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn run(cli: Cli) -> ExitCode {

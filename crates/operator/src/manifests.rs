@@ -1,5 +1,11 @@
 //! The install manifests in `deploy/`, generated from code (`virt-gateway-operator manifests
 //! --write deploy`); `tests/least_privilege.rs` fails when the checked-in files drift.
+//!
+//! One list of objects, [`operator_objects`], is the install: the plain manifest, the kustomize
+//! base, the Helm chart ([`helm`]) and the OLM bundle ([`olm`]) are all written from it.
+
+pub mod helm;
+pub mod olm;
 
 use std::collections::BTreeMap;
 
@@ -15,14 +21,30 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use serde::Serialize;
+use serde_yaml::Value;
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchCondition, MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
+    ValidatingAdmissionPolicySpec, Validation,
+};
 
 use crate::config::DEFAULT_OPERATOR_NAMESPACE;
-use crate::rbac::{CLUSTER_RULES, ESCALATE_RULES, LEADER_ELECTION_RULES, cluster_role, role};
+use crate::rbac::{
+    ESCALATE_RULES, LEADER_ELECTION_RULES, SERVICE_ACCOUNT_TOKEN_RULES, cluster_role,
+    cluster_rules, role,
+};
 
 /// The operator's name: ServiceAccount, ClusterRole, Deployment.
 pub const OPERATOR_NAME: &str = "virt-gateway-operator";
 /// The optional escalation ClusterRole.
 pub const ESCALATE_NAME: &str = "virt-gateway-operator-escalate";
+/// The optional ServiceAccount-token ClusterRole and its admission policy.
+pub const SERVICE_ACCOUNT_TOKENS_NAME: &str = "virt-gateway-operator-serviceaccount-tokens";
+/// The admission policy that limits what the operator's own ServiceAccount may create.
+pub const GUARD_NAME: &str = "virt-gateway-operator-guard";
+/// The prefix of the ServiceAccounts the operator creates for GateTokens.
+pub const TOKEN_ACCOUNT_PREFIX: &str = "gatetoken-";
 /// The leader-election Role.
 pub const LEADER_ELECTION_NAME: &str = "virt-gateway-operator-leader-election";
 /// The operator image repository.
@@ -30,6 +52,10 @@ pub const OPERATOR_IMAGE_REPOSITORY: &str = "quay.io/virt-gateway/virt-gateway-o
 /// The command that regenerates the checked-in manifests, from the workspace root.
 pub const REGENERATE_COMMAND: &str =
     "cargo run -p virt-gateway-operator -- manifests --write deploy";
+/// The operator's metrics Service.
+pub const METRICS_SERVICE_NAME: &str = "virt-gateway-operator-metrics";
+/// The PodMonitor of the gateway pods.
+pub const GATEWAYS_POD_MONITOR_NAME: &str = "virt-gateway-gateways";
 /// Metrics port of the operator.
 pub const METRICS_PORT: i32 = 8080;
 /// Probe port of the operator.
@@ -40,7 +66,7 @@ pub fn operator_image() -> String {
     format!("{OPERATOR_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
 }
 
-fn labels() -> BTreeMap<String, String> {
+pub(crate) fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "app.kubernetes.io/name".to_owned(),
@@ -110,6 +136,42 @@ fn probe(path: &str, initial: i32, period: i32) -> Probe {
     }
 }
 
+/// The non-root user the operator's containers run as where the cluster does not pick one (the
+/// OpenShift overlay, the OLM bundle and the chart on OpenShift leave it out).
+pub const OPERATOR_RUN_AS_USER: i64 = 65532;
+
+/// The operator pod's security context (Pod Security `restricted`).
+pub fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The operator container's security context (Pod Security `restricted`, fixed non-root user).
+pub fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(OPERATOR_RUN_AS_USER),
+        run_as_group: Some(OPERATOR_RUN_AS_USER),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
 /// The operator Deployment.
 pub fn operator_deployment(ns: &str) -> Deployment {
     let selector = BTreeMap::from([(
@@ -133,14 +195,7 @@ pub fn operator_deployment(ns: &str) -> Deployment {
                 spec: Some(PodSpec {
                     service_account_name: Some(OPERATOR_NAME.to_owned()),
                     termination_grace_period_seconds: Some(10),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".to_owned(),
-                            localhost_profile: None,
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(pod_security_context()),
                     containers: vec![Container {
                         name: "operator".to_owned(),
                         image: Some(operator_image()),
@@ -182,22 +237,7 @@ pub fn operator_deployment(ns: &str) -> Deployment {
                             limits: Some(BTreeMap::from([("memory".to_owned(), q("512Mi"))])),
                             ..ResourceRequirements::default()
                         }),
-                        security_context: Some(SecurityContext {
-                            allow_privilege_escalation: Some(false),
-                            read_only_root_filesystem: Some(true),
-                            run_as_non_root: Some(true),
-                            run_as_user: Some(65532),
-                            run_as_group: Some(65532),
-                            capabilities: Some(Capabilities {
-                                drop: Some(vec!["ALL".to_owned()]),
-                                add: None,
-                            }),
-                            seccomp_profile: Some(SeccompProfile {
-                                type_: "RuntimeDefault".to_owned(),
-                                localhost_profile: None,
-                            }),
-                            ..SecurityContext::default()
-                        }),
+                        security_context: Some(container_security_context()),
                         ..Container::default()
                     }],
                     ..PodSpec::default()
@@ -209,106 +249,300 @@ pub fn operator_deployment(ns: &str) -> Deployment {
     }
 }
 
-/// `deploy/virt-gateway-operator.yaml`: namespace, CRDs, least-privilege RBAC, the operator
-/// Deployment and its metrics Service.
+/// A Kubernetes object as YAML, in the order and shape the generator writes it.
+fn value<T: Serialize>(obj: &T) -> Result<Value, serde_yaml::Error> {
+    serde_yaml::to_value(obj)
+}
+
+fn binding_to_operator(name: &str, ns: &str) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: meta(name, None),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "ClusterRole".to_owned(),
+            name: name.to_owned(),
+        },
+        subjects: Some(vec![operator_subject(ns)]),
+    }
+}
+
+/// The operator's Namespace object (only the plain manifest and kustomize create it; Helm and OLM
+/// install into a namespace the administrator chose).
+pub fn namespace_object(ns: &str) -> Result<Value, serde_yaml::Error> {
+    value(&Namespace {
+        metadata: meta(ns, None),
+        ..Namespace::default()
+    })
+}
+
+/// Everything the operator needs in the cluster besides its Namespace, in apply order: both CRDs,
+/// ServiceAccount, least-privilege ClusterRole/Binding, leader-election Role/Binding, the operator
+/// Deployment and its metrics Service, with namespaced objects in `ns`.
+///
+/// This one list is the install: `deploy/virt-gateway-operator.yaml` writes it as it is, the Helm
+/// chart templates it ([`helm`]) and the OLM bundle carries it ([`olm`]), so an object added here
+/// reaches all three.
+pub fn operator_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
+    let mut out = Vec::new();
+    for crd in virt_gateway_api::crd::crds() {
+        out.push(value(&crd)?);
+    }
+    // The delegation rule is installed with the CRDs: without it the operator signs nothing.
+    let policies = virt_gateway_api::admission::policies();
+    let bindings = virt_gateway_api::admission::bindings();
+    for (policy, binding) in policies.iter().zip(bindings.iter()) {
+        out.push(value(policy)?);
+        out.push(value(binding)?);
+    }
+    out.push(value(&ServiceAccount {
+        metadata: meta(OPERATOR_NAME, Some(ns)),
+        ..ServiceAccount::default()
+    })?);
+    out.push(value(&cluster_role(OPERATOR_NAME, &cluster_rules()))?);
+    // Both guards ship with the default install, so that the ServiceAccount-token one is in
+    // force before its optional RBAC is ever granted (admission policies only restrict).
+    for (policy, binding) in [guard_policy(), service_account_tokens_policy()] {
+        out.push(value(&policy)?);
+        out.push(value(&binding)?);
+    }
+    out.push(value(&binding_to_operator(OPERATOR_NAME, ns))?);
+    out.push(value(&role(
+        LEADER_ELECTION_NAME,
+        ns,
+        LEADER_ELECTION_RULES,
+    ))?);
+    out.push(value(&RoleBinding {
+        metadata: meta(LEADER_ELECTION_NAME, Some(ns)),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "Role".to_owned(),
+            name: LEADER_ELECTION_NAME.to_owned(),
+        },
+        subjects: Some(vec![operator_subject(ns)]),
+    })?);
+    out.push(value(&operator_deployment(ns))?);
+    out.push(value(&metrics_service(ns))?);
+    Ok(out)
+}
+
+/// The operator's metrics Service.
+pub fn metrics_service(ns: &str) -> Service {
+    Service {
+        metadata: meta(METRICS_SERVICE_NAME, Some(ns)),
+        spec: Some(ServiceSpec {
+            selector: Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                OPERATOR_NAME.to_owned(),
+            )])),
+            ports: Some(vec![ServicePort {
+                name: Some("metrics".to_owned()),
+                port: METRICS_PORT,
+                target_port: Some(IntOrString::String("metrics".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The optional escalation ClusterRole and its binding to the operator in `ns`.
+pub fn escalate_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
+    Ok(vec![
+        value(&cluster_role(ESCALATE_NAME, ESCALATE_RULES))?,
+        value(&binding_to_operator(ESCALATE_NAME, ns))?,
+    ])
+}
+
+fn documents(out: &mut String, objects: &[Value]) -> Result<(), serde_yaml::Error> {
+    for obj in objects {
+        doc(out, obj)?;
+    }
+    Ok(())
+}
+
+/// The ServiceMonitor of the operator's metrics Service and the PodMonitor of every gateway pod
+/// the operator runs (Prometheus Operator, `monitoring.coreos.com/v1`), in `ns`. Optional: only
+/// clusters with the Prometheus Operator's CRDs can take them (the kustomize component
+/// `servicemonitor`, the chart's `serviceMonitor` / `podMonitor` values).
+pub fn monitoring_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
+    let endpoint = |port: &str| serde_json::json!({"port": port, "path": "/metrics", "scheme": "http", "interval": "30s"});
+    let service_monitor = serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta(OPERATOR_NAME, Some(ns)),
+        "spec": {
+            "selector": {"matchLabels": labels()},
+            "endpoints": [endpoint("metrics")],
+        },
+    });
+    // The gateways live in the GateServers' namespaces: every namespace is searched.
+    let gateway_pods = BTreeMap::from([
+        (crate::names::LABEL_NAME, "kube-gateway"),
+        (crate::names::LABEL_MANAGED_BY, crate::names::MANAGED_BY),
+    ]);
+    let pod_monitor = serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": meta(GATEWAYS_POD_MONITOR_NAME, Some(ns)),
+        "spec": {
+            "selector": {"matchLabels": gateway_pods},
+            "namespaceSelector": {"any": true},
+            "podMetricsEndpoints": [endpoint("metrics")],
+        },
+    });
+    Ok(vec![value(&service_monitor)?, value(&pod_monitor)?])
+}
+
+/// `deploy/kustomize/components/servicemonitor/servicemonitor.yaml`.
+pub fn monitoring_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = header(
+        "Optional Prometheus Operator scrape configuration: a ServiceMonitor for the operator's metrics Service (port metrics, 8080) and a PodMonitor for the gateway pods the operator runs in any namespace (port metrics, 9090). Part of the kustomize component servicemonitor; only for clusters with the monitoring.coreos.com CRDs.",
+    );
+    documents(&mut out, &monitoring_objects(DEFAULT_OPERATOR_NAMESPACE)?)?;
+    Ok(out)
+}
+
+fn rule(group: &str, resources: &[&str], operations: &[&str]) -> NamedRuleWithOperations {
+    let strings = |l: &[&str]| Some(l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+    NamedRuleWithOperations {
+        api_groups: strings(&[group]),
+        api_versions: strings(&["*"]),
+        operations: strings(operations),
+        resources: strings(resources),
+        resource_names: None,
+        scope: Some("*".to_owned()),
+    }
+}
+
+/// A policy on requests of the operator's own ServiceAccount (in whatever namespace it is
+/// installed), and its binding.
+fn operator_policy(
+    name: &str,
+    rules: Vec<NamedRuleWithOperations>,
+    validations: Vec<Validation>,
+) -> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+    let policy = ValidatingAdmissionPolicy {
+        metadata: meta(name, None),
+        spec: Some(ValidatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".to_owned()),
+            match_constraints: Some(MatchResources {
+                resource_rules: Some(rules),
+                ..MatchResources::default()
+            }),
+            // Any namespace: kustomize and Helm install the operator elsewhere too.
+            match_conditions: Some(vec![MatchCondition {
+                name: "operator".to_owned(),
+                expression: format!(
+                    "request.userInfo.username.matches('^system:serviceaccount:[^:]+:{OPERATOR_NAME}$')"
+                ),
+            }]),
+            validations: Some(validations),
+            ..ValidatingAdmissionPolicySpec::default()
+        }),
+        status: None,
+    };
+    let binding = ValidatingAdmissionPolicyBinding {
+        metadata: meta(name, None),
+        spec: ValidatingAdmissionPolicyBindingSpec {
+            policy_name: name.to_owned(),
+            validation_actions: vec!["Deny".to_owned()],
+            ..ValidatingAdmissionPolicyBindingSpec::default()
+        },
+    };
+    (policy, binding)
+}
+
+/// What RBAC cannot say about the operator's own requests: `create secrets` cannot be limited
+/// by name, and a ServiceAccount-token Secret (`kubernetes.io/service-account-token`, annotated
+/// with any ServiceAccount's name, named like a key Secret the operator may read) would hand it
+/// that ServiceAccount's token. The operator creates only Opaque Secrets.
+pub fn guard_policy() -> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+    operator_policy(
+        GUARD_NAME,
+        vec![rule("", &["secrets"], &["CREATE"])],
+        vec![Validation {
+            expression: "has(object.type) && object.type == 'Opaque'".to_owned(),
+            message: Some(
+                "virt-gateway-operator creates only Opaque Secrets (its signing keys and OAuth client secrets): a ServiceAccount-token Secret would give it another ServiceAccount's token".to_owned(),
+            ),
+            message_expression: None,
+            reason: Some("Forbidden".to_owned()),
+        }],
+    )
+}
+
+/// ServiceAccount-mode tokens: the operator may request tokens for, and delete, only
+/// ServiceAccounts named `gatetoken-*` (it creates them for GateTokens, and checks that the one
+/// it requests a token for is the one it created for that very GateToken).
+pub fn service_account_tokens_policy()
+-> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+    operator_policy(
+        SERVICE_ACCOUNT_TOKENS_NAME,
+        vec![
+            rule("", &["serviceaccounts/token"], &["CREATE"]),
+            rule("", &["serviceaccounts"], &["DELETE"]),
+        ],
+        vec![Validation {
+            expression: format!("request.name.startsWith('{TOKEN_ACCOUNT_PREFIX}')"),
+            message: Some(format!(
+                "virt-gateway-operator may request tokens for, and delete, only the ServiceAccounts it creates for GateTokens ({TOKEN_ACCOUNT_PREFIX}*)"
+            )),
+            message_expression: None,
+            reason: Some("Forbidden".to_owned()),
+        }],
+    )
+}
+
+/// `deploy/virt-gateway-operator.yaml`: namespace, CRDs and the delegation policy installed
+/// with them, least-privilege RBAC and the admission policy guarding it, the operator Deployment
+/// and its metrics Service.
 pub fn operator_yaml() -> Result<String, serde_yaml::Error> {
     let ns = DEFAULT_OPERATOR_NAMESPACE;
     let mut out = header(&format!(
         "virt-gateway-operator {}: apply with `kubectl apply --server-side -f deploy/virt-gateway-operator.yaml`.",
         env!("CARGO_PKG_VERSION")
     ));
-    doc(
-        &mut out,
-        &Namespace {
-            metadata: meta(ns, None),
-            ..Namespace::default()
-        },
-    )?;
-    for crd in virt_gateway_api::crd::crds() {
-        doc(&mut out, &crd)?;
-    }
-    doc(
-        &mut out,
-        &ServiceAccount {
-            metadata: meta(OPERATOR_NAME, Some(ns)),
-            ..ServiceAccount::default()
-        },
-    )?;
-    doc(&mut out, &cluster_role(OPERATOR_NAME, CLUSTER_RULES))?;
-    doc(
-        &mut out,
-        &ClusterRoleBinding {
-            metadata: meta(OPERATOR_NAME, None),
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".to_owned()),
-                kind: "ClusterRole".to_owned(),
-                name: OPERATOR_NAME.to_owned(),
-            },
-            subjects: Some(vec![operator_subject(ns)]),
-        },
-    )?;
-    doc(
-        &mut out,
-        &role(LEADER_ELECTION_NAME, ns, LEADER_ELECTION_RULES),
-    )?;
-    doc(
-        &mut out,
-        &RoleBinding {
-            metadata: meta(LEADER_ELECTION_NAME, Some(ns)),
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".to_owned()),
-                kind: "Role".to_owned(),
-                name: LEADER_ELECTION_NAME.to_owned(),
-            },
-            subjects: Some(vec![operator_subject(ns)]),
-        },
-    )?;
-    doc(&mut out, &operator_deployment(ns))?;
-    doc(
-        &mut out,
-        &Service {
-            metadata: meta(&format!("{OPERATOR_NAME}-metrics"), Some(ns)),
-            spec: Some(ServiceSpec {
-                selector: Some(BTreeMap::from([(
-                    "app.kubernetes.io/name".to_owned(),
-                    OPERATOR_NAME.to_owned(),
-                )])),
-                ports: Some(vec![ServicePort {
-                    name: Some("metrics".to_owned()),
-                    port: METRICS_PORT,
-                    target_port: Some(IntOrString::String("metrics".to_owned())),
-                    protocol: Some("TCP".to_owned()),
-                    ..ServicePort::default()
-                }]),
-                ..ServiceSpec::default()
-            }),
-            status: None,
-        },
-    )?;
+    doc(&mut out, &namespace_object(ns)?)?;
+    documents(&mut out, &operator_objects(ns)?)?;
     Ok(out)
 }
 
 /// `deploy/virt-gateway-operator-escalate.yaml`: the optional ClusterRole that lets the operator
 /// grant write verbs (see the README for the trade-off).
 pub fn escalate_yaml() -> Result<String, serde_yaml::Error> {
-    let ns = DEFAULT_OPERATOR_NAMESPACE;
     let mut out = header(
         "OPTIONAL: lets virt-gateway-operator create gateway and token roles with permissions it does not hold itself (write verbs, non-resource URLs). Read the security note in crates/operator/README.md first.",
     );
-    doc(&mut out, &cluster_role(ESCALATE_NAME, ESCALATE_RULES))?;
-    doc(
+    documents(&mut out, &escalate_objects(DEFAULT_OPERATOR_NAMESPACE)?)?;
+    Ok(out)
+}
+
+/// `deploy/virt-gateway-operator-serviceaccount-tokens.yaml`: the optional RBAC of
+/// ServiceAccount-mode tokens (with `--enable-service-account-tokens`); the admission policy
+/// narrowing it ([`service_account_tokens_policy`]) is in the default install already.
+pub fn service_account_tokens_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = header(
+        "OPTIONAL: lets virt-gateway-operator issue generateServiceAccount GateTokens (a real Kubernetes token per GateToken). Also set VIRT_GATEWAY_ENABLE_SERVICE_ACCOUNT_TOKENS=true on the operator (or --enable-service-account-tokens). Read the Security model in crates/operator/README.md first.",
+    );
+    documents(
         &mut out,
-        &ClusterRoleBinding {
-            metadata: meta(ESCALATE_NAME, None),
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".to_owned()),
-                kind: "ClusterRole".to_owned(),
-                name: ESCALATE_NAME.to_owned(),
-            },
-            subjects: Some(vec![operator_subject(ns)]),
-        },
+        &service_account_tokens_objects(DEFAULT_OPERATOR_NAMESPACE)?,
     )?;
     Ok(out)
+}
+
+/// The optional ServiceAccount-token ClusterRole and its binding to the operator in `ns` (the
+/// chart's `serviceAccountTokens.enabled`).
+pub fn service_account_tokens_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
+    Ok(vec![
+        value(&cluster_role(
+            SERVICE_ACCOUNT_TOKENS_NAME,
+            SERVICE_ACCOUNT_TOKEN_RULES,
+        ))?,
+        value(&binding_to_operator(SERVICE_ACCOUNT_TOKENS_NAME, ns))?,
+    ])
 }
 
 /// `deploy/virt-gateway-server.yaml`: the Gen B example GateServer (§1.10) in the namespace
@@ -355,17 +589,49 @@ spec:
     )
 }
 
-/// Every manifest as `(file name, contents)`.
-pub fn files() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
-    Ok(vec![
-        ("virt-gateway-operator.yaml", operator_yaml()?),
+/// Directories under `deploy/` that the generator writes whole: `--write` replaces their contents
+/// and the drift tests fail on any file in them that the generator does not write.
+pub const GENERATED_DIRS: &[&str] = &[helm::CHART_DIR, olm::OLM_DIR];
+
+/// Every generated file under `deploy/` as `(path relative to deploy/, contents)`.
+pub fn files() -> Result<Vec<(String, String)>, ManifestError> {
+    let mut out = vec![
+        ("virt-gateway-operator.yaml".to_owned(), operator_yaml()?),
         // Kustomize refuses resources outside the kustomization's directory, so the base holds
         // a copy of the same manifest (deploy/kustomize/base).
         (
-            "kustomize/base/virt-gateway-operator.yaml",
+            "kustomize/base/virt-gateway-operator.yaml".to_owned(),
             operator_yaml()?,
         ),
-        ("virt-gateway-operator-escalate.yaml", escalate_yaml()?),
-        ("virt-gateway-server.yaml", server_yaml()),
-    ])
+        (
+            "kustomize/components/servicemonitor/servicemonitor.yaml".to_owned(),
+            monitoring_yaml()?,
+        ),
+        (
+            "virt-gateway-operator-escalate.yaml".to_owned(),
+            escalate_yaml()?,
+        ),
+        (
+            "virt-gateway-operator-serviceaccount-tokens.yaml".to_owned(),
+            service_account_tokens_yaml()?,
+        ),
+        ("virt-gateway-server.yaml".to_owned(), server_yaml()),
+    ];
+    out.extend(helm::chart_files()?);
+    out.extend(olm::bundle_files()?);
+    Ok(out)
+}
+
+/// Why a manifest could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// An object did not serialize.
+    #[error("cannot serialize a manifest: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// JSON (the chart's values schema, the CSV's examples) did not serialize.
+    #[error("cannot serialize JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The install set holds something the chart or the bundle cannot carry as generated.
+    #[error("{0}")]
+    Unsupported(String),
 }

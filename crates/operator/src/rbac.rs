@@ -1,11 +1,13 @@
 //! The operator's own RBAC: one list in code, from which `deploy/virt-gateway-operator.yaml` is
 //! generated and with which the least-privilege test runs the operator.
 //!
-//! Every rule says why the code needs it. The `*/*` read rule is the escalation budget: Kubernetes
-//! lets the operator create a ClusterRole only with permissions it holds itself (or with
-//! `escalate`), so holding get/list/watch on everything lets it create read-only gateway and
-//! token roles (the seed: `get` on `virtualmachineinstances/vnc`). Write verbs need the optional
-//! [`ESCALATE_RULES`] (see the README for the trade-off).
+//! Every rule says why the code needs it, and `tests/least_privilege.rs` proves with
+//! SubjectAccessReviews what the installed operator can *not* do. There is no read-everything
+//! "escalation budget": Kubernetes lets the operator create a (Cluster)Role only with permissions
+//! it holds itself (or with `escalate`), so it holds exactly the rule of the default gateway (the
+//! VNC console of VMs, [`GATEWAY_RULES`]) and can make the seed GateServer Ready. Gateways with
+//! other rules need the optional [`ESCALATE_RULES`]; ServiceAccount-mode tokens need the optional
+//! [`SERVICE_ACCOUNT_TOKEN_RULES`] (see "Security model" in the README).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +23,8 @@ pub struct Rule {
     pub resources: &'static [&'static str],
     /// Verbs.
     pub verbs: &'static [&'static str],
+    /// Resource names (empty: every name).
+    pub resource_names: &'static [&'static str],
     /// Why the operator needs it (goes into the README).
     pub why: &'static str,
 }
@@ -33,7 +37,7 @@ impl Rule {
             api_groups: Some(strings(self.api_groups)),
             resources: Some(strings(self.resources)),
             verbs: strings(self.verbs),
-            resource_names: None,
+            resource_names: (!self.resource_names.is_empty()).then(|| strings(self.resource_names)),
             non_resource_urls: None,
         }
     }
@@ -43,128 +47,192 @@ const READ: &[&str] = &["get", "list", "watch"];
 const APPLY: &[&str] = &["get", "list", "watch", "create", "patch"];
 const APPLY_DELETE: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
 
-/// The operator's ClusterRole.
-pub const CLUSTER_RULES: &[Rule] = &[
-    Rule {
-        api_groups: &["*"],
-        resources: &["*"],
-        verbs: READ,
-        why: "read-only access to everything, so that the operator may grant read-only rules to gateways and ServiceAccount tokens (RBAC escalation check)",
-    },
+/// The gateway rule the operator may grant without `escalate`: what the seed (and default)
+/// GateServer gives its gateway's ServiceAccount, `get` on VMIs and their VNC console. Kubernetes
+/// lets the operator create and bind that gateway's ClusterRole only while it holds the rule.
+pub const GATEWAY_RULES: &[Rule] = &[Rule {
+    api_groups: &["subresources.kubevirt.io"],
+    resources: &["virtualmachineinstances", "virtualmachineinstances/vnc"],
+    verbs: &["get"],
+    resource_names: &[],
+    why: "exactly the seed gateway's rule (the VNC console of VMs), so that the operator may create and bind its ClusterRole (RBAC escalation check); the operator itself never uses it",
+}];
+
+/// The operator's ClusterRole: [`GATEWAY_RULES`] and these.
+pub const OPERATOR_RULES: &[Rule] = &[
     Rule {
         api_groups: &["ocgate.yaacov.com"],
         resources: &["gateservers", "gatetokens"],
         verbs: &["get", "list", "watch", "patch"],
+        resource_names: &[],
         why: "watch the custom resources; add and remove the finalizer",
     },
     Rule {
         api_groups: &["ocgate.yaacov.com"],
         resources: &["gateservers/status", "gatetokens/status"],
         verbs: &["patch"],
+        resource_names: &[],
         why: "write status (phase, conditions, the signed token)",
     },
     Rule {
         api_groups: &["ocgate.yaacov.com"],
         resources: &["gateservers/finalizers", "gatetokens/finalizers"],
         verbs: &["update"],
+        resource_names: &[],
         why: "set blockOwnerDeletion on children's owner references (OwnerReferencesPermissionEnforcement)",
     },
     Rule {
         api_groups: &[""],
         resources: &["secrets"],
-        verbs: &["get", "list", "watch", "create"],
-        why: "read signing keys; create a key Secret and an OAuth client secret once (never update or delete them)",
+        verbs: READ,
+        resource_names: &[virt_gateway_api::JWT_SECRET_NAME],
+        why: "read the signing key Secrets, and no other Secret (a watch selects them by name)",
+    },
+    Rule {
+        api_groups: &[""],
+        resources: &["secrets"],
+        verbs: &["create"],
+        resource_names: &[],
+        why: "create a key Secret and an OAuth client secret once (never update or delete them); RBAC cannot limit create by name, the admission policy in this manifest lets the operator create only Opaque Secrets",
     },
     Rule {
         api_groups: &[""],
         resources: &["services"],
         verbs: APPLY,
+        resource_names: &[],
         why: "the gateway Service (server-side apply)",
     },
     Rule {
         api_groups: &[""],
         resources: &["serviceaccounts"],
-        verbs: APPLY_DELETE,
-        why: "the gateway ServiceAccount; ServiceAccounts of generateServiceAccount tokens, deleted at expiry and revocation",
-    },
-    Rule {
-        api_groups: &[""],
-        resources: &["serviceaccounts/token"],
-        verbs: &["create"],
-        why: "TokenRequest for generateServiceAccount tokens",
+        verbs: APPLY,
+        resource_names: &[],
+        why: "the gateway ServiceAccount",
     },
     Rule {
         api_groups: &["apps"],
         resources: &["deployments"],
         verbs: APPLY,
+        resource_names: &[],
         why: "the gateway Deployment",
     },
     Rule {
         api_groups: &["networking.k8s.io"],
         resources: &["ingresses"],
         verbs: APPLY_DELETE,
+        resource_names: &[],
         why: "the gateway Ingress; removed when the spec no longer asks for it",
     },
     Rule {
         api_groups: &["rbac.authorization.k8s.io"],
         resources: &["clusterroles", "clusterrolebindings", "rolebindings"],
         verbs: APPLY_DELETE,
-        why: "the gateway's and generateServiceAccount tokens' rules and bindings; removed by the finalizer, at expiry and when the spec changes",
+        resource_names: &[],
+        why: "the gateway's and generateServiceAccount tokens' rules and bindings (only what the operator holds: RBAC escalation check); removed by the finalizer, at expiry and when the spec changes",
     },
     Rule {
         api_groups: &["rbac.authorization.k8s.io"],
         resources: &["roles"],
         verbs: APPLY,
+        resource_names: &[],
         why: "the Role letting the gateway read GateTokens (revocation)",
+    },
+    Rule {
+        api_groups: &["admissionregistration.k8s.io"],
+        resources: &[
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
+        ],
+        verbs: &["get"],
+        resource_names: &[virt_gateway_api::admission::GATETOKEN_POLICY],
+        why: "check that the delegation policy is in force before signing a GateToken",
     },
     Rule {
         api_groups: &["route.openshift.io"],
         resources: &["routes"],
         verbs: APPLY_DELETE,
+        resource_names: &[],
         why: "the gateway Route on OpenShift",
     },
     Rule {
         api_groups: &["route.openshift.io"],
         resources: &["routes/custom-host"],
         verbs: &["create", "update", "patch"],
+        resource_names: &[],
         why: "set spec.host of the Route on OpenShift",
     },
     Rule {
         api_groups: &["oauth.openshift.io"],
         resources: &["oauthclients"],
         verbs: APPLY_DELETE,
+        resource_names: &[],
         why: "the OAuthClient on OpenShift (generateOauthClient)",
     },
     Rule {
         api_groups: &["events.k8s.io"],
         resources: &["events"],
         verbs: &["create"],
+        resource_names: &[],
         why: "Kubernetes Events on GateServers and GateTokens (each published once, never patched into a series)",
     },
 ];
+
+/// Every rule of the operator's ClusterRole.
+pub fn cluster_rules() -> Vec<Rule> {
+    GATEWAY_RULES
+        .iter()
+        .chain(OPERATOR_RULES)
+        .copied()
+        .collect()
+}
 
 /// The leader-election Role, in the operator's namespace.
 pub const LEADER_ELECTION_RULES: &[Rule] = &[Rule {
     api_groups: &["coordination.k8s.io"],
     resources: &["leases"],
     verbs: &["get", "create", "patch"],
+    resource_names: &[],
     why: "leader election on a Lease (server-side apply)",
 }];
 
-/// The optional ClusterRole for clusters where gateways or ServiceAccount tokens need write
-/// verbs (or non-resource URLs): lets the operator create roles beyond its own permissions.
+/// The optional ClusterRole for clusters where gateways or ServiceAccount tokens need other
+/// rules than the VNC console (write verbs, other resources, non-resource URLs): lets the
+/// operator create and bind roles beyond its own permissions.
 pub const ESCALATE_RULES: &[Rule] = &[
     Rule {
         api_groups: &["rbac.authorization.k8s.io"],
         resources: &["clusterroles", "roles"],
         verbs: &["escalate"],
+        resource_names: &[],
         why: "create (Cluster)Roles with permissions the operator does not hold",
     },
     Rule {
         api_groups: &["rbac.authorization.k8s.io"],
         resources: &["clusterroles"],
         verbs: &["bind"],
+        resource_names: &[],
         why: "bind those ClusterRoles",
+    },
+];
+
+/// The optional ClusterRole of ServiceAccount-mode tokens (`--enable-service-account-tokens`).
+/// The admission policy of the default install lets the operator use it only on ServiceAccounts named
+/// `gatetoken-*`, and the operator requests tokens only for ServiceAccounts it created for the
+/// GateToken (it never takes over an existing one).
+pub const SERVICE_ACCOUNT_TOKEN_RULES: &[Rule] = &[
+    Rule {
+        api_groups: &[""],
+        resources: &["serviceaccounts/token"],
+        verbs: &["create"],
+        resource_names: &[],
+        why: "TokenRequest for the ServiceAccount the operator created for a generateServiceAccount GateToken (admission: names gatetoken-* only)",
+    },
+    Rule {
+        api_groups: &[""],
+        resources: &["serviceaccounts"],
+        verbs: &["delete"],
+        resource_names: &[],
+        why: "delete that ServiceAccount at expiry and revocation, which invalidates its token at once (admission: names gatetoken-* only)",
     },
 ];
 
@@ -222,10 +290,16 @@ pub fn markdown_table(rules: &[Rule]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut out = String::from("| API groups | Resources | Verbs | Why |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| API groups | Resources | Names | Verbs | Why |\n|---|---|---|---|---|\n");
     for r in rules {
+        let names = if r.resource_names.is_empty() {
+            "all".to_owned()
+        } else {
+            code(r.resource_names)
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {names} | {} | {} |\n",
             code(r.api_groups),
             code(r.resources),
             code(r.verbs),
@@ -244,11 +318,15 @@ mod tests {
     fn readme_shows_the_rules_in_code() {
         let readme = include_str!("../README.md");
         for (title, rules) in [
-            ("ClusterRole", CLUSTER_RULES),
-            ("leader election", LEADER_ELECTION_RULES),
-            ("escalate", ESCALATE_RULES),
+            ("ClusterRole", cluster_rules()),
+            ("leader election", LEADER_ELECTION_RULES.to_vec()),
+            ("escalate", ESCALATE_RULES.to_vec()),
+            (
+                "ServiceAccount tokens",
+                SERVICE_ACCOUNT_TOKEN_RULES.to_vec(),
+            ),
         ] {
-            let table = markdown_table(rules);
+            let table = markdown_table(&rules);
             assert!(
                 readme.contains(&table),
                 "README.md lacks the current {title} table:\n{table}"

@@ -253,17 +253,29 @@ async fn run_controllers(
     tracing::info!(
         route_api = apis.route,
         oauth_client_api = apis.oauth_client,
+        platform = ?apis.platform(),
         namespace = ns.unwrap_or("*"),
         "starting controllers"
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config.gateway_defaults.clone(),
-        metrics.clone(),
-        Signer::new(config.signing_threads),
-        CachedDiscovery::new(client.clone(), apis),
-        config.instance.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            config.gateway_defaults.clone(),
+            metrics.clone(),
+            Signer::new(config.signing_threads),
+            CachedDiscovery::new(client.clone(), apis),
+            config.instance.clone(),
+        )
+        .with_token_policy(
+            config.service_account_tokens,
+            config.allow_unchecked_delegation,
+        ),
+    );
+    if config.allow_unchecked_delegation {
+        tracing::warn!(
+            "--allow-unchecked-delegation: GateTokens are signed without the delegation policy; anyone who may create a GateToken can grant whatever the gateway may do"
+        );
+    }
 
     // Our children carry the managed-by label; in namespace mode, cluster-scoped and
     // cross-namespace ones are narrowed to this namespace's GateServers.

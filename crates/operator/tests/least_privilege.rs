@@ -3,8 +3,13 @@
 //! exactly the RBAC they grant (a TokenRequest token, not the admin), watching all namespaces
 //! with leader election on, and brings the seed GateServer and GateToken (applied as written,
 //! in their own namespace `kube-gateway`) to Ready. That proves the generated least-privilege
-//! RBAC is sufficient. A gateway rule with a write verb is refused by the RBAC escalation check
-//! (condition, no crash loop) until the optional escalate role is applied.
+//! RBAC is sufficient. SubjectAccessReviews and real requests as the operator's ServiceAccount
+//! prove it minimal: it cannot mint tokens for ServiceAccounts it did not create, read Secrets
+//! other than the signing keys, reach the kubelet (`nodes/proxy`), exec into pods, bind or
+//! escalate, or read anything else. A gateway rule with a write verb is refused by the RBAC
+//! escalation check (condition, no crash loop) until the optional escalate role is applied;
+//! ServiceAccount-mode tokens need the optional ServiceAccount-token manifest, whose admission
+//! policy keeps the operator to the ServiceAccounts it creates.
 //!
 //! This binary has one control-plane test (an all-namespaces operator must not share a control
 //! plane with tests that run their own operators).
@@ -14,9 +19,15 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use virt_gateway_api::GateServer;
+use virt_gateway_api::{GateServer, GateToken};
 use virt_gateway_operator::manifests;
 use virt_gateway_testenv::ControlPlane;
 
@@ -43,7 +54,7 @@ fn the_cluster_role_in_the_manifest_is_the_list_in_code() {
         .unwrap();
     let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> =
         serde_yaml::from_value(role["rules"].clone()).unwrap();
-    let code: Vec<_> = virt_gateway_operator::rbac::CLUSTER_RULES
+    let code: Vec<_> = virt_gateway_operator::rbac::cluster_rules()
         .iter()
         .map(|r| r.policy_rule())
         .collect();
@@ -65,6 +76,257 @@ fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const OPERATOR_NS: &str = "virt-gateway-operator-system";
+
+/// Whether the operator's ServiceAccount may `verb` `resource` (`res` or `res/sub`) in `group`,
+/// named `name` in `ns` ("" = every name, all namespaces), by a SubjectAccessReview.
+async fn operator_may(
+    admin: &Client,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    name: &str,
+    ns: &str,
+) -> bool {
+    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    review(
+        admin,
+        Some(ResourceAttributes {
+            verb: Some(verb.into()),
+            group: Some(group.into()),
+            resource: Some(resource.into()),
+            subresource: Some(subresource.into()),
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..ResourceAttributes::default()
+        }),
+        None,
+    )
+    .await
+}
+
+async fn review(
+    admin: &Client,
+    resource: Option<ResourceAttributes>,
+    path: Option<NonResourceAttributes>,
+) -> bool {
+    let sar = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(format!(
+                "system:serviceaccount:{OPERATOR_NS}:virt-gateway-operator"
+            )),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{OPERATOR_NS}"),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: resource,
+            non_resource_attributes: path,
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    Api::<SubjectAccessReview>::all(admin.clone())
+        .create(&PostParams::default(), &sar)
+        .await
+        .unwrap()
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// What the default install must NOT let the operator do (each line: verb, group, resource,
+/// name, namespace), and the little it must.
+async fn assert_minimal(admin: &Client) {
+    let cannot: &[(&str, &str, &str, &str, &str)] = &[
+        // Mint tokens for ServiceAccounts it did not create (any, anywhere).
+        (
+            "create",
+            "",
+            "serviceaccounts/token",
+            "clusterrole-aggregation-controller",
+            "kube-system",
+        ),
+        ("create", "", "serviceaccounts/token", "default", "default"),
+        (
+            "create",
+            "",
+            "serviceaccounts/token",
+            "gatetoken-x",
+            "kube-gateway",
+        ),
+        // Read Secrets other than the signing keys.
+        ("get", "", "secrets", "", "kube-system"),
+        ("list", "", "secrets", "", ""),
+        ("watch", "", "secrets", "", ""),
+        ("get", "", "secrets", "other", "kube-gateway"),
+        (
+            "get",
+            "",
+            "secrets",
+            "kube-gateway-server-oauth-client",
+            "kube-gateway",
+        ),
+        (
+            "update",
+            "",
+            "secrets",
+            "kube-gateway-jwt-secret",
+            "kube-gateway",
+        ),
+        (
+            "delete",
+            "",
+            "secrets",
+            "kube-gateway-jwt-secret",
+            "kube-gateway",
+        ),
+        // The kubelet (exec on every node), exec/attach/port-forward into pods, pods themselves.
+        ("get", "", "nodes/proxy", "", ""),
+        ("create", "", "nodes/proxy", "", ""),
+        ("create", "", "pods/exec", "", "kube-system"),
+        ("get", "", "pods/exec", "", "kube-system"),
+        ("create", "", "pods/attach", "", "kube-system"),
+        ("create", "", "pods/portforward", "", "kube-system"),
+        ("create", "", "pods", "", "kube-system"),
+        ("get", "", "services/proxy", "", "default"),
+        // Grant itself more: bind, escalate, impersonate, change the admission policies.
+        (
+            "bind",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "cluster-admin",
+            "",
+        ),
+        (
+            "escalate",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "",
+            "",
+        ),
+        (
+            "escalate",
+            "rbac.authorization.k8s.io",
+            "roles",
+            "",
+            "kube-system",
+        ),
+        ("impersonate", "", "users", "", ""),
+        ("impersonate", "", "serviceaccounts", "", "kube-system"),
+        (
+            "update",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            "virt-gateway-gatetoken-delegation",
+            "",
+        ),
+        (
+            "delete",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+            "virt-gateway-gatetoken-delegation",
+            "",
+        ),
+        (
+            "create",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            "",
+            "",
+        ),
+        (
+            "get",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            "other",
+            "",
+        ),
+        // No read-everything budget; no deleting ServiceAccounts; no writing GateToken specs.
+        ("get", "", "configmaps", "", "kube-system"),
+        ("list", "", "pods", "", ""),
+        ("get", "", "nodes", "", ""),
+        ("get", "storage.k8s.io", "storageclasses", "", ""),
+        ("get", "kubevirt.io", "virtualmachines", "", ""),
+        ("delete", "", "serviceaccounts", "default", "default"),
+        (
+            "update",
+            "ocgate.yaacov.com",
+            "gatetokens",
+            "",
+            "kube-gateway",
+        ),
+        (
+            "create",
+            "ocgate.yaacov.com",
+            "gatetokens",
+            "",
+            "kube-gateway",
+        ),
+    ];
+    for (verb, group, resource, name, ns) in cannot {
+        assert!(
+            !operator_may(admin, verb, group, resource, name, ns).await,
+            "the operator may {verb} {group}/{resource} {name:?} in {ns:?}"
+        );
+    }
+    let metrics = NonResourceAttributes {
+        verb: Some("get".into()),
+        path: Some("/metrics".into()),
+    };
+    assert!(
+        !review(admin, None, Some(metrics)).await,
+        "the operator may get /metrics"
+    );
+    let can: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "get",
+            "",
+            "secrets",
+            "kube-gateway-jwt-secret",
+            "kube-gateway",
+        ),
+        ("watch", "", "secrets", "kube-gateway-jwt-secret", ""),
+        // Documented: RBAC cannot limit create by name (the guard policy limits what it creates).
+        ("create", "", "secrets", "", "kube-gateway"),
+        (
+            "get",
+            "subresources.kubevirt.io",
+            "virtualmachineinstances/vnc",
+            "",
+            "",
+        ),
+        (
+            "get",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            "virt-gateway-gatetoken-delegation",
+            "",
+        ),
+    ];
+    for (verb, group, resource, name, ns) in can {
+        assert!(
+            operator_may(admin, verb, group, resource, name, ns).await,
+            "the operator may not {verb} {group}/{resource} {name:?} in {ns:?}"
+        );
+    }
+}
+
+/// A client with the operator's own credentials.
+async fn as_operator(cp: &ControlPlane) -> Client {
+    cp.client_with_token(
+        &cp.token_request(OPERATOR_NS, "virt-gateway-operator", 3600)
+            .await,
+    )
+    .await
+}
+
+fn api_error(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        e => panic!("{e}"),
+    }
 }
 
 #[tokio::test]
@@ -110,7 +372,7 @@ async fn the_operator_works_with_exactly_the_generated_rbac() {
     .unwrap();
     let metrics = free_addr();
     let health = free_addr();
-    let operator = OperatorProcess::spawn(
+    let mut operator = OperatorProcess::spawn(
         &kubeconfig,
         &[
             "--leader-elect".into(),
@@ -149,17 +411,55 @@ async fn the_operator_works_with_exactly_the_generated_rbac() {
     let secret = key_secret(&admin, gs).await;
     let claims = verify(&secret, &tok.status.unwrap().token, unix_now()).claims;
     assert_eq!(claims.resource_names, Some(vec!["testvm".to_owned()]));
-    // A ServiceAccount token for a read-only rule works under least privilege too.
+    // Sufficient, and minimal: what the operator's ServiceAccount cannot do.
+    assert_minimal(&admin).await;
+    let operator_client = as_operator(cp).await;
+    // Real requests too: no token for a ServiceAccount it did not create, no other Secret, and
+    // the guard policy keeps it from creating a ServiceAccount-token Secret (which would hand it
+    // that ServiceAccount's token under a name it may read).
+    let err = Api::<ServiceAccount>::namespaced(operator_client.clone(), "kube-system")
+        .create_token_request("default", &PostParams::default(), &TokenRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(err).0, 403);
+    let err = Api::<Secret>::namespaced(operator_client.clone(), "kube-system")
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(err).0, 403);
+    let stolen: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "kube-gateway-jwt-secret", "namespace": "kube-system",
+                     "annotations": {"kubernetes.io/service-account.name": "clusterrole-aggregation-controller"}},
+        "type": "kubernetes.io/service-account-token"
+    }))
+    .unwrap();
+    let (code, message) = api_error(
+        Api::<Secret>::namespaced(operator_client.clone(), "kube-system")
+            .create(&PostParams::default(), &stolen)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 403, "{message}");
+    assert!(message.contains("virt-gateway-operator-guard"), "{message}");
+
+    // ServiceAccount-mode tokens are off by default: a condition says how to enable them.
     let sa_token = token(
         gs,
-        "sa-read",
+        "sa-console",
         json!({
-            "namespace": gs, "verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"],
-            "generateServiceAccount": true
+            "namespace": "default", "resourceNames": ["testvm"], "generateServiceAccount": true
         }),
     );
     create(&admin, &sa_token).await;
-    wait_token_phase(&admin, gs, "sa-read", "Ready").await;
+    let tokens: Api<GateToken> = Api::namespaced(admin.clone(), gs);
+    let disabled = wait_for(&tokens, "sa-console", "disabled", |t| {
+        t.status
+            .as_ref()
+            .and_then(|st| condition(&st.conditions, "Ready"))
+            .is_some_and(|c| c.1 == "ServiceAccountTokensDisabled")
+    })
+    .await;
+    assert!(disabled.status.unwrap().token.is_empty());
 
     // A write verb exceeds what the operator holds: refused by the API server's escalation
     // check, reported as a condition with its message, retried slowly, the process keeps going.
@@ -242,7 +542,12 @@ async fn the_operator_works_with_exactly_the_generated_rbac() {
     );
     assert!(metric(&text, "virt_gateway_operator_reconcile_errors_total{controller=\"gateserver\",kind=\"forbidden\"}").unwrap_or(0.0) >= 1.0, "{text}");
     assert!(
-        metric(&text, "virt_gateway_operator_gatetokens{phase=\"Ready\"}").unwrap_or(0.0) >= 2.0,
+        metric(&text, "virt_gateway_operator_gatetokens{phase=\"Ready\"}").unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    // The ServiceAccount-mode token, refused while that mode is off.
+    assert!(
+        metric(&text, "virt_gateway_operator_gatetokens{phase=\"Error\"}").unwrap_or(0.0) >= 1.0,
         "{text}"
     );
     assert!(
@@ -251,4 +556,74 @@ async fn the_operator_works_with_exactly_the_generated_rbac() {
         "{}",
         operator.logs()
     );
+
+    // ServiceAccount mode, opted in: the flag and the manifest. The admission policy of the
+    // manifest keeps the operator to ServiceAccounts named gatetoken-*, and the operator requests
+    // tokens only for the ones it created for the GateToken.
+    kubectl(
+        cp,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            &file("virt-gateway-operator-serviceaccount-tokens.yaml"),
+        ],
+    );
+    // The guard was in force before the RBAC: never a token for another ServiceAccount, first
+    // refused by RBAC (until the new binding is in effect), then by the guard.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let err = Api::<ServiceAccount>::namespaced(operator_client.clone(), "kube-system")
+            .create_token_request("default", &PostParams::default(), &TokenRequest::default())
+            .await
+            .map(|_| ())
+            .expect_err("a token for kube-system/default");
+        let (code, message) = api_error(err);
+        assert_eq!(code, 403, "{message}");
+        if message.contains("virt-gateway-operator-serviceaccount-tokens") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ServiceAccount-token RBAC is not in effect: {message}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let err = Api::<ServiceAccount>::namespaced(operator_client.clone(), "default")
+        .delete("default", &Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(err).0, 403);
+    operator.signal(libc::SIGTERM);
+    operator.wait_exit().await;
+    let mut with_tokens = OperatorProcess::spawn(
+        &kubeconfig,
+        &[
+            "--leader-elect".into(),
+            format!("--metrics-bind-address={}", free_addr()),
+            format!("--health-probe-bind-address={health}"),
+            "--log-format=json".into(),
+            "--identity=least-privilege-2".into(),
+            "--lease-duration-seconds=4".into(),
+            "--lease-renew-grace-seconds=1".into(),
+            "--enable-service-account-tokens".into(),
+        ],
+        &[("POD_NAMESPACE", ns)],
+    );
+    wait_http_ok(&health, "/readyz").await;
+    let sa_console = token(
+        gs,
+        "sa-console-2",
+        json!({
+            "namespace": "default", "resourceNames": ["testvm"], "generateServiceAccount": true
+        }),
+    );
+    create(&admin, &sa_console).await;
+    let issued = wait_token_phase(&admin, gs, "sa-console-2", "Ready").await;
+    assert_eq!(
+        issued.status.unwrap().service_account_name,
+        "gatetoken-sa-console-2"
+    );
+    with_tokens.signal(libc::SIGTERM);
+    with_tokens.wait_exit().await;
 }

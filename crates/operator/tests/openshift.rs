@@ -1,5 +1,6 @@
-//! The OpenShift branch (Route, OAuthClient) against a real API server that serves stand-ins for
-//! `route.openshift.io/v1` Routes and `oauth.openshift.io/v1` OAuthClients (CRDs with the same
+//! The OpenShift branch (Route, OAuthClient, the SCC-friendly gateway pod) against a real API
+//! server that serves stand-ins for `route.openshift.io/v1` Routes, `oauth.openshift.io/v1`
+//! OAuthClients and `security.openshift.io/v1` SecurityContextConstraints (CRDs with the same
 //! group, version, kind, plural and scope). Discovery is cluster-wide, so this binary has its own
 //! control plane; the plain-Kubernetes behaviour (no Route API) is covered in tests/operator.rs.
 
@@ -45,13 +46,19 @@ async fn route_and_oauth_client_when_the_apis_exist() {
                 "oauthclients",
                 "Cluster",
             ),
+            stand_in(
+                "security.openshift.io",
+                "SecurityContextConstraints",
+                "securitycontextconstraints",
+                "Cluster",
+            ),
         ],
         "tests",
     )
     .await;
     while !virt_gateway_operator::discovery::discover(&client)
         .await
-        .is_ok_and(|a| a.route && a.oauth_client)
+        .is_ok_and(|a| a.route && a.oauth_client && a.security_context_constraints)
     {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
@@ -105,7 +112,7 @@ async fn route_and_oauth_client_when_the_apis_exist() {
         .get("console")
         .await
         .unwrap();
-    let cmd = deploy.spec.template.spec.unwrap().containers[0]
+    let cmd = deploy.spec.template.spec.as_ref().unwrap().containers[0]
         .command
         .clone()
         .unwrap();
@@ -115,6 +122,43 @@ async fn route_and_oauth_client_when_the_apis_exist() {
     );
     assert!(cmd.contains(&"-listen=https://0.0.0.0:8080".to_owned()));
     assert!(!cmd.contains(&"-oauth-server-disable".to_owned()));
+
+    // OpenShift: no fixed user or group anywhere in the pod (restricted-v2 assigns them), the rest
+    // of the restricted profile in place, and Pod Security admission accepts the pod at
+    // `restricted`. The check is not a formality: without the seccomp profile it refuses it.
+    let pod = deploy.spec.template.spec.clone().unwrap();
+    assert!(pod.security_context.as_ref().unwrap().run_as_user.is_none());
+    for c in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
+        let sc = c.security_context.as_ref().unwrap();
+        assert!(
+            sc.run_as_user.is_none() && sc.run_as_group.is_none(),
+            "{}",
+            c.name
+        );
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+    }
+    dry_run_pod_under_restricted(&client, &deploy)
+        .await
+        .expect("the gateway pod meets Pod Security restricted on OpenShift");
+    let mut lax = deploy.clone();
+    let lax_pod = lax.spec.template.spec.as_mut().unwrap();
+    lax_pod.security_context.as_mut().unwrap().seccomp_profile = None;
+    for c in lax_pod
+        .containers
+        .iter_mut()
+        .chain(lax_pod.init_containers.iter_mut().flatten())
+    {
+        c.security_context.as_mut().unwrap().seccomp_profile = None;
+    }
+    let refused = dry_run_pod_under_restricted(&client, &lax)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("restricted"), "{refused}");
 
     // Back to an Ingress: the Route and the OAuthClient go, a condition says why no OAuth.
     let servers: Api<GateServer> = Api::namespaced(client.clone(), &ns);

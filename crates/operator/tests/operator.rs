@@ -200,6 +200,7 @@ async fn seeds_as_written_become_ready_with_every_child() {
         &GatewayOptions {
             defaults: GatewayDefaults::default(),
             oauth_client_id: None,
+            ..GatewayOptions::default()
         },
     )
     .unwrap();
@@ -248,6 +249,15 @@ async fn seeds_as_written_become_ready_with_every_child() {
             .unwrap()["ocgate.yaacov.com/jwt-kid"],
         public.kid()
     );
+    // On a cluster without OpenShift's SCCs the pod runs as the fixed non-root user, and Pod
+    // Security admission accepts it at `restricted`.
+    assert_eq!(
+        got_pod.security_context.as_ref().unwrap().run_as_user,
+        Some(65532)
+    );
+    dry_run_pod_under_restricted(&client, &deploy)
+        .await
+        .expect("the gateway pod meets Pod Security restricted");
     // No kubelet here: the Deployment never becomes available, and the status says so.
     let available = condition(&status.conditions, "Available").unwrap();
     assert_ne!(available.0, "True", "{available:?}");
@@ -914,7 +924,7 @@ async fn revoked_tokens_are_final() {
 async fn service_account_tokens_really_authenticate_and_are_removed() {
     let (cp, client, ns) = setup().await;
     let target = cp.fresh_namespace().await;
-    let _operator = Operator::in_namespace(client.clone(), &ns);
+    let _operator = Operator::start(client.clone(), with_service_account_tokens(&ns));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &target);
     for name in ["allowed", "other"] {
         cms.create(
@@ -981,6 +991,30 @@ async fn service_account_tokens_really_authenticate_and_are_removed() {
         403
     );
 
+    // `resourceNames: []` means nothing here too (RBAC would read it as every name): the
+    // ServiceAccount's ClusterRole has no rule, and its token reads nothing.
+    let spec = json!({
+        "namespace": target, "verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"],
+        "resourceNames": [], "durationSec": 600, "generateServiceAccount": true
+    });
+    create(&client, &token(&ns, "none", spec)).await;
+    let none = wait_token_phase(&client, &ns, "none", "Ready").await;
+    let role = Api::<ClusterRole>::all(client.clone())
+        .get(&format!("virt-gateway-token:{ns}:none"))
+        .await
+        .unwrap();
+    assert!(role.rules.unwrap_or_default().is_empty(), "no rule at all");
+    let as_none = cp.client_with_token(&none.status.unwrap().token).await;
+    assert_eq!(
+        code(
+            Api::<ConfigMap>::namespaced(as_none, &target)
+                .get("allowed")
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
+
     // At expiry the ServiceAccount and RBAC go, and the token stops working immediately
     // (although the TokenRequest API gave it at least 10 minutes).
     let access = format!("virt-gateway-token:{ns}:sa");
@@ -1032,6 +1066,81 @@ async fn service_account_tokens_really_authenticate_and_are_removed() {
         "gatetoken-cluster",
     )
     .await;
+}
+
+fn with_service_account_tokens(ns: &str) -> virt_gateway_operator::OperatorConfig {
+    let mut c = config(ns);
+    c.service_account_tokens = true;
+    c
+}
+
+/// ServiceAccount mode is off unless the operator is started with it: the token is refused with
+/// a condition and an Event saying how to enable it, and nothing is created.
+#[tokio::test]
+async fn service_account_tokens_are_off_by_default() {
+    let (_cp, client, ns) = setup().await;
+    let _operator = Operator::in_namespace(client.clone(), &ns);
+    let spec = json!({"namespace": ns, "apiGroups": [""], "resources": ["configmaps"], "generateServiceAccount": true});
+    create(&client, &token(&ns, "sa", spec)).await;
+    let tok = wait_token_phase(&client, &ns, "sa", "Error").await;
+    let st = tok.status.unwrap();
+    assert!(st.token.is_empty());
+    let (status, reason, message) = condition(&st.conditions, "Error").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "ServiceAccountTokensDisabled")
+    );
+    assert!(
+        message.contains("--enable-service-account-tokens"),
+        "{message}"
+    );
+    let events = events_for(&client, &ns, "sa").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, _)| r == "ServiceAccountTokensDisabled"),
+        "{events:?}"
+    );
+    assert!(
+        Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+            .get_opt("gatetoken-sa")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// The operator never takes over a ServiceAccount it did not create for the GateToken: one that
+/// already has the name gets no token and keeps its own owner.
+#[tokio::test]
+async fn service_account_mode_never_takes_over_an_existing_account() {
+    let (_cp, client, ns) = setup().await;
+    let _operator = Operator::start(client.clone(), with_service_account_tokens(&ns));
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some("gatetoken-taken".into()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            },
+        )
+        .await
+        .unwrap();
+    let spec = json!({"namespace": ns, "apiGroups": [""], "resources": ["configmaps"], "generateServiceAccount": true});
+    create(&client, &token(&ns, "taken", spec)).await;
+    let tok = wait_token_phase(&client, &ns, "taken", "Error").await;
+    let st = tok.status.unwrap();
+    assert!(st.token.is_empty());
+    let (_, reason, message) = condition(&st.conditions, "Error").unwrap();
+    assert_eq!(reason, "FailedSA");
+    assert!(message.contains("never takes over"), "{message}");
+    let sa = accounts.get("gatetoken-taken").await.unwrap();
+    assert!(sa.metadata.owner_references.is_none(), "not adopted");
+    assert!(sa.labels().is_empty(), "not labelled");
 }
 
 /// Stopping and restarting the operator mid-flight (a token still pending, another created

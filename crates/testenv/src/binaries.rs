@@ -20,25 +20,7 @@ impl Binaries {
     /// Finds the binaries, building them first if they are not cached yet (progress goes to
     /// stderr). Never falls back to anything but the real binaries.
     pub fn ensure() -> Result<Self, Error> {
-        let script = build_script();
-        let output = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| Error::Binaries(format!("cannot run {}: {e}", script.display())))?;
-        if !output.status.success() {
-            return Err(Error::Binaries(format!(
-                "{} failed ({}); its output above names the step and module that failed",
-                script.display(),
-                output.status
-            )));
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let dir =
-            stdout.lines().last().map(PathBuf::from).ok_or_else(|| {
-                Error::Binaries(format!("{} printed no directory", script.display()))
-            })?;
+        let dir = run_build_script(&build_script())?;
         let binaries = Self { dir };
         for name in [
             "etcd",
@@ -67,6 +49,29 @@ pub fn repo_root() -> PathBuf {
         .nth(2)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs a build-and-cache script of `testenv/` (progress on stderr) and returns the cache
+/// directory it prints last on stdout.
+pub(crate) fn run_build_script(script: &Path) -> Result<PathBuf, Error> {
+    let output = Command::new("bash")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Error::Binaries(format!("cannot run {}: {e}", script.display())))?;
+    if !output.status.success() {
+        return Err(Error::Binaries(format!(
+            "{} failed ({}); its output above names the step that failed",
+            script.display(),
+            output.status
+        )));
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::Binaries(format!("{} printed no directory", script.display())))
 }
 
 fn build_script() -> PathBuf {

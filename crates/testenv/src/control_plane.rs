@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 use crate::Error;
 use crate::binaries::Binaries;
 use crate::certs::{Authority, CertAndKey, signing_key_pair};
+use crate::identity_provider::{self, IdentityProvider, Login, ProviderSettings};
 use crate::process::{Process, remove_at_exit};
 
 /// The Service IP range. It must be inside 127.0.0.0/8: the aggregator dials a Service's
@@ -23,20 +24,33 @@ use crate::process::{Process, remove_at_exit};
 pub const DEFAULT_SERVICE_CIDR: &str = "127.100.0.0/24";
 
 /// The controllers kube-controller-manager runs: enough for garbage collection, namespace
-/// deletion, ServiceAccounts and their tokens, Deployments (status, ReplicaSets) and the
-/// `kube-root-ca.crt` ConfigMap. There is no scheduler and no kubelet, so Pods never run.
-pub const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller,root-ca-certificate-publisher-controller";
+/// deletion, ServiceAccounts and their tokens, Deployments (status, ReplicaSets), Jobs (their
+/// pods and completion: a test that plays the kubelet for a Job's pod sees the Job complete, as
+/// Helm's hooks wait for) and the `kube-root-ca.crt` ConfigMap. There is no scheduler and no
+/// kubelet, so Pods never run.
+pub const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller,job-controller,root-ca-certificate-publisher-controller";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long each component may take to exit after SIGTERM before it gets SIGKILL. Three
+/// components stop one after another, so a control plane stops within about three times this.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Temporary control-plane directories are named `<TEMP_PREFIX><random>`.
+pub const TEMP_PREFIX: &str = "virt-gateway-testenv-";
+
 /// How to start a control plane.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Directory for certificates, etcd data, logs and the kubeconfig. `None`: a temporary
     /// directory removed when the control plane stops.
     pub dir: Option<PathBuf>,
     /// The Service IP range (see [`DEFAULT_SERVICE_CIDR`]).
     pub service_cidr: String,
+    /// OpenID Connect providers (Dex) to start before the API server, which then trusts them
+    /// through its structured authentication configuration (`--authentication-config`). Empty
+    /// (the default): no provider, and the API server starts as before.
+    pub identity_providers: Vec<ProviderSettings>,
 }
 
 impl Default for Options {
@@ -44,6 +58,7 @@ impl Default for Options {
         Self {
             dir: None,
             service_cidr: DEFAULT_SERVICE_CIDR.to_string(),
+            identity_providers: Vec::new(),
         }
     }
 }
@@ -62,6 +77,8 @@ pub struct ControlPlane {
     ca: Authority,
     kubeconfig: PathBuf,
     binaries: Binaries,
+    identity_providers: Vec<IdentityProvider>,
+    options: Options,
 }
 
 static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
@@ -70,9 +87,17 @@ impl ControlPlane {
     /// The control plane shared by all tests of this test binary, started on first use and
     /// stopped when the process exits. Panics, with each component's log tail, if it cannot start.
     pub async fn shared() -> &'static ControlPlane {
-        SHARED
+        Self::shared_with(Options::default()).await
+    }
+
+    /// Like [`ControlPlane::shared`], started with `options` (for example with an identity
+    /// provider). Every test of one binary must ask for the same options: there is one shared
+    /// control plane per binary, and asking for another one panics rather than hand out a
+    /// control plane configured differently from what the test expects.
+    pub async fn shared_with(options: Options) -> &'static ControlPlane {
+        let cp = SHARED
             .get_or_init(|| async {
-                match ControlPlane::start(Options::default()).await {
+                match ControlPlane::start(options.clone()).await {
                     Ok(cp) => {
                         if let Some(temp) = &cp._temp {
                             remove_at_exit(temp.path());
@@ -82,7 +107,12 @@ impl ControlPlane {
                     Err(e) => panic!("cannot start the test control plane: {e}"),
                 }
             })
-            .await
+            .await;
+        assert_eq!(
+            cp.options, options,
+            "this test binary's shared control plane was started with other options"
+        );
+        cp
     }
 
     /// Starts etcd, kube-apiserver and kube-controller-manager, and waits until the API server
@@ -99,10 +129,12 @@ impl ControlPlane {
                 (None, dir.clone())
             }
             None => {
+                crate::leftovers::remove_abandoned_temp_dirs(TEMP_PREFIX);
                 let temp = tempfile::Builder::new()
-                    .prefix("virt-gateway-testenv-")
+                    .prefix(TEMP_PREFIX)
                     .tempdir()
                     .map_err(|e| Error::Io(format!("cannot create a temporary directory: {e}")))?;
+                crate::leftovers::claim(temp.path())?;
                 let path = temp.path().to_path_buf();
                 (Some(temp), path)
             }
@@ -167,6 +199,8 @@ impl ControlPlane {
             ca,
             kubeconfig: kubeconfig.clone(),
             binaries: binaries.clone(),
+            identity_providers: Vec::new(),
+            options: options.clone(),
         };
 
         let etcd_data = dir.join("etcd");
@@ -213,6 +247,17 @@ impl ControlPlane {
             "--profiling=false".to_string(),
             "--v=1".to_string(),
         ];
+        let mut api_args = api_args;
+        if !options.identity_providers.is_empty() {
+            cp.start_identity_providers(&options.identity_providers)
+                .await?;
+            let path = pki.join("authentication-config.yaml");
+            write(
+                &path,
+                &identity_provider::authentication_config(&cp.identity_providers),
+            )?;
+            api_args.push(format!("--authentication-config={}", path.display()));
+        }
         cp.spawn("kube-apiserver", &api_args)?;
         cp.wait_for_api_server().await?;
 
@@ -234,7 +279,92 @@ impl ControlPlane {
         ];
         cp.spawn("kube-controller-manager", &kcm_args)?;
         cp.wait_for_controller_manager(kcm_port).await?;
+        cp.wait_for_token_authentication().await?;
         Ok(cp)
+    }
+
+    /// The identity providers started with [`Options::identity_providers`], in that order.
+    pub fn identity_providers(&self) -> &[IdentityProvider] {
+        &self.identity_providers
+    }
+
+    /// The identity provider of that name, if it was asked for.
+    pub fn identity_provider(&self, name: &str) -> Option<&IdentityProvider> {
+        self.identity_providers.iter().find(|p| p.name() == name)
+    }
+
+    /// Starts Dex for each provider, on loopback with a serving certificate from the cluster CA,
+    /// before the API server: it fetches their discovery documents when it starts.
+    async fn start_identity_providers(&mut self, all: &[ProviderSettings]) -> Result<(), Error> {
+        let dex = tokio::task::spawn_blocking(identity_provider::ensure_dex)
+            .await
+            .map_err(|e| Error::Binaries(e.to_string()))??;
+        for settings in all {
+            let provider = IdentityProvider::prepare(&self.dir, &self.ca, settings)?;
+            let name = format!("dex-{}", settings.name);
+            let process =
+                Process::spawn(&name, &dex, &provider.command_args(), provider.log_path())
+                    .map_err(|e| Error::Start(format!("cannot start {name}: {e}")))?;
+            self.processes.push(process);
+            let deadline = Instant::now() + READY_TIMEOUT;
+            while let Err(last) = provider.wait_ready().await {
+                if let Some(why) = self.any_exited() {
+                    return Err(self.failure(why));
+                }
+                if Instant::now() > deadline {
+                    return Err(self.failure(format!("{name} was not ready: {last}")));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            self.identity_providers.push(provider);
+        }
+        Ok(())
+    }
+
+    /// The API server's JWT authenticators fetch the providers' keys in the background: wait
+    /// until each has, so that a test's first token is judged on its merits. A TokenReview says
+    /// "not initialized" until then.
+    async fn wait_for_token_authentication(&mut self) -> Result<(), Error> {
+        use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+        let client = Client::try_from(self.admin_config().await)
+            .map_err(|e| Error::Start(format!("cannot build the admin client: {e}")))?;
+        for provider in self.identity_providers.clone() {
+            let login = Login::Password {
+                email: identity_provider::USER_EMAIL,
+                password: provider.user_password(),
+            };
+            let tokens = provider
+                .sign_in(provider.client(), login)
+                .await
+                .map_err(|e| Error::Start(format!("sign-in at {}: {e}", provider.name())))?;
+            let review = TokenReview {
+                spec: TokenReviewSpec {
+                    token: tokens.id_token,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let deadline = Instant::now() + READY_TIMEOUT;
+            loop {
+                let status = Api::<TokenReview>::all(client.clone())
+                    .create(&PostParams::default(), &review)
+                    .await?
+                    .status
+                    .unwrap_or_default();
+                let error = status.error.unwrap_or_default();
+                if status.authenticated == Some(true) || !error.contains("not initialized") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(self.failure(format!(
+                        "the API server did not load {}'s keys: {error}",
+                        provider.issuer()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
     }
 
     /// The admin kubeconfig (client certificate in `system:masters`).
@@ -378,10 +508,12 @@ impl ControlPlane {
         self.processes.iter().map(Process::pid).collect()
     }
 
-    /// Stops every process now (also done on drop).
+    /// Stops every process now (also done on drop), clients before servers:
+    /// kube-controller-manager, then kube-apiserver, then etcd, so that none of them is left
+    /// retrying against one already gone. Each gets [`STOP_GRACE`] before SIGKILL.
     pub fn stop(&mut self) {
         for p in self.processes.iter_mut().rev() {
-            p.stop(Duration::from_secs(5));
+            p.stop(STOP_GRACE);
         }
     }
 

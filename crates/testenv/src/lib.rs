@@ -20,12 +20,16 @@ pub mod binaries;
 pub mod certs;
 pub mod control_plane;
 pub mod helpers;
+pub mod identity_provider;
+pub mod leftovers;
 pub mod process;
+pub mod shutdown;
 pub mod websocket;
 
 pub use aggregated::AggregatedApi;
 pub use binaries::Binaries;
 pub use control_plane::{ControlPlane, Options};
+pub use identity_provider::{IdentityProvider, Login, ProviderSettings};
 
 /// Why the control plane could not be built, started or used.
 #[derive(Debug, thiserror::Error)]

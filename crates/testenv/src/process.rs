@@ -1,13 +1,22 @@
-//! Child processes that never outlive the process that started them.
+//! Child processes that never outlive the process that started them, and that stop when *it*
+//! decides, in the order it decides.
 //!
-//! Three layers make sure no etcd or kube-apiserver is left behind:
+//! Every child is the leader of a **process group of its own**. A terminal's Ctrl-C sends SIGINT
+//! to its whole foreground process group; were etcd in it, etcd would die at once, and the
+//! kube-apiserver that its owner then stops would hang on its dead storage. In their own groups,
+//! children only get the signals their owner sends, so the owner can stop clients before servers
+//! (the demo: gateway and operator, then kube-controller-manager, kube-apiserver, etcd last).
+//!
+//! Four layers make sure no etcd or kube-apiserver is left behind:
 //! - [`Process`] stops its child on drop (SIGTERM, then SIGKILL after a grace period);
 //! - every child gets `PR_SET_PDEATHSIG = SIGKILL`, so the kernel kills it if we die, even by
 //!   SIGKILL. That signal fires when the *thread* that forked the child exits, so all children are
-//!   spawned from one supervisor thread that lives as long as the process;
+//!   spawned from one supervisor thread that lives as long as the process. A child whose parent
+//!   died before `prctl` took effect exits at once;
 //! - an `atexit` hook kills whatever is still registered when the process exits normally (a
 //!   shared control plane lives in a `static` and is never dropped) and removes registered
-//!   directories.
+//!   directories;
+//! - [`kill_all_now`] is the forced stop (a second Ctrl-C): SIGKILL to every registered group.
 #![allow(unsafe_code)]
 
 use std::collections::HashSet;
@@ -57,34 +66,62 @@ fn install_exit_hook() {
     });
 }
 
-fn kill_all_registered() {
-    let pids: Vec<i32> = LIVE_PIDS
+fn take_registered() -> Vec<i32> {
+    LIVE_PIDS
         .lock()
         .map(|mut live| {
             live.take()
                 .map(|s| s.into_iter().collect())
                 .unwrap_or_default()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn kill_all_registered() {
+    let pids = take_registered();
     for pid in &pids {
-        // SAFETY: kill(2) with a pid we spawned; at worst the process is already gone.
-        unsafe {
-            libc::kill(*pid, libc::SIGTERM);
-        }
+        signal_group(*pid, libc::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     for pid in &pids {
         while Instant::now() < deadline && pid_alive(*pid) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        // SAFETY: as above.
-        unsafe {
-            libc::kill(*pid, libc::SIGKILL);
-        }
+        signal_group(*pid, libc::SIGKILL);
     }
     if let Ok(dirs) = DIRS_TO_REMOVE.lock() {
         for dir in dirs.iter() {
             let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The forced stop: SIGKILL to every child process (and its group) still registered, without a
+/// grace period, and waits (at most a few seconds) until the kernel has reaped them, so that
+/// their directories can be removed next. For a second Ctrl-C, when the orderly stop takes too
+/// long.
+pub fn kill_all_now() {
+    let pids = take_registered();
+    for pid in &pids {
+        signal_group(*pid, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for pid in &pids {
+        while Instant::now() < deadline && pid_alive(*pid) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Sends `signal` to the process group led by our child `pid` (every child leads one), which
+/// also reaches anything the child started. The caller has not reaped `pid`, so neither the pid
+/// nor the group id can have been reused.
+fn signal_group(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill(2) with the negated pid of our own unreaped child: its process group.
+    unsafe {
+        if libc::kill(-pid, signal) != 0 {
+            // Not a group leader (cannot happen for children spawned here): the process alone.
+            libc::kill(pid, signal);
         }
     }
 }
@@ -125,6 +162,60 @@ pub fn wait_all_gone(pids: &[u32], timeout: Duration) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The live processes (zombies excluded) of session `sid`, as `(pid, command name)`. Children
+/// keep their session even when they change process group or lose their parent, so after a
+/// program started in a session of its own (`setsid`, see [`new_session`]) has exited, whatever
+/// is listed here is something it left running.
+pub fn processes_in_session(sid: u32) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_string();
+            // After the command name: state, ppid, pgrp, session, ...
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let session: u32 = fields.get(3)?.parse().ok()?;
+            (session == sid && fields.first() != Some(&"Z")).then_some((pid, name))
+        })
+        .collect()
+}
+
+/// Makes `command` start in a new session and process group (`setsid`), as a terminal's shell
+/// starts a job in a process group of its own: a test can then send signals to the whole group,
+/// as Ctrl-C does, and see with [`processes_in_session`] what is left afterwards.
+///
+/// SIGINT and SIGQUIT get their default action back, as a job-control shell gives its jobs:
+/// a test run in the background of a non-interactive shell (`cmd &`, nohup) inherits them
+/// ignored, and a job that ignores Ctrl-C would test nothing.
+pub fn new_session(command: &mut Command) -> &mut Command {
+    // SAFETY: setsid and signal are async-signal-safe, the only calls made between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for signal in [libc::SIGINT, libc::SIGQUIT] {
+                if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Sends `signal` to the process group `pgid`, as a terminal sends Ctrl-C's SIGINT to its
+/// foreground job. Returns whether the group existed.
+pub fn signal_process_group(pgid: u32, signal: libc::c_int) -> bool {
+    // SAFETY: kill(2) on a negated process group id.
+    unsafe { libc::kill(-(pgid as libc::pid_t), signal) == 0 }
 }
 
 /// Removes `dir` when the process exits (for state kept in statics that are never dropped).
@@ -169,11 +260,19 @@ impl Process {
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
         }
-        // SAFETY: prctl is async-signal-safe and is the only call made between fork and exec.
+        // A group of its own: a terminal's Ctrl-C reaches only us, and we stop it in order.
+        command.process_group(0);
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl, getppid and _exit are async-signal-safe; they are the only calls made
+        // between fork and exec.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(io::Error::last_os_error());
+                }
+                // The parent died before the death signal was armed: nothing will stop us.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
                 }
                 Ok(())
             });
@@ -227,22 +326,35 @@ impl Process {
         &self.log
     }
 
-    /// Stops the process: SIGTERM, then SIGKILL after `grace`.
+    /// Whether the child has not exited yet. A child someone else reaped (the forced stop,
+    /// [`kill_all_now`]) counts as exited: it must never be signalled again.
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Asks the process to stop (SIGTERM to its group) without waiting, so that several
+    /// processes can wind down at the same time before [`Process::stop`] waits for each.
+    pub fn terminate(&mut self) {
+        if self.running() {
+            signal_group(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL after `grace` (both to its process group).
+    /// Returns within about `grace` whatever the process does.
     pub fn stop(&mut self, grace: Duration) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: kill(2) on our own, not yet reaped child.
-            unsafe {
-                libc::kill(self.child.id() as i32, libc::SIGTERM);
-            }
+        if self.running() {
+            let pid = self.child.id() as i32;
+            signal_group(pid, libc::SIGTERM);
             let deadline = Instant::now() + grace;
-            while Instant::now() < deadline {
-                if self.child.try_wait().ok().flatten().is_some() {
+            while self.running() {
+                if Instant::now() >= deadline {
+                    signal_group(pid, libc::SIGKILL);
+                    let _ = self.child.wait();
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
         if let Ok(mut live) = LIVE_PIDS.lock()
             && let Some(set) = live.as_mut()

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use virt_gateway_testenv::process::{self, alive};
+use virt_gateway_testenv::process::{
+    self, alive, new_session, processes_in_session, signal_process_group,
+};
 use virt_gateway_testenv::{ControlPlane, Options};
 
 fn wait_all_gone(pids: &[u32]) {
@@ -131,6 +133,198 @@ fn up_and_down_start_and_stop_a_background_control_plane_that_kubectl_can_use() 
         String::from_utf8_lossy(&down.stderr)
     );
     wait_all_gone(&pids);
+}
+
+/// The bound for "Ctrl-C gives the prompt back".
+const EXIT_BOUND: Duration = Duration::from_secs(30);
+
+/// What is left in session `sid` once the processes already dying have gone. `up` returns as soon
+/// as `serve` is reaped, and its components die with it through `PR_SET_PDEATHSIG`, which the
+/// kernel delivers a moment later: a process still listed right after is dying, not left behind.
+fn session_once_settled(sid: u32) -> Vec<(u32, String)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_in_session(sid);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for `child` to exit, failing the test after [`EXIT_BOUND`].
+#[track_caller]
+fn exits_within_bound(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let since = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            eprintln!("exited ({status}) {:?} after the signal", since.elapsed());
+            return status;
+        }
+        assert!(
+            since.elapsed() < EXIT_BOUND,
+            "still running {EXIT_BOUND:?} after the signal; its session: {:?}",
+            processes_in_session(child.id())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctrl_c_to_the_process_group_of_serve_stops_every_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_testenv"));
+    command
+        .args(["serve", "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // A terminal's foreground job: a process group (here a session) of its own.
+    let mut serve = new_session(&mut command).spawn().unwrap();
+    let ready = dir.path().join("ready");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "testenv serve did not become ready"
+        );
+        assert!(
+            serve.try_wait().unwrap().is_none(),
+            "testenv serve exited early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pids = read_pids(&dir.path().join("component.pids"));
+    assert_eq!(
+        processes_in_session(serve.id()).len(),
+        4,
+        "serve and its three components"
+    );
+
+    // Ctrl-C: SIGINT to the whole group. Only serve is in it; it stops the components itself.
+    assert!(signal_process_group(serve.id(), libc::SIGINT));
+    let status = exits_within_bound(&mut serve);
+    assert!(status.success(), "an orderly stop: {status}");
+    assert_eq!(processes_in_session(serve.id()), []);
+    wait_all_gone(&pids);
+    assert!(!ready.exists(), "the state files say nothing runs");
+}
+
+#[test]
+fn ctrl_c_while_up_waits_stops_the_control_plane_it_was_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_testenv"));
+    command
+        .args(["up", "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut up = new_session(&mut command).spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(up.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(
+        line.starts_with("starting the control plane in the background"),
+        "{line}"
+    );
+
+    // `serve` runs in a process group of its own: the terminal's Ctrl-C reaches only `up`,
+    // which must not leave it starting in the background.
+    assert!(signal_process_group(up.id(), libc::SIGINT));
+    let status = exits_within_bound(&mut up);
+    assert_eq!(status.code(), Some(130), "interrupted");
+    assert_eq!(
+        session_once_settled(up.id()),
+        [],
+        "nothing of the control plane is left running"
+    );
+    assert!(!dir.path().join("ready").exists());
+}
+
+/// Set in the copy of this test binary that [`ctrl_c_to_a_test_binary_holding_a_control_plane`]
+/// runs: the file where it reports its control plane's directory and pids.
+const HOLDER_ENV: &str = "VIRT_GATEWAY_TESTENV_HOLDER_REPORT";
+const HOLDER_TEST: &str = "ctrl_c_to_a_test_binary_holding_a_control_plane";
+
+/// The test harness case: `cargo test` interrupted by Ctrl-C. The test binary does not catch
+/// SIGINT, so it dies at once without running its destructors or exit hook; its components
+/// (in process groups of their own, so the SIGINT does not reach them) die with it
+/// (`PR_SET_PDEATHSIG`), and the directory it leaves is removed by the next control plane.
+#[test]
+fn ctrl_c_to_a_test_binary_holding_a_control_plane() {
+    if let Some(report) = std::env::var_os(HOLDER_ENV) {
+        return hold_a_control_plane(Path::new(&report));
+    }
+    let out = tempfile::tempdir().unwrap();
+    let report = out.path().join("report");
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", HOLDER_TEST, "--test-threads=1"])
+        .env(HOLDER_ENV, &report)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // The test binary as a terminal's foreground job.
+    let mut holder = new_session(&mut command).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !report.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the holder did not start a control plane"
+        );
+        assert!(
+            holder.try_wait().unwrap().is_none(),
+            "the holder exited early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&report).unwrap();
+    let mut lines = text.lines();
+    let dir = std::path::PathBuf::from(lines.next().unwrap());
+    let pids: Vec<u32> = lines.map(|l| l.parse().unwrap()).collect();
+    assert_eq!(pids.len(), 3);
+
+    assert!(signal_process_group(holder.id(), libc::SIGINT));
+    let status = exits_within_bound(&mut holder);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGINT),
+        "the test binary dies of the SIGINT: {status}"
+    );
+    wait_all_gone(&pids);
+    assert_eq!(processes_in_session(holder.id()), []);
+    assert!(
+        virt_gateway_testenv::leftovers::abandoned(&dir),
+        "{} is left behind, and known to be abandoned",
+        dir.display()
+    );
+    // What every ControlPlane::start does first.
+    virt_gateway_testenv::leftovers::remove_abandoned_temp_dirs(
+        virt_gateway_testenv::control_plane::TEMP_PREFIX,
+    );
+    assert!(!dir.exists(), "{} was not removed", dir.display());
+}
+
+/// The copy run by [`ctrl_c_to_a_test_binary_holding_a_control_plane`]: starts a control plane
+/// in a temporary directory, reports it, and waits to be interrupted.
+fn hold_a_control_plane(report: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cp = runtime
+        .block_on(ControlPlane::start(Options::default()))
+        .unwrap();
+    let mut text = format!("{}\n", cp.dir().display());
+    for pid in cp.pids() {
+        text.push_str(&format!("{pid}\n"));
+    }
+    // Written whole, then renamed: the parent never reads half a report.
+    let partial = report.with_extension("partial");
+    std::fs::write(&partial, text).unwrap();
+    std::fs::rename(&partial, report).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
 }
 
 fn read_pids(path: &Path) -> Vec<u32> {

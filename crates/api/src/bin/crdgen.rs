@@ -1,8 +1,10 @@
-//! Prints the GateServer and GateToken CRDs, or writes them into a directory.
+//! Prints the GateServer and GateToken CRDs and the delegation policy installed with them, or
+//! writes them into a directory.
 //!
 //! ```text
-//! crdgen                  # print both CRDs as one multi-document YAML stream
-//! crdgen --write DIR      # write DIR/gateservers.ocgate.yaacov.com.yaml and DIR/gatetokens...
+//! crdgen                  # print everything as one multi-document YAML stream
+//! crdgen --write DIR      # write DIR/gateservers.ocgate.yaacov.com.yaml, DIR/gatetokens...,
+//!                         # and DIR/virt-gateway-delegation-policy.yaml
 //! ```
 
 use std::io::Write as _;
@@ -12,8 +14,10 @@ use std::process::ExitCode;
 use virt_gateway_api::crd;
 
 const USAGE: &str = "usage: crdgen [--write DIR]\n\n\
-    Without arguments, prints the GateServer and GateToken CRDs as one multi-document YAML stream.\n\
-    With --write DIR, writes each CRD to DIR/<crd name>.yaml (e.g. deploy/crds).\n";
+    Without arguments, prints the GateServer and GateToken CRDs and the delegation policy\n\
+    (ValidatingAdmissionPolicies and bindings) as one multi-document YAML stream.\n\
+    With --write DIR, writes each CRD to DIR/<crd name>.yaml and the policy to\n\
+    DIR/virt-gateway-delegation-policy.yaml (e.g. deploy/crds).\n";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

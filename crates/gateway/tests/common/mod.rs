@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 use virt_gateway_auth::jwt::{self, Claims};
 use virt_gateway_auth::keys::{KeyAlgorithm, KeyPair};
 use virt_gateway_testenv::aggregated::{AggregatedApiSpec, Handler, remote_user};
-use virt_gateway_testenv::{AggregatedApi, ControlPlane, websocket};
+use virt_gateway_testenv::{AggregatedApi, ControlPlane, helpers, websocket};
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 pub const KUBEVIRT_GROUP: &str = "subresources.kubevirt.io";
@@ -393,37 +393,14 @@ pub async fn wait_allowed(
     subresource: &str,
     namespace: &str,
 ) {
-    use k8s_openapi::api::authorization::v1::{
-        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-    };
-    let api = Api::<SubjectAccessReview>::all(cp.client().await);
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.into()),
-            groups: Some(vec![
-                "system:serviceaccounts".into(),
-                "system:authenticated".into(),
-            ]),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                subresource: Some(subresource.into()),
-                namespace: Some(namespace.into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    eventually("RBAC to take effect", || {
-        let api = api.clone();
-        let review = review.clone();
-        async move {
-            let r = api.create(&PostParams::default(), &review).await.ok()?;
-            r.status.filter(|s| s.allowed).map(|_| ())
-        }
-    })
+    let mut access = helpers::resource_access(verb, group, resource, "", namespace);
+    access.subresource = Some(subresource.into());
+    helpers::wait_allowed(
+        &cp.client().await,
+        user,
+        &["system:serviceaccounts", "system:authenticated"],
+        access,
+    )
     .await;
 }
 
@@ -661,9 +638,11 @@ impl TestGateway {
         String::from_utf8(body.to_vec()).unwrap()
     }
 
+    /// The detailed /readyz of the metrics listener (the public one says only the status).
     pub async fn readyz(&self) -> (StatusCode, Value) {
+        let addr = self.metrics_addr.expect("metrics listener");
         let (status, _, body) = send(
-            Request::get(format!("{}/readyz", self.url))
+            Request::get(format!("http://{addr}/readyz"))
                 .body(Full::new(Bytes::new()))
                 .unwrap(),
         )

@@ -9,10 +9,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
 pub use server::{
-    ApiAvailability, DesiredServer, Exposure, GatewayDefaults, GatewayOptions, OAuthPlan,
+    ApiAvailability, DesiredServer, Exposure, GatewayDefaults, GatewayOptions, OAuthPlan, Platform,
     build_server, gateway_command, gateway_deployment,
 };
-pub use token::{TokenAccount, token_account, token_claims, token_data};
+pub use token::{TokenAccount, bind_claims, token_account, token_claims, token_data};
 
 /// Why a desired object could not be built. Only incomplete metadata (an object that did not
 /// come from the API server) or an out-of-range value can cause it.
@@ -63,12 +63,6 @@ pub(crate) fn identity<K: Resource<DynamicType = ()>>(
     // As Gen B: the owner's foreground deletion waits for its children.
     owner.block_owner_deletion = Some(true);
     Ok((namespace, name, owner))
-}
-
-/// `Some(list)` unless the list is absent or empty (RBAC treats both alike; omitting keeps the
-/// objects clean).
-pub(crate) fn non_empty(list: Option<&Vec<String>>) -> Option<Vec<String>> {
-    list.filter(|l| !l.is_empty()).cloned()
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use kube::api::{DynamicObject, ObjectMeta};
 use serde_json::json;
 use virt_gateway_api::{GateServer, JWT_SECRET_NAME, JWT_SECRET_PUBLIC_KEY};
 
-use super::{BuildError, identity, non_empty};
+use super::{BuildError, identity};
 use crate::keysecret;
 use crate::names::{
     ANNOTATION_KID, COMPONENT_ACCESS, COMPONENT_GATEWAY, COMPONENT_OAUTH, COMPONENT_TOKEN_READER,
@@ -55,7 +55,8 @@ pub const TLS_MOUNT_PATH: &str = "/secrets";
 pub const ENV_OAUTH_CLIENT_SECRET: &str = "KUBE_GATEWAY_OAUTH_CLIENT_SECRET";
 /// Key of the OAuth client secret in its Secret.
 pub const OAUTH_SECRET_KEY: &str = "clientSecret";
-/// The non-root user the gateway and web-app containers run as (distroless "nonroot").
+/// The non-root user the gateway and web-app containers run as on plain Kubernetes (distroless
+/// "nonroot"); on OpenShift the SCC picks the user (see [`Platform`]).
 pub const RUN_AS_USER: i64 = 65532;
 
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -88,6 +89,34 @@ pub struct GatewayOptions {
     /// The OAuth client id when interactive OAuth login is enabled (HTTPS gateway with an
     /// OAuthClient); `None` adds `-oauth-server-disable`.
     pub oauth_client_id: Option<String>,
+    /// The kind of cluster, which decides who picks the pod's user.
+    pub platform: Platform,
+}
+
+/// The kind of cluster the gateway pod runs on, as far as its security context is concerned.
+/// Both kinds get the Pod Security `restricted` profile (non-root, seccomp `RuntimeDefault`, no
+/// capabilities, no privilege escalation, read-only root filesystem); they differ in who picks
+/// the user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Platform {
+    /// Plain Kubernetes: a fixed non-root user and group ([`RUN_AS_USER`]), so that images that
+    /// default to root (the upstream Go gateway of the seed sample) still run as non-root.
+    #[default]
+    Kubernetes,
+    /// OpenShift: no fixed user or group. The default SCC `restricted-v2` assigns a UID from the
+    /// namespace's range and refuses any UID outside it, so a fixed 65532 would need the
+    /// `nonroot-v2` SCC; without one the pod runs under `restricted-v2` as it is.
+    OpenShift,
+}
+
+impl Platform {
+    /// The user (and group) the pod's containers are given explicitly, if any.
+    pub fn run_as_user(self) -> Option<i64> {
+        match self {
+            Self::Kubernetes => Some(RUN_AS_USER),
+            Self::OpenShift => None,
+        }
+    }
 }
 
 /// Which optional APIs the cluster serves (from API discovery).
@@ -97,6 +126,21 @@ pub struct ApiAvailability {
     pub route: bool,
     /// `oauth.openshift.io/v1` `oauthclients`.
     pub oauth_client: bool,
+    /// `security.openshift.io/v1` `securitycontextconstraints`: OpenShift's SCC admission judges
+    /// the pods, so the cluster is treated as OpenShift.
+    pub security_context_constraints: bool,
+}
+
+impl ApiAvailability {
+    /// The kind of cluster: OpenShift where SCCs exist. SCCs, not Routes, decide it: they are
+    /// what admits or refuses the pod, and a Route API can exist without them.
+    pub fn platform(&self) -> Platform {
+        if self.security_context_constraints {
+            Platform::OpenShift
+        } else {
+            Platform::Kubernetes
+        }
+    }
 }
 
 /// How the gateway is exposed, for the `Exposed` condition.
@@ -217,18 +261,11 @@ pub fn build_server(inputs: ServerInputs<'_>) -> Result<DesiredServer, BuildErro
     };
 
     // The serviceAccount* rule: a resource rule or a non-resource rule, never both (RBAC
-    // rejects a rule that mixes them).
+    // rejects a rule that mixes them). `[]` means "nothing" (no rule), as in a JWT.
     let effective = spec.effective_rule()?;
-    let rule = PolicyRule {
-        verbs: effective.verbs.clone(),
-        api_groups: non_empty(effective.api_groups.as_ref()),
-        resources: non_empty(effective.resources.as_ref()),
-        resource_names: non_empty(effective.resource_names.as_ref()),
-        non_resource_urls: non_empty(effective.non_resource_urls.as_ref()),
-    };
     let cluster_role = ClusterRole {
         metadata: cluster_meta(&access_name, COMPONENT_ACCESS),
-        rules: Some(vec![rule]),
+        rules: Some(effective.policy_rule().into_iter().collect()),
         aggregation_rule: None,
     };
     let role_ref = RoleRef {
@@ -392,6 +429,7 @@ pub fn build_server(inputs: ServerInputs<'_>) -> Result<DesiredServer, BuildErro
         &GatewayOptions {
             defaults: inputs.defaults.clone(),
             oauth_client_id,
+            platform: inputs.apis.platform(),
         },
     )?;
 
@@ -532,13 +570,13 @@ fn quantity(s: &str) -> Quantity {
     Quantity(s.to_owned())
 }
 
-fn restricted_security_context() -> SecurityContext {
+fn restricted_security_context(platform: Platform) -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
-        run_as_user: Some(RUN_AS_USER),
-        run_as_group: Some(RUN_AS_USER),
+        run_as_user: platform.run_as_user(),
+        run_as_group: platform.run_as_user(),
         capabilities: Some(Capabilities {
             drop: Some(vec!["ALL".to_owned()]),
             add: None,
@@ -653,7 +691,7 @@ pub fn gateway_deployment(
                 limits: Some(BTreeMap::from([("memory".to_owned(), quantity("64Mi"))])),
                 ..ResourceRequirements::default()
             }),
-            security_context: Some(restricted_security_context()),
+            security_context: Some(restricted_security_context(options.platform)),
             ..Container::default()
         });
     }
@@ -684,12 +722,50 @@ pub fn gateway_deployment(
         ..VolumeMount::default()
     });
 
-    let mut env = vec![
-        EnvVar {
-            name: "KUBE_GATEWAY_REVOCATION_NAMESPACES".to_owned(),
-            value: Some(ns.clone()),
-            value_from: None,
-        },
+    let var = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    };
+    let mut env = Vec::new();
+    // Pass-through forwards the caller's own credential unchecked, so there is nothing to
+    // revoke; the gateway refuses the two together (review §16: it crash-looped).
+    if !spec.pass_through {
+        env.push(var("KUBE_GATEWAY_REVOCATION_NAMESPACES", ns.clone()));
+    }
+    // Review §6: tokens naming another GateServer are refused; iss names the namespace key.
+    env.push(var(
+        "KUBE_GATEWAY_AUDIENCE",
+        virt_gateway_api::names::gateserver_audience(&ns, &name),
+    ));
+    env.push(var(
+        "KUBE_GATEWAY_ISSUER",
+        virt_gateway_api::names::token_issuer(&ns),
+    ));
+    if spec.require_audience {
+        env.push(var("KUBE_GATEWAY_REQUIRE_AUDIENCE", "true".into()));
+    }
+    if spec.publish_jwks {
+        env.push(var("KUBE_GATEWAY_PUBLISH_JWKS", "true".into()));
+    }
+    if let Ok(origins) = spec.origins()
+        && !origins.is_empty()
+    {
+        env.push(var("KUBE_GATEWAY_ALLOWED_ORIGINS", origins.join(",")));
+    }
+    // The limits the gateway implements so far (the others are accepted and not yet passed).
+    if let Some(limits) = &spec.limits {
+        if let Some(n) = limits.max_connections {
+            env.push(var("KUBE_GATEWAY_MAX_CONNECTIONS", n.to_string()));
+        }
+        if let Some(secs) = limits.revocation_max_staleness_sec {
+            env.push(var(
+                "KUBE_GATEWAY_REVOCATION_MAX_STALENESS",
+                format!("{secs}s"),
+            ));
+        }
+    }
+    env.extend([
         EnvVar {
             name: "KUBE_GATEWAY_METRICS_LISTEN".to_owned(),
             value: Some(format!("0.0.0.0:{GATEWAY_METRICS_PORT}")),
@@ -700,7 +776,7 @@ pub fn gateway_deployment(
             value: Some("json".to_owned()),
             value_from: None,
         },
-    ];
+    ]);
     if options.oauth_client_id.is_some() {
         env.push(EnvVar {
             name: ENV_OAUTH_CLIENT_SECRET.to_owned(),
@@ -746,7 +822,7 @@ pub fn gateway_deployment(
             limits: Some(BTreeMap::from([("memory".to_owned(), quantity("512Mi"))])),
             ..ResourceRequirements::default()
         }),
-        security_context: Some(restricted_security_context()),
+        security_context: Some(restricted_security_context(options.platform)),
         ..Container::default()
     };
 
@@ -782,8 +858,8 @@ pub fn gateway_deployment(
                     automount_service_account_token: Some(true),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        run_as_user: Some(RUN_AS_USER),
-                        run_as_group: Some(RUN_AS_USER),
+                        run_as_user: options.platform.run_as_user(),
+                        run_as_group: options.platform.run_as_user(),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".to_owned(),
                             localhost_profile: None,

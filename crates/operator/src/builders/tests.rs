@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use virt_gateway_api::{GateServer, GateToken, TokenValidity};
 use virt_gateway_auth::jwt::{Verifier, sign};
 
-use super::server::ServerInputs;
+use super::server::{RUN_AS_USER, ServerInputs};
 use super::*;
 use crate::keysecret;
 
@@ -212,6 +212,14 @@ fn seed_deployment_runs_the_written_image_with_gen_b_flags() {
                 "KUBE_GATEWAY_REVOCATION_NAMESPACES".into(),
                 "kube-gateway".into()
             ),
+            (
+                "KUBE_GATEWAY_AUDIENCE".into(),
+                "ocgate.yaacov.com/namespaces/kube-gateway/gateservers/gateserver-sample".into()
+            ),
+            (
+                "KUBE_GATEWAY_ISSUER".into(),
+                "ocgate.yaacov.com/namespaces/kube-gateway".into()
+            ),
             ("KUBE_GATEWAY_METRICS_LISTEN".into(), "0.0.0.0:9090".into()),
             ("KUBE_GATEWAY_LOG_FORMAT".into(), "json".into()),
         ]
@@ -284,6 +292,61 @@ fn seed_deployment_runs_the_written_image_with_gen_b_flags() {
     );
 }
 
+/// The gateway's command line as the Deployment gives it: the container command plus each
+/// `KUBE_GATEWAY_*` variable as its flag.
+fn gateway_args(d: &Deployment) -> Vec<String> {
+    let c = &d.spec.template.spec.as_ref().unwrap().containers[0];
+    let mut args = c.command.clone().unwrap();
+    for e in c.env.iter().flatten() {
+        if let (Some(flag), Some(v)) = (e.name.strip_prefix("KUBE_GATEWAY_"), &e.value) {
+            args.push(format!(
+                "--{}={v}",
+                flag.to_ascii_lowercase().replace('_', "-")
+            ));
+        }
+    }
+    args
+}
+
+/// Review §16: a pass-through GateServer's gateway exited at startup (revocation and
+/// pass-through contradict each other). Every variant of the seed now starts.
+#[test]
+fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
+    for (pass_through, require_audience, publish_jwks) in [
+        (false, false, false),
+        (true, false, false),
+        (false, true, true),
+    ] {
+        let mut gs = server(SEED);
+        gs.spec.pass_through = pass_through;
+        gs.spec.require_audience = require_audience;
+        gs.spec.publish_jwks = publish_jwks;
+        gs.spec.allowed_origins = Some(vec!["https://Portal.example.com".into()]);
+        gs.spec.limits = Some(virt_gateway_api::GateServerLimits {
+            max_connections: Some(100),
+            revocation_max_staleness_sec: Some(7),
+            ..Default::default()
+        });
+        let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
+        let config = kube_gateway::Config::from_args(gateway_args(&d))
+            .unwrap_or_else(|e| panic!("pass-through {pass_through}: {e}"));
+        assert_eq!(config.passthrough, pass_through);
+        assert_eq!(config.revocation_namespaces.is_empty(), pass_through);
+        assert_eq!(config.audience.required, require_audience);
+        assert_eq!(
+            config.audience.audience.as_deref(),
+            Some("ocgate.yaacov.com/namespaces/kube-gateway/gateservers/gateserver-sample")
+        );
+        assert_eq!(config.publish_jwks, publish_jwks);
+        assert_eq!(config.allowed_origins, vec!["https://portal.example.com"]);
+        assert_eq!(config.max_connections, 100);
+        assert_eq!(
+            config.revocation_max_staleness,
+            std::time::Duration::from_secs(7)
+        );
+    }
+}
+
 #[test]
 fn the_deployment_builder_is_exposed_and_pure() {
     let gs = server(SEED);
@@ -303,6 +366,89 @@ fn the_deployment_builder_is_exposed_and_pure() {
             field: "uid"
         }
     );
+}
+
+/// The gateway pod meets Pod Security `restricted` on both kinds of cluster; on OpenShift it also
+/// fits the default SCC `restricted-v2` as it is: no fixed user or group (the SCC assigns a UID
+/// from the namespace's range and refuses one outside it), no SELinux options, fsGroup or
+/// supplemental groups of its own (the SCC assigns them), no privilege, no added capability, only
+/// volume types the SCC allows. On plain Kubernetes the fixed user 65532 keeps root-by-default
+/// images (the seed's Go gateway) non-root. The same checks run against a real API server in
+/// tests/openshift.rs and tests/operator.rs (Pod Security admission, server-side dry-run).
+#[test]
+fn the_gateway_pod_fits_restricted_v2_on_openshift_and_runs_as_65532_elsewhere() {
+    let gs = server(SEED);
+    let with_web_app = gs.clone();
+    for (platform, user) in [
+        (Platform::Kubernetes, Some(RUN_AS_USER)),
+        (Platform::OpenShift, None),
+    ] {
+        let options = GatewayOptions {
+            platform,
+            ..GatewayOptions::default()
+        };
+        let d = gateway_deployment(&with_web_app, Some(&key()), &options).unwrap();
+        let pod = d.spec.template.spec.unwrap();
+        let psc = v(pod.security_context.as_ref().unwrap());
+        let mut want_pod =
+            json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
+        if let Some(uid) = user {
+            want_pod["runAsUser"] = json!(uid);
+            want_pod["runAsGroup"] = json!(uid);
+        }
+        assert_eq!(psc, want_pod, "{platform:?}");
+        assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+        let containers: Vec<&Container> = pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+            .collect();
+        assert_eq!(containers.len(), 2, "gateway and web-app init container");
+        for c in containers {
+            let mut want = json!({
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "runAsNonRoot": true,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            });
+            if let Some(uid) = user {
+                want["runAsUser"] = json!(uid);
+                want["runAsGroup"] = json!(uid);
+            }
+            assert_eq!(
+                v(c.security_context.as_ref().unwrap()),
+                want,
+                "{platform:?} {}",
+                c.name
+            );
+            assert!(
+                c.ports.iter().flatten().all(|p| p.host_port.is_none()),
+                "no host ports"
+            );
+        }
+        for vol in pod.volumes.iter().flatten() {
+            assert!(
+                vol.secret.is_some() || vol.empty_dir.is_some(),
+                "{} is a volume type restricted-v2 allows",
+                vol.name
+            );
+        }
+    }
+    // Discovery decides: SecurityContextConstraints mean OpenShift, a Route API alone does not.
+    let route_only = ApiAvailability {
+        route: true,
+        ..ApiAvailability::default()
+    };
+    assert_eq!(route_only.platform(), Platform::Kubernetes);
+    let openshift = ApiAvailability {
+        security_context_constraints: true,
+        ..route_only
+    };
+    assert_eq!(openshift.platform(), Platform::OpenShift);
+    let d = build(&gs, openshift, None);
+    let pod = d.deployment.spec.template.spec.unwrap();
+    assert!(pod.security_context.unwrap().run_as_user.is_none());
 }
 
 #[test]
@@ -427,6 +573,7 @@ fn openshift_route_oauth_and_cross_namespace_binding() {
     let all = ApiAvailability {
         route: true,
         oauth_client: true,
+        security_context_constraints: true,
     };
     let d = build(&gs, all, Some("s3cr3t"));
     assert!(d.ingress.is_none());
@@ -547,6 +694,31 @@ fn seed_token_claims_and_data() {
 }
 
 #[test]
+fn claims_name_their_issuer_and_the_gateserver_they_are_for() {
+    let tok = token(TOKEN_SEED);
+    let rule = tok.spec.effective_rule().unwrap();
+    let now: jiff::Timestamp = "2021-04-22T09:00:00Z".parse().unwrap();
+    let validity = tok.spec.validity(now).unwrap();
+    let mut claims = token_claims(&rule, &validity, "u", now.as_second()).unwrap();
+    bind_claims(&mut claims, "gw", None);
+    assert_eq!(
+        claims.iss.as_deref(),
+        Some("ocgate.yaacov.com/namespaces/gw")
+    );
+    assert_eq!(
+        claims.aud, None,
+        "no server: valid at every GateServer of the namespace"
+    );
+    bind_claims(&mut claims, "gw", Some("vnc"));
+    assert_eq!(
+        claims.aud,
+        Some(vec![
+            "ocgate.yaacov.com/namespaces/gw/gateservers/vnc".to_owned()
+        ])
+    );
+}
+
+#[test]
 fn times_before_1970_cannot_be_signed() {
     let rule = token(TOKEN_SEED).spec.effective_rule().unwrap();
     let v = TokenValidity::compute(
@@ -603,5 +775,30 @@ fn service_account_token_objects() {
     assert_eq!(
         v(&a.cluster_role)["rules"],
         json!([{"nonResourceURLs": ["/healthz", "/livez"], "verbs": ["get"]}])
+    );
+}
+
+/// `[]` means "nothing" in RBAC written for tokens and gateways too, as in a JWT: no rule at all,
+/// where RBAC itself would read an empty `resourceNames` as every name (security review §7).
+#[test]
+fn empty_lists_grant_nothing_in_service_account_mode_and_to_the_gateway() {
+    let mut tok = token(TOKEN_SA);
+    tok.spec.resource_names = Some(vec![]);
+    let a = token_account(&tok, &tok.spec.effective_rule().unwrap()).unwrap();
+    assert_eq!(v(&a.cluster_role)["rules"], json!([]));
+    tok.spec.resource_names = None;
+    tok.spec.verbs = vec![];
+    let a = token_account(&tok, &tok.spec.effective_rule().unwrap()).unwrap();
+    assert_eq!(v(&a.cluster_role)["rules"], json!([]));
+
+    let mut gs = server(SEED);
+    gs.spec.service_account_resource_names = Some(vec![]);
+    let d = build(&gs, ApiAvailability::default(), None);
+    assert_eq!(v(&d.cluster_role)["rules"], json!([]));
+    gs.spec.service_account_resource_names = Some(vec!["testvm".into()]);
+    let d = build(&gs, ApiAvailability::default(), None);
+    assert_eq!(
+        v(&d.cluster_role)["rules"][0]["resourceNames"],
+        json!(["testvm"])
     );
 }

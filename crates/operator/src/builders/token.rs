@@ -39,6 +39,15 @@ pub fn token_claims(
     Ok(claims)
 }
 
+/// Binds `claims` to where they are valid (review §6): `iss` names the namespace whose key
+/// signs them, and `aud` the GateServer `server` of that namespace when the GateToken names
+/// one. Without `server` there is no `aud`, and every GateServer of the namespace that does not
+/// require an audience accepts the token, as before.
+pub fn bind_claims(claims: &mut Claims, namespace: &str, server: Option<&str>) {
+    claims.iss = Some(virt_gateway_api::names::token_issuer(namespace));
+    claims.aud = server.map(|s| vec![virt_gateway_api::names::gateserver_audience(namespace, s)]);
+}
+
 /// `status.data` of an issued token: Gen B's keys, `alg` the algorithm actually used, plus `jti`
 /// and `kid` (the signing key's id; `None` for ServiceAccount tokens).
 pub fn token_data(
@@ -55,7 +64,8 @@ pub fn token_data(
 }
 
 /// The ServiceAccount and RBAC of a `generateServiceAccount` GateToken: a ServiceAccount in the
-/// token's namespace (owned by the token), a ClusterRole holding the token's rule, and a
+/// token's namespace (owned by the token), a ClusterRole holding the token's rule (no rule at
+/// all when a list of it is empty: `[]` means "nothing", as in a JWT), and a
 /// ClusterRoleBinding (target namespace `*`) or a RoleBinding in the target namespace. Names are
 /// unique across namespaces; everything is labelled with the token, so it can be removed by label
 /// at expiry, revocation and deletion.
@@ -95,14 +105,8 @@ pub fn token_account(token: &GateToken, rule: &EffectiveRule) -> Result<TokenAcc
         kind: "ClusterRole".to_owned(),
         name: access.clone(),
     };
-    let nonempty = |l: &Option<Vec<String>>| l.clone().filter(|l| !l.is_empty());
-    let policy = PolicyRule {
-        verbs: rule.verbs.clone(),
-        api_groups: nonempty(&rule.api_groups),
-        resources: nonempty(&rule.resources),
-        resource_names: nonempty(&rule.resource_names),
-        non_resource_urls: nonempty(&rule.non_resource_urls),
-    };
+    // `[]` means "nothing" as in the JWT: no rule at all, never RBAC's "every name".
+    let rules: Vec<PolicyRule> = rule.policy_rule().into_iter().collect();
     let (cluster_role_binding, role_binding) = if rule.namespace == "*" {
         (
             Some(ClusterRoleBinding {
@@ -131,7 +135,7 @@ pub fn token_account(token: &GateToken, rule: &EffectiveRule) -> Result<TokenAcc
         },
         cluster_role: ClusterRole {
             metadata: meta(&access, None, false),
-            rules: Some(vec![policy]),
+            rules: Some(rules),
             aggregation_rule: None,
         },
         cluster_role_binding,

@@ -394,3 +394,45 @@ pub fn free_addr() -> String {
         virt_gateway_testenv::control_plane::free_port().unwrap()
     )
 }
+
+/// Creates the pod `deployment`'s template describes with a server-side dry run, in the
+/// Deployment's namespace after labelling it to enforce Pod Security `restricted`: Ok when Pod
+/// Security admission (and every other admission) accepts the pod the operator wrote. Nothing is
+/// created.
+pub async fn dry_run_pod_under_restricted(
+    client: &Client,
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+) -> Result<(), kube::Error> {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{Patch, PatchParams};
+    let ns = deployment.metadata.namespace.clone().unwrap();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            }}})),
+        )
+        .await?;
+    let template = deployment.spec.template.clone();
+    let pod = Pod {
+        metadata: kube::api::ObjectMeta {
+            name: Some("pod-security-check".to_owned()),
+            namespace: Some(ns.clone()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
+    };
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    Api::<Pod>::namespaced(client.clone(), &ns)
+        .create(&params, &pod)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,71 @@
+//! What the demo's tests share: the repository, and building what the stack runs.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// Runs `command`, failing the test if it fails.
+pub fn run(what: &str, command: &mut Command) {
+    eprintln!("demo tests: {what}");
+    let status = command.status().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+/// The binaries the demo runs or puts on its PATH (operator, gateway, kubectl plugin) and the
+/// web app, rebuilt if their sources changed (a no-op after `make test` built them); once per
+/// test binary.
+pub fn build_prerequisites() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let repo = repo();
+        build_binaries(&repo);
+        build_web(&repo);
+    });
+}
+
+fn build_binaries(repo: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(
+        "cargo build the operator, the gateway and the kubectl plugin",
+        Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--locked",
+                "-p",
+                "virt-gateway-operator",
+                "-p",
+                "kube-gateway",
+                "-p",
+                "kubectl-gate",
+                "--bins",
+            ])
+            .current_dir(repo),
+    );
+}
+
+fn build_web(repo: &Path) {
+    let web = repo.join("web");
+    if !web.join("node_modules/@novnc/novnc").is_dir() {
+        run(
+            "npm ci (web)",
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&web),
+        );
+    }
+    run(
+        "npm run build (web)",
+        Command::new("npm").args(["run", "build"]).current_dir(&web),
+    );
+}

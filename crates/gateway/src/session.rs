@@ -1,0 +1,325 @@
+//! Long-lived responses: when a session must end (the token expires, is revoked, the gateway shuts
+//! down), streamed bodies that end then, and WebSocket sessions with their metrics and their
+//! `websocket_close` audit line.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::upgrade::OnUpgrade;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use virt_gateway_auth::jwt::expires_at;
+
+use crate::audit::AuditCtx;
+use crate::authn::Principal;
+use crate::metrics::Metrics;
+use crate::outcome::{Decision, Outcome};
+use crate::revocation::{Refusal, Revocation};
+use crate::websocket::{self, Kill, SessionBytes, SessionEnd};
+
+/// When (as a tokio instant) a token with `exp` stops verifying: a token is valid while
+/// `now <= exp + leeway` in whole seconds, so it stops at the start of the next second. `None`:
+/// never (an `exp` beyond what the clock can represent, up to `u64::MAX`, must not panic).
+pub fn expiry_instant(exp: u64, leeway: Duration) -> Option<tokio::time::Instant> {
+    let deadline = expires_at(exp, leeway)?;
+    let remaining = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    tokio::time::Instant::now().checked_add(remaining)
+}
+
+/// Ends sessions: knows the shutdown signal, the revocation index and the leeway, and tracks the
+/// WebSocket session tasks.
+pub struct Sessions {
+    shutdown: CancellationToken,
+    revocation: Option<Arc<Revocation>>,
+    leeway: Duration,
+    tasks: TaskTracker,
+    metrics: Arc<Metrics>,
+}
+
+impl Sessions {
+    /// Sessions that end on `shutdown`, on revocation in `revocation`, and at expiry (`exp` plus
+    /// `leeway`).
+    pub fn new(
+        shutdown: CancellationToken,
+        revocation: Option<Arc<Revocation>>,
+        leeway: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            shutdown,
+            revocation,
+            leeway,
+            tasks: TaskTracker::new(),
+            metrics,
+        }
+    }
+
+    /// The WebSocket session tasks (shutdown waits for them).
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// A future resolving when a session of `principal` must end: expiry, revocation or shutdown.
+    pub fn kill(&self, principal: &Principal) -> BoxFuture<'static, Kill> {
+        let shutdown = self.shutdown.clone();
+        let expiry = principal
+            .claims()
+            .and_then(|c| expiry_instant(c.exp, self.leeway));
+        let revocation = self.revocation.clone();
+        let jti = principal.jti().map(str::to_owned);
+        let verified = principal.claims().is_some();
+        async move {
+            let expired = async {
+                match expiry {
+                    // Already over: end now (a timer due "now" may only fire on the next tick).
+                    Some(at) if at <= tokio::time::Instant::now() => {}
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            let revoked = async {
+                match &revocation {
+                    Some(r) if verified => r.wait_refused(jti).await,
+                    _ => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => Kill::Shutdown,
+                () = expired => Kill::Expired,
+                // A GateToken the operator marked Completed has expired: say so, not "revoked" (the
+                // operator marks it at `exp`, before our own timer, which allows for clock leeway).
+                r = revoked => match r {
+                    Refusal::Completed => Kill::Expired,
+                    r => Kill::Revoked(r.message()),
+                },
+            }
+        }
+        .boxed()
+    }
+
+    /// A streamed response body of `principal` that ends with its session.
+    pub fn stream<B>(&self, body: B, principal: &Principal) -> Body
+    where
+        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        Body::new(SessionBody {
+            inner: body,
+            kill: Some(self.kill(principal)),
+        })
+    }
+
+    /// Runs the WebSocket session of an upgraded request: waits for both upgrades, pipes the
+    /// bytes until a side closes or the session must end, then writes `websocket_close`.
+    pub fn spawn_websocket(
+        &self,
+        client: OnUpgrade,
+        upstream: OnUpgrade,
+        principal: &Principal,
+        audit: AuditCtx,
+        opened: Outcome,
+    ) {
+        let kill = self.kill(principal);
+        let metrics = self.metrics.clone();
+        self.tasks.spawn(async move {
+            let (client_io, upstream_io) = match tokio::join!(client, upstream) {
+                (Ok(c), Ok(u)) => (c, u),
+                _ => {
+                    tracing::warn!("WebSocket upgrade did not complete");
+                    return;
+                }
+            };
+            metrics.websocket_sessions.inc();
+            let bytes = Arc::new(SessionBytes::default());
+            let end =
+                websocket::pipe(client_io, upstream_io, kill, bytes.clone(), metrics.clone()).await;
+            metrics.websocket_sessions.dec();
+            metrics
+                .websocket_closed
+                .get_or_create(&[("reason", end.reason().as_str())])
+                .inc();
+            let mut outcome = opened;
+            outcome.reason = end.reason();
+            outcome.decision = match end {
+                SessionEnd::Killed(Kill::Expired | Kill::Revoked(_)) => Decision::Deny,
+                _ => Decision::Allow,
+            };
+            outcome.detail = match &end {
+                SessionEnd::Killed(Kill::Revoked(text)) => Some((*text).into()),
+                _ => None,
+            };
+            let mut record = audit.record(
+                "websocket_close",
+                &outcome,
+                101,
+                bytes.to_client.load(Ordering::Relaxed),
+            );
+            record.bytes_from_client = Some(bytes.from_client.load(Ordering::Relaxed));
+            audit.write(&record);
+        });
+    }
+}
+
+/// A streamed upstream body that ends when the token expires, is revoked (with an error, so the
+/// client sees an aborted response) or the gateway shuts down (a clean end, so watch clients
+/// simply reconnect elsewhere).
+struct SessionBody<B> {
+    inner: B,
+    kill: Option<BoxFuture<'static, Kill>>,
+}
+
+impl<B> HttpBody for SessionBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(kill) = self.kill.as_mut()
+            && let Poll::Ready(reason) = kill.as_mut().poll(cx)
+        {
+            self.kill = None;
+            return match reason {
+                Kill::Shutdown => Poll::Ready(None),
+                other => Poll::Ready(Some(Err(
+                    format!("stream ended: {}", other.close().1).into()
+                ))),
+            };
+        }
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http_body_util::{BodyExt, StreamBody};
+    use kube::runtime::watcher::Event;
+    use virt_gateway_api::{GateToken, GateTokenData, GateTokenSpec, GateTokenStatus};
+    use virt_gateway_auth::jwt::{Claims, VerifiedToken};
+    use virt_gateway_auth::keys::KeyAlgorithm;
+
+    use super::*;
+    use crate::token::{Credential, TokenSource};
+    use crate::util::now_unix;
+
+    fn principal(exp: u64, jti: &str) -> Principal {
+        let mut claims = Claims::new(exp);
+        claims.jti = Some(jti.into());
+        Principal::Token {
+            credential: Credential {
+                token: "t".into(),
+                source: TokenSource::Cookie,
+            },
+            verified: Arc::new(VerifiedToken {
+                claims,
+                kid: "k".into(),
+                algorithm: KeyAlgorithm::EcdsaP256,
+                kid_in_header: true,
+            }),
+        }
+    }
+
+    fn gatetoken(uid: &str, revoked: bool) -> GateToken {
+        let mut t = GateToken::new(
+            "t",
+            GateTokenSpec {
+                revoked,
+                ..GateTokenSpec::default()
+            },
+        );
+        t.metadata.namespace = Some("a".into());
+        t.metadata.uid = Some(uid.into());
+        t.status = Some(GateTokenStatus {
+            phase: "Ready".into(),
+            data: GateTokenData {
+                exp: 4_000_000_000,
+                ..GateTokenData::default()
+            },
+            ..GateTokenStatus::default()
+        });
+        t
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_at_expiry_on_revocation_and_on_shutdown() {
+        let metrics = Arc::new(Metrics::new());
+        let revocation = Arc::new(Revocation::new(
+            vec!["a".into()],
+            Duration::from_millis(10),
+            metrics.clone(),
+        ));
+        revocation.apply("a", Event::Init);
+        revocation.apply("a", Event::InitApply(gatetoken("u1", false)));
+        revocation.apply("a", Event::InitDone);
+        let shutdown = CancellationToken::new();
+        let sessions = Sessions::new(
+            shutdown.clone(),
+            Some(revocation.clone()),
+            Duration::ZERO,
+            metrics,
+        );
+        // Expired a second ago: ends at once.
+        let kill = sessions.kill(&principal(now_unix().saturating_sub(2), "u1"));
+        assert_eq!(kill.await, Kill::Expired);
+        // Revocation.
+        let kill = sessions.kill(&principal(now_unix() + 3600, "u1"));
+        revocation.apply("a", Event::Apply(gatetoken("u1", true)));
+        assert_eq!(kill.await, Kill::Revoked("token revoked"));
+        // Shutdown.
+        revocation.apply("a", Event::Apply(gatetoken("u2", false)));
+        let kill = sessions.kill(&principal(now_unix() + 3600, "u2"));
+        shutdown.cancel();
+        assert_eq!(kill.await, Kill::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_cut_when_its_session_ends() {
+        let shutdown = CancellationToken::new();
+        let sessions = Sessions::new(
+            shutdown.clone(),
+            None,
+            Duration::ZERO,
+            Arc::new(Metrics::new()),
+        );
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Frame<Bytes>, std::io::Error>>();
+        tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"event\n"))))
+            .unwrap();
+        let mut body = sessions.stream(
+            StreamBody::new(rx),
+            &principal(now_unix().saturating_sub(2), "u1"),
+        );
+        let first = body.frame().await.unwrap();
+        assert!(
+            first.is_err(),
+            "an expired token's stream is aborted, not ended cleanly"
+        );
+        drop(tx);
+    }
+}
