@@ -90,7 +90,7 @@ impl ZrleDecoder {
                 if self.data.len() >= cap {
                     return Err(malformed("inflates to more than the rectangle can hold"));
                 }
-                let more = (input.len() * 4).clamp(64 * 1024, cap - self.data.len());
+                let more = (input.len() * 4).max(64 * 1024).min(cap - self.data.len());
                 self.data.reserve_exact(more);
             }
             let consumed = (self.inflate.total_in() - start) as usize;

@@ -1,0 +1,5 @@
+//! Shared VNC consoles: one upstream RFB connection to a VM's VNC server, the framebuffer it
+//! shows, and an RFB server for each viewer (controllers and observers).
+
+pub mod rfb;
+pub mod screen;
