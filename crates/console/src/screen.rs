@@ -52,7 +52,8 @@ impl Framebuffer {
         self.width = width;
         self.height = height;
         self.pixels.clear();
-        self.pixels.shrink_to(usize::from(width) * usize::from(height));
+        self.pixels
+            .shrink_to(usize::from(width) * usize::from(height));
         self.pixels
             .resize(usize::from(width) * usize::from(height), 0);
     }
@@ -226,7 +227,11 @@ impl Damage {
                     u16::from(tile.y1 - tile.y0),
                 );
                 run = match run {
-                    Some(r) if r.y == rect.y && r.height == rect.height && r.right() == u32::from(rect.x) => {
+                    Some(r)
+                        if r.y == rect.y
+                            && r.height == rect.height
+                            && r.right() == u32::from(rect.x) =>
+                    {
                         Some(Rect::new(r.x, r.y, r.width + rect.width, r.height))
                     }
                     other => {
@@ -264,7 +269,13 @@ mod tests {
     /// CopyRect behaves as if through a temporary buffer, whichever way the areas overlap.
     #[test]
     fn overlapping_copies() {
-        for (sx, sy, dx, dy) in [(0, 0, 1, 1), (1, 1, 0, 0), (0, 1, 0, 0), (0, 0, 0, 1), (1, 0, 0, 0)] {
+        for (sx, sy, dx, dy) in [
+            (0, 0, 1, 1),
+            (1, 1, 0, 0),
+            (0, 1, 0, 0),
+            (0, 0, 0, 1),
+            (1, 0, 0, 0),
+        ] {
             let mut fb = Framebuffer::new(6, 6);
             let all: Vec<u32> = (0..36).collect();
             fb.blit(fb.bounds(), &all);

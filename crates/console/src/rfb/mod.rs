@@ -5,10 +5,9 @@
 //! (framebuffer updates as a server writes them), the [`zrle`] and [`hextile`] encodings, and
 //! [`handshake`] (the two sides of the connection set-up, over a message transport).
 
-// pub mod client;
-// pub mod decode;
-// pub mod encode;
-// pub mod handshake;
+pub mod decode;
+pub mod encode;
+pub mod handshake;
 pub mod hextile;
 pub mod messages;
 pub mod pixel;
@@ -97,7 +96,12 @@ impl Rect {
         let bottom = self.bottom().min(u32::from(height));
         let x = self.x.min(width);
         let y = self.y.min(height);
-        Rect::new(x, y, (right - u32::from(x)) as u16, (bottom - u32::from(y)) as u16)
+        Rect::new(
+            x,
+            y,
+            (right - u32::from(x)) as u16,
+            (bottom - u32::from(y)) as u16,
+        )
     }
 
     /// Whether the two overlap.
@@ -147,10 +151,7 @@ pub enum ProtocolError {
     UnsupportedPixelFormat(String),
     /// Malformed compressed or encoded data.
     #[error("malformed {encoding} data: {why}")]
-    Malformed {
-        encoding: &'static str,
-        why: String,
-    },
+    Malformed { encoding: &'static str, why: String },
     /// The security handshake could not agree.
     #[error("security handshake: {0}")]
     Security(String),

@@ -194,7 +194,11 @@ impl PixelFormat {
         let channel = |shift: u8, max: u16| {
             let max = u32::from(max);
             let v = (value >> shift) & max;
-            if max == 255 { v } else { (v * 255 + max / 2) / max }
+            if max == 255 {
+                v
+            } else {
+                (v * 255 + max / 2) / max
+            }
         };
         (channel(self.red_shift, self.red_max) << 16)
             | (channel(self.green_shift, self.green_max) << 8)

@@ -207,7 +207,9 @@ fn run_length(r: &mut Reader<'_>, left: usize) -> Result<usize, ProtocolError> {
             .map_err(|_| malformed("data ends inside a run length"))?;
         len += usize::from(b);
         if len > left {
-            return Err(malformed(format!("run of {len} pixels, {left} left in the tile")));
+            return Err(malformed(format!(
+                "run of {len} pixels, {left} left in the tile"
+            )));
         }
         if b != 255 {
             return Ok(len);
@@ -462,7 +464,7 @@ impl ZrleEncoder {
                 } else {
                     out.push(128);
                 }
-                let mut emit = |colour: u32, len: usize, out: &mut Vec<u8>| {
+                let emit = |colour: u32, len: usize, out: &mut Vec<u8>| {
                     if palette {
                         let index = self.palette.index(colour);
                         if len == 1 {
@@ -516,13 +518,21 @@ pub(crate) mod tests {
     pub(crate) fn samples(w: usize, h: usize) -> Vec<Vec<u32>> {
         let solid = vec![0x1565c0; w * h];
         let two = (0..w * h)
-            .map(|i| if (i / w + i % w) % 2 == 0 { 0xffffff } else { 0 })
+            .map(|i| {
+                if (i / w + i % w) % 2 == 0 {
+                    0xffffff
+                } else {
+                    0
+                }
+            })
             .collect();
         let sixteen = (0..w * h).map(|i| ((i % 16) as u32) * 0x111111).collect();
         let stripes = (0..w * h)
             .map(|i| if (i % w) < w / 2 { 0xc62828 } else { 0x2e7d32 })
             .collect();
-        let many_runs = (0..w * h).map(|i| ((i / 7) % 100) as u32 * 0x010203).collect();
+        let many_runs = (0..w * h)
+            .map(|i| ((i / 7) % 100) as u32 * 0x010203)
+            .collect();
         let noise = (0..w * h)
             .map(|i| (i as u32).wrapping_mul(2_654_435_761) & 0xffffff)
             .collect();
@@ -607,7 +617,8 @@ pub(crate) mod tests {
         for tile in &bad {
             let mut z = Compress::new(Compression::fast(), true);
             let mut data = Vec::with_capacity(1024);
-            z.compress_vec(tile, &mut data, FlushCompress::Sync).unwrap();
+            z.compress_vec(tile, &mut data, FlushCompress::Sync)
+                .unwrap();
             let mut out = vec![0u32; 64 * 64];
             let err = ZrleDecoder::new().decode(&data, 64, 64, &format, &mut out);
             assert!(err.is_err(), "{tile:?} accepted");
