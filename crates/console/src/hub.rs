@@ -457,10 +457,8 @@ impl Viewer<'_> {
             ClientMessage::SetEncodings(list) => self.enc = ViewerEncodings::from_list(&list),
             ClientMessage::FramebufferUpdateRequest { incremental, rect } => {
                 self.requested = true;
-                if !incremental {
-                    if let Some(slot) = self.shared.lock().viewers.get_mut(&self.id) {
-                        slot.damage.add(rect);
-                    }
+                if !incremental && let Some(slot) = self.shared.lock().viewers.get_mut(&self.id) {
+                    slot.damage.add(rect);
                 }
             }
             _ => {}
@@ -489,5 +487,171 @@ impl Viewer<'_> {
             .send(msg)
             .await
             .map_err(|_| HubError::Ended("the upstream connection is gone".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::DuplexStream;
+
+    /// A scripted VNC server: answers the hub's handshake, then hands back the stream.
+    async fn upstream(qemu_keys: bool) -> (Hub, DuplexStream) {
+        let (hub_side, mut vm) = tokio::io::duplex(1 << 16);
+        let init = ServerInit {
+            width: 32,
+            height: 32,
+            format: PixelFormat::CANONICAL,
+            name: "vm".into(),
+        };
+        let vm_task = tokio::spawn(async move {
+            handshake::server(&mut vm, &init).await.unwrap();
+            if qemu_keys {
+                // An update acknowledging QEMU extended key events.
+                vm.write_all(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xfe, 0xfe])
+                    .await
+                    .unwrap();
+            }
+            vm
+        });
+        let (hub, _task) = Hub::connect(hub_side, Limits::default()).await.unwrap();
+        let mut vm = vm_task.await.unwrap();
+        // SetPixelFormat, SetEncodings, the first full request.
+        let mut setup = vec![0u8; 20 + 4 + 8 * 4 + 10];
+        vm.read_exact(&mut setup).await.unwrap();
+        assert_eq!(setup[0], 0);
+        (hub, vm)
+    }
+
+    /// Next message the hub sent the VM, skipping update requests.
+    async fn next_input(vm: &mut DuplexStream, buf: &mut BytesMut) -> ClientMessage {
+        loop {
+            if let Some((msg, n)) = ClientMessage::parse(buf, &Limits::default()).unwrap() {
+                let _ = buf.split_to(n);
+                if !matches!(msg, ClientMessage::FramebufferUpdateRequest { .. }) {
+                    return msg;
+                }
+                continue;
+            }
+            assert!(vm.read_buf(buf).await.unwrap() > 0, "the hub closed");
+        }
+    }
+
+    async fn viewer(hub: &Hub, role: Role) -> DuplexStream {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let hub = hub.clone();
+        tokio::spawn(async move { hub.serve(theirs, role).await });
+        let mut ours = ours;
+        handshake::client(&mut ours, &Limits::default())
+            .await
+            .unwrap();
+        ours
+    }
+
+    /// An observer's keys, pointer, clipboard and resize requests never reach the VM; they are
+    /// counted. A controller's input does, in order.
+    #[tokio::test]
+    async fn observers_input_is_dropped_and_counted() {
+        let (hub, mut vm) = upstream(false).await;
+        let mut observer = viewer(&hub, Role::Observe).await;
+        let mut controller = viewer(&hub, Role::Control).await;
+        let attack = [
+            ClientMessage::Key {
+                down: true,
+                keysym: 0x72,
+            },
+            ClientMessage::QemuKey {
+                down: true,
+                keysym: 0x72,
+                keycode: 0x13,
+            },
+            ClientMessage::Pointer {
+                buttons: 1,
+                x: 3,
+                y: 3,
+            },
+            ClientMessage::CutText(b"rm -rf /".to_vec()),
+            ClientMessage::SetDesktopSize {
+                width: 8,
+                height: 8,
+                screens: vec![],
+            },
+        ];
+        for msg in &attack {
+            observer.write_all(&msg.to_bytes()).await.unwrap();
+        }
+        // Oversized clipboard text is skipped without being buffered, and still counted.
+        let mut big = BytesMut::from(&[6u8, 0, 0, 0][..]);
+        big.extend_from_slice(&(2u32 << 20).to_be_bytes());
+        observer.write_all(&big).await.unwrap();
+        observer.write_all(&vec![b'x'; 2 << 20]).await.unwrap();
+        observer.write_all(&attack[0].to_bytes()).await.unwrap();
+        while hub.dropped(InputKind::Key) < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(hub.dropped(InputKind::Pointer), 1);
+        assert_eq!(hub.dropped(InputKind::Clipboard), 2);
+        assert_eq!(hub.dropped(InputKind::Resize), 1);
+
+        let key = ClientMessage::Key {
+            down: true,
+            keysym: 0x61,
+        };
+        controller.write_all(&key.to_bytes()).await.unwrap();
+        let pointer = ClientMessage::Pointer {
+            buttons: 0,
+            x: 9,
+            y: 9,
+        };
+        controller.write_all(&pointer.to_bytes()).await.unwrap();
+        let mut buf = BytesMut::new();
+        assert_eq!(next_input(&mut vm, &mut buf).await, key);
+        assert_eq!(next_input(&mut vm, &mut buf).await, pointer);
+        // QEMU key events become plain key events for a VM that did not accept them.
+        let qemu = ClientMessage::QemuKey {
+            down: false,
+            keysym: 0x62,
+            keycode: 0x30,
+        };
+        controller.write_all(&qemu.to_bytes()).await.unwrap();
+        assert_eq!(
+            next_input(&mut vm, &mut buf).await,
+            ClientMessage::Key {
+                down: false,
+                keysym: 0x62
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn qemu_key_events_pass_through_when_the_vm_takes_them() {
+        let (hub, mut vm) = upstream(true).await;
+        let mut controller = viewer(&hub, Role::Control).await;
+        let enc = ClientMessage::SetEncodings(vec![encoding::RAW, encoding::QEMU_EXTENDED_KEY]);
+        controller.write_all(&enc.to_bytes()).await.unwrap();
+        let mut buf = BytesMut::new();
+        // Wait until the hub has read the VM's acknowledgement (it then asks for more).
+        while !hub.shared.lock().qemu_keys {
+            vm.read_buf(&mut buf).await.unwrap();
+        }
+        let qemu = ClientMessage::QemuKey {
+            down: true,
+            keysym: 0xff0d,
+            keycode: 0x1c,
+        };
+        controller.write_all(&qemu.to_bytes()).await.unwrap();
+        assert_eq!(next_input(&mut vm, &mut buf).await, qemu);
+    }
+
+    /// When the VM's side closes, every viewer's session ends with the reason.
+    #[tokio::test]
+    async fn viewers_end_with_the_console() {
+        let (hub, vm) = upstream(false).await;
+        let mut v = viewer(&hub, Role::Control).await;
+        drop(vm);
+        let mut rest = Vec::new();
+        v.read_to_end(&mut rest).await.unwrap();
+        assert!(hub.ended().is_some());
+        assert_eq!(hub.viewers(), 0);
     }
 }

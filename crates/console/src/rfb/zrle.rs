@@ -519,7 +519,7 @@ pub(crate) mod tests {
         let solid = vec![0x1565c0; w * h];
         let two = (0..w * h)
             .map(|i| {
-                if (i / w + i % w) % 2 == 0 {
+                if (i / w + i % w).is_multiple_of(2) {
                     0xffffff
                 } else {
                     0
@@ -637,7 +637,7 @@ pub(crate) mod tests {
             w in 1u16..150, h in 1u16..150, colours in 1u32..300, seed in any::<u32>()
         ) {
             let pixels: Vec<u32> = (0..u32::from(w) * u32::from(h))
-                .map(|i| (i.wrapping_mul(seed | 1) >> 7) % colours * 0x030507 & 0xffffff)
+                .map(|i| ((i.wrapping_mul(seed | 1) >> 7) % colours * 0x030507) & 0xffffff)
                 .collect();
             let got = round_trip(PixelFormat::NOVNC, w, h, &pixels, 6);
             prop_assert_eq!(got, pixels);
