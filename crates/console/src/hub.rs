@@ -643,6 +643,125 @@ mod tests {
         assert_eq!(next_input(&mut vm, &mut buf).await, qemu);
     }
 
+    /// A viewer built on the crate's own decoder, in the hub's default (canonical) format.
+    struct TestViewer {
+        io: DuplexStream,
+        dec: ServerDecoder,
+        fb: Framebuffer,
+        buf: BytesMut,
+    }
+
+    impl TestViewer {
+        async fn new(hub: &Hub, encodings: Vec<i32>) -> Self {
+            let mut io = viewer(hub, Role::Control).await;
+            io.write_all(&ClientMessage::SetEncodings(encodings).to_bytes())
+                .await
+                .unwrap();
+            let fb = hub.snapshot();
+            Self {
+                io,
+                dec: ServerDecoder::new(PixelFormat::CANONICAL, Limits::default()),
+                fb: Framebuffer::new(fb.width(), fb.height()),
+                buf: BytesMut::new(),
+            }
+        }
+
+        /// Asks for an update and returns its events.
+        async fn update(&mut self, incremental: bool) -> Vec<Event> {
+            let rect = self.fb.bounds();
+            let req = ClientMessage::FramebufferUpdateRequest { incremental, rect };
+            self.io.write_all(&req.to_bytes()).await.unwrap();
+            let mut events = Vec::new();
+            loop {
+                while let Some((event, n)) = self.dec.step(&self.buf, &mut self.fb).unwrap() {
+                    let _ = self.buf.split_to(n);
+                    if event == Event::UpdateEnd {
+                        return events;
+                    }
+                    events.push(event);
+                }
+                assert!(self.io.read_buf(&mut self.buf).await.unwrap() > 0);
+            }
+        }
+    }
+
+    /// Writes one update from the VM: `screen` at `rects` (Raw), after `copies` and an optional
+    /// resize.
+    async fn vm_update(
+        vm: &mut DuplexStream,
+        screen: &Framebuffer,
+        resize: Option<(u16, u16)>,
+        copies: &[Copy],
+        rects: &[Rect],
+    ) {
+        let enc = ViewerEncodings::from_list(&[
+            encoding::RAW,
+            encoding::COPY_RECT,
+            encoding::DESKTOP_SIZE,
+        ]);
+        let mut w = UpdateWriter::new(PixelWriter::new(PixelFormat::CANONICAL));
+        let mut out = BytesMut::new();
+        w.write(screen, resize, copies, rects, &enc, false, &mut out)
+            .unwrap();
+        vm.write_all(&out).await.unwrap();
+    }
+
+    /// The VM's screen changes size: a viewer that follows DesktopSize gets the resize and then
+    /// the whole new screen.
+    #[tokio::test]
+    async fn desktop_resize_reaches_viewers() {
+        let (hub, mut vm) = upstream(false).await;
+        let mut v = TestViewer::new(&hub, vec![encoding::RAW, encoding::DESKTOP_SIZE]).await;
+        v.update(false).await;
+        assert_eq!((v.fb.width(), v.fb.height()), (32, 32));
+        let mut screen = Framebuffer::new(48, 40);
+        screen.fill(screen.bounds(), 0x0012_3456);
+        vm_update(&mut vm, &screen, Some((48, 40)), &[], &[screen.bounds()]).await;
+        let mut resized = false;
+        while v.fb != screen {
+            let events = v.update(true).await;
+            resized |= events.contains(&Event::Resize {
+                width: 48,
+                height: 40,
+            });
+        }
+        assert!(resized);
+    }
+
+    /// A VM CopyRect reaches a viewer as a CopyRect when that viewer's copy source is up to
+    /// date, and as pixels when it is not (a viewer that has not had its first screen yet).
+    #[tokio::test]
+    async fn copy_rect_is_forwarded_only_from_a_clean_source() {
+        let (hub, mut vm) = upstream(false).await;
+        let encs = vec![encoding::RAW, encoding::COPY_RECT];
+        let mut clean = TestViewer::new(&hub, encs.clone()).await;
+        clean.update(false).await;
+        let mut screen = Framebuffer::new(32, 32);
+        screen.fill(Rect::new(0, 0, 8, 8), 0x00ff_0000);
+        vm_update(&mut vm, &screen, None, &[], &[Rect::new(0, 0, 8, 8)]).await;
+        while clean.fb != screen {
+            clean.update(true).await;
+        }
+        let mut fresh = TestViewer::new(&hub, encs).await;
+        let copy = Copy {
+            src_x: 0,
+            src_y: 0,
+            dst: Rect::new(16, 16, 8, 8),
+        };
+        screen.copy(0, 0, copy.dst);
+        vm_update(&mut vm, &screen, None, &[copy], &[]).await;
+        let mut copied = false;
+        while clean.fb != screen {
+            let events = clean.update(true).await;
+            copied |= events.iter().any(|e| matches!(e, Event::Copy { .. }));
+        }
+        assert!(copied, "the clean viewer got a CopyRect");
+        while fresh.fb != screen {
+            let events = fresh.update(true).await;
+            assert!(!events.iter().any(|e| matches!(e, Event::Copy { .. })));
+        }
+    }
+
     /// When the VM's side closes, every viewer's session ends with the reason.
     #[tokio::test]
     async fn viewers_end_with_the_console() {
