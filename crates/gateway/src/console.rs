@@ -6,7 +6,7 @@
 //! then closed. One viewer's token ending (expiry, revocation, shutdown: the gateway's kill
 //! future) ends that viewer only.
 //!
-//! Not yet wired into the proxy: see the gateway README ("Shared consoles").
+//! Used by the proxy when the gateway runs with `--shared-consoles` (see the gateway README).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,10 +16,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 use tokio::task::AbortHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use virt_gateway_console::rfb::Limits;
 use virt_gateway_console::{Hub, HubError, Role};
 
@@ -220,16 +221,22 @@ impl Consoles {
 }
 
 /// RFB bytes over a WebSocket's binary messages, as KubeVirt's `plain.kubevirt.io` and noVNC's
-/// `binary` subprotocols carry them: returns the byte side; a task moves the bytes.
-pub fn websocket_bytes<S>(ws: WebSocketStream<S>) -> DuplexStream
+/// `binary` subprotocols carry them: returns the byte side and a sender that ends the WebSocket
+/// with a close frame (code, reason); a task moves the bytes.
+pub fn websocket_bytes<S>(
+    ws: WebSocketStream<S>,
+) -> (DuplexStream, oneshot::Sender<(u16, &'static str)>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (ours, theirs) = tokio::io::duplex(256 * 1024);
+    let (close_tx, close_rx) = oneshot::channel::<(u16, &'static str)>();
     tokio::spawn(async move {
         let (mut sink, mut stream) = ws.split();
         let (mut rd, mut wr) = tokio::io::split(theirs);
         let mut buf = vec![0u8; 64 * 1024];
+        let mut close_rx = Some(close_rx);
+        let mut frame = None;
         loop {
             tokio::select! {
                 n = rd.read(&mut buf) => match n {
@@ -249,11 +256,24 @@ where
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
+                close = async {
+                    match close_rx.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    close_rx = None;
+                    if let Ok((code, reason)) = close {
+                        frame = Some(CloseFrame { code: code.into(), reason: reason.into() });
+                        break;
+                    }
+                }
             }
         }
+        let _ = sink.send(Message::Close(frame)).await;
         let _ = sink.close().await;
     });
-    ours
+    (ours, close_tx)
 }
 
 #[cfg(test)]
@@ -411,7 +431,7 @@ mod tests {
         let (a, b) = tokio::io::duplex(1 << 16);
         let server = WebSocketStream::from_raw_socket(a, WsRole::Server, None).await;
         let mut client = WebSocketStream::from_raw_socket(b, WsRole::Client, None).await;
-        let mut bytes = websocket_bytes(server);
+        let (mut bytes, _close) = websocket_bytes(server);
         bytes.write_all(b"RFB 003.008\n").await.unwrap();
         let Some(Ok(Message::Binary(got))) = client.next().await else {
             panic!("no binary message");

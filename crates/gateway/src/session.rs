@@ -18,8 +18,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use virt_gateway_auth::jwt::expires_at;
 
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+use virt_gateway_console::Role as ConsoleRole;
+
 use crate::audit::AuditCtx;
 use crate::authn::Principal;
+use crate::console::{self, ConsoleKey, Consoles, ViewerEnd};
 use crate::metrics::Metrics;
 use crate::outcome::{Decision, Outcome};
 use crate::revocation::{Refusal, Revocation};
@@ -117,6 +123,64 @@ impl Sessions {
             inner: body,
             kill: Some(self.kill(principal)),
         })
+    }
+
+    /// Runs one viewer of a shared console: waits for the client's upgrade, frames its
+    /// WebSocket, attaches it to `key`'s console (opening the upstream with `connect` when
+    /// there is none), and ends it alone, with the close code of its kill, when its token ends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_console<F, Fut, U>(
+        &self,
+        consoles: Consoles,
+        key: ConsoleKey,
+        client: OnUpgrade,
+        connect: F,
+        principal: &Principal,
+        audit: AuditCtx,
+        opened: Outcome,
+    ) where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = std::io::Result<U>> + Send,
+        U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let kill = self.kill(principal);
+        let metrics = self.metrics.clone();
+        self.tasks.spawn(async move {
+            let Ok(io) = client.await else {
+                tracing::warn!("WebSocket upgrade did not complete");
+                return;
+            };
+            let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), WsRole::Server, None).await;
+            let (bytes, close) = console::websocket_bytes(ws);
+            metrics.websocket_sessions.inc();
+            let end = consoles
+                .attach(key, connect, bytes, ConsoleRole::Control, kill)
+                .await;
+            metrics.websocket_sessions.dec();
+            let end = match end {
+                ViewerEnd::Killed(kill) => {
+                    let _ = close.send(kill.close());
+                    SessionEnd::Killed(kill)
+                }
+                ViewerEnd::Left(Ok(())) => SessionEnd::Closed,
+                ViewerEnd::Left(Err(e)) => {
+                    tracing::info!(error = %e, "console viewer ended");
+                    let _ = close.send((1011, "console ended"));
+                    SessionEnd::Error
+                }
+            };
+            metrics
+                .websocket_closed
+                .get_or_create(&[("reason", end.reason().as_str())])
+                .inc();
+            let mut outcome = opened;
+            outcome.reason = end.reason();
+            outcome.decision = match end {
+                SessionEnd::Killed(Kill::Expired | Kill::Revoked(_)) => Decision::Deny,
+                _ => Decision::Allow,
+            };
+            audit.write(&audit.record("websocket_close", &outcome, 101, 0));
+        });
     }
 
     /// Runs the WebSocket session of an upgraded request: waits for both upgrades, pipes the
