@@ -157,7 +157,21 @@ impl Hub {
 
     /// Serves one viewer over `io` until it leaves (`Ok`), breaks the protocol, or the console
     /// ends. The viewer's first update is the whole current screen.
-    pub async fn serve<S>(&self, mut io: S, role: Role) -> Result<(), HubError>
+    pub async fn serve<S>(&self, io: S, role: Role) -> Result<(), HubError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.serve_with(io, role, &|_| {}).await
+    }
+
+    /// [`Hub::serve`], calling `on_drop` for every input of this viewer that is dropped (an
+    /// observer's), for the caller's metrics.
+    pub async fn serve_with<S>(
+        &self,
+        mut io: S,
+        role: Role,
+        on_drop: &(dyn Fn(InputKind) + Sync),
+    ) -> Result<(), HubError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -180,6 +194,7 @@ impl Hub {
             shared: &self.shared,
             id,
             role,
+            on_drop,
             wake,
             writer: UpdateWriter::new(PixelWriter::new(PixelFormat::CANONICAL)),
             enc: ViewerEncodings::from_list(&[encoding::RAW]),
@@ -362,6 +377,7 @@ struct Viewer<'a> {
     shared: &'a Shared,
     id: u64,
     role: Role,
+    on_drop: &'a (dyn Fn(InputKind) + Sync),
     wake: Arc<Notify>,
     writer: UpdateWriter,
     enc: ViewerEncodings,
@@ -469,6 +485,7 @@ impl Viewer<'_> {
     async fn input(&mut self, kind: InputKind, msg: ClientMessage) -> Result<(), HubError> {
         if self.role == Role::Observe {
             self.shared.dropped[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
+            (self.on_drop)(kind);
             return Ok(());
         }
         let upstream_qemu_keys = self.shared.lock().qemu_keys;

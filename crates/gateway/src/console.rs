@@ -22,6 +22,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use virt_gateway_console::rfb::Limits;
+use virt_gateway_console::rfb::messages::InputKind;
 use virt_gateway_console::{Hub, HubError, Role};
 
 use crate::websocket::Kill;
@@ -129,6 +130,7 @@ impl Consoles {
         connect: F,
         io: V,
         role: Role,
+        on_drop: &(dyn Fn(InputKind) + Sync),
         kill: BoxFuture<'static, Kill>,
     ) -> ViewerEnd
     where
@@ -146,7 +148,7 @@ impl Consoles {
             Err(e) => return ViewerEnd::Left(Err(e)),
         };
         let end = tokio::select! {
-            result = hub.serve(io, role) => ViewerEnd::Left(result),
+            result = hub.serve_with(io, role, on_drop) => ViewerEnd::Left(result),
             kill = kill => ViewerEnd::Killed(kill),
         };
         self.leave(key, cell, generation).await;
@@ -239,6 +241,20 @@ where
         let mut frame = None;
         loop {
             tokio::select! {
+                // A close frame wins over the end of the viewer's stream that follows it.
+                biased;
+                close = async {
+                    match close_rx.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    close_rx = None;
+                    if let Ok((code, reason)) = close {
+                        frame = Some(CloseFrame { code: code.into(), reason: reason.into() });
+                        break;
+                    }
+                }
                 n = rd.read(&mut buf) => match n {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
@@ -256,18 +272,6 @@ where
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
-                close = async {
-                    match close_rx.as_mut() {
-                        Some(rx) => rx.await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    close_rx = None;
-                    if let Ok((code, reason)) = close {
-                        frame = Some(CloseFrame { code: code.into(), reason: reason.into() });
-                        break;
-                    }
-                }
             }
         }
         let _ = sink.send(Message::Close(frame)).await;
@@ -345,6 +349,7 @@ mod tests {
                 || async move { v.connect().await },
                 theirs,
                 Role::Control,
+                &|_| {},
                 kill,
             )
             .await

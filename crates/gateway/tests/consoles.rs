@@ -1,12 +1,13 @@
 //! Shared consoles (`--shared-consoles`) against the real control plane and the KubeVirt
 //! stand-in with a real Xvnc: three viewers of one VM all see its screen at once (with the plain
 //! pass-through, KubeVirt's one-session rule would close the first two), and one viewer's token
-//! expiring closes that viewer alone, with 4001, while the others go on.
+//! expiring closes that viewer alone, with 4001, while the others go on; an observer's input
+//! is dropped and counted.
 
 mod common;
 
 use common::*;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use http::StatusCode;
 use kubevirt_standin::rfb::Client;
 use kubevirt_standin::{Rgb, Standin, StandinOptions};
@@ -116,5 +117,39 @@ async fn viewers_share_one_console_and_a_token_ending_closes_only_its_viewer() {
     assert_eq!(code, 4001);
     sees_the_vm(&mut first).await;
     sees_the_vm(&mut second).await;
+
+    // An observer (consoleRole: observe) sees the VM; its key and click are dropped and counted.
+    let mut observe = seed_claims(&env.ns, now() + 3600);
+    observe.console_role = Some("observe".into());
+    let mut watcher = open(&gw, &path, &mint(&env.key, &observe)).await;
+    sees_the_vm(&mut watcher).await;
+    let ws = watcher.transport_mut();
+    ws.send(Message::binary(vec![4, 1, 0, 0, 0, 0, 0, 0x61]))
+        .await
+        .unwrap();
+    ws.send(Message::binary(vec![5, 1, 0, 10, 0, 10]))
+        .await
+        .unwrap();
+    for kind in ["key", "pointer"] {
+        let line = format!("kube_gateway_console_input_dropped_total{{kind=\"{kind}\"}} 1");
+        let mut tries = 0;
+        while !gw.metrics().await.contains(&line) {
+            tries += 1;
+            assert!(tries < 600, "no {line}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    sees_the_vm(&mut watcher).await;
+    // A controller's input is not counted as dropped.
+    let ws = first.transport_mut();
+    ws.send(Message::binary(vec![5, 0, 0, 20, 0, 20]))
+        .await
+        .unwrap();
+    sees_the_vm(&mut first).await;
+    assert!(
+        gw.metrics()
+            .await
+            .contains("kube_gateway_console_input_dropped_total{kind=\"pointer\"} 1")
+    );
     assert_no_token_logged();
 }
