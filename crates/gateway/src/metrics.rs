@@ -52,6 +52,9 @@ pub struct Metrics {
     pub revocation_denylist_entries: Gauge,
     /// Revocation watch errors.
     pub revocation_watch_errors: Counter,
+    /// Sessions woken by GateToken events (one per waiter of a changed `jti`): with per-`jti`
+    /// channels, revoking N tokens wakes only their sessions, whatever else is open.
+    pub revocation_wakeups: Counter,
 }
 
 impl Default for Metrics {
@@ -168,6 +171,12 @@ impl Metrics {
             "Revocation watch errors",
             revocation_watch_errors.clone(),
         );
+        let revocation_wakeups = Counter::default();
+        registry.register(
+            "revocation_wakeups",
+            "Session waiters woken by GateToken events",
+            revocation_wakeups.clone(),
+        );
         Self {
             registry,
             requests,
@@ -187,6 +196,7 @@ impl Metrics {
             revocation_index_entries,
             revocation_denylist_entries,
             revocation_watch_errors,
+            revocation_wakeups,
         }
     }
 

@@ -47,7 +47,9 @@ impl Upstream {
     /// The bearer token a request of `principal` is forwarded with.
     fn bearer_for(&self, principal: &Principal) -> Option<Arc<str>> {
         match principal {
-            Principal::PassThrough { credential } => Some(Arc::from(credential.token.as_str())),
+            Principal::PassThrough { credential } | Principal::Person { credential, .. } => {
+                Some(Arc::from(credential.token.as_str()))
+            }
             Principal::Token { .. } => self.sa_token.as_ref().and_then(|f| f.get()),
         }
     }
@@ -206,10 +208,12 @@ impl Forward {
             return response;
         }
 
-        // A plain response (including a refused upgrade, e.g. 503 with preserveSession): stream it.
+        // A plain response (including a refused upgrade, e.g. 503 with preserveSession); a stream
+        // ends with its session.
         let (mut parts, body) = response.into_parts();
         clean_response_headers(&mut parts.headers, false);
-        let mut response = Response::from_parts(parts, self.sessions.stream(body, &principal));
+        let body = self.sessions.body(&parts.headers, body, &principal);
+        let mut response = Response::from_parts(parts, body);
         outcome.attach(&mut response);
         response
     }
