@@ -58,6 +58,12 @@ pub enum GatewayError {
     /// The token does not allow the request.
     #[error("forbidden: {0}")]
     Forbidden(#[from] Denied),
+    /// A watch-only token (`consoleRole: observe`) asked for a WebSocket that would carry its
+    /// input: anything but a shared console, where observers' input is dropped.
+    #[error(
+        "this token may only watch a console (consoleRole: observe): it is served only on a VM's VNC console by a gateway running shared consoles (--shared-consoles)"
+    )]
+    ObserverOnly,
     /// A request using the session cookie came from another site (review §3, §15).
     #[error(
         "cross-site request refused: the session cookie is only accepted from the gateway's own pages (or an allowed origin); other clients send 'Authorization: Bearer <token>'"
@@ -111,7 +117,7 @@ impl GatewayError {
             | Self::BadCredentials(_)
             | Self::Revoked(_)
             | Self::SignInRequired(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::ForeignOrigin => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ForeignOrigin | Self::ObserverOnly => StatusCode::FORBIDDEN,
             Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -162,7 +168,7 @@ impl GatewayError {
             Self::Revoked(_) => Reason::TokenRevoked,
             Self::RevocationNotReady => Reason::RevocationNotReady,
             Self::RevocationStale => Reason::RevocationStale,
-            Self::Forbidden(_) => Reason::Forbidden,
+            Self::Forbidden(_) | Self::ObserverOnly => Reason::Forbidden,
             Self::ForeignOrigin => Reason::ForeignOrigin,
             Self::BadPath(_) | Self::BadRequest(_) => Reason::BadRequest,
             Self::NotFound => Reason::NotFound,

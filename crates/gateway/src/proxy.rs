@@ -28,7 +28,7 @@ use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::headers::{clean_response_headers, forwarded_headers};
 use crate::outcome::Outcome;
-use crate::session::Sessions;
+use crate::session::{ConsoleRole, Sessions, console_role};
 use crate::upstream::{HttpClient, SecretFile, upstream_uri};
 
 /// The API server and how to reach it.
@@ -142,6 +142,11 @@ impl Forward {
                 bearer,
             };
             return self.shared_console(console, request, &principal, audit, jti.as_deref());
+        }
+        // Fail closed: any other WebSocket (a console without shared consoles, exec, a serial
+        // console) would carry a watch-only token's input to the VM.
+        if websocket && console_role(&principal) == ConsoleRole::Observe {
+            return refuse(GatewayError::ObserverOnly);
         }
         let headers = forwarded_headers(
             request.headers(),

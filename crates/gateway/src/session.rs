@@ -21,7 +21,7 @@ use virt_gateway_auth::jwt::expires_at;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
-use virt_gateway_console::Role as ConsoleRole;
+pub use virt_gateway_console::Role as ConsoleRole;
 use virt_gateway_console::rfb::messages::InputKind;
 
 use crate::audit::AuditCtx;

@@ -151,5 +151,42 @@ async fn viewers_share_one_console_and_a_token_ending_closes_only_its_viewer() {
             .await
             .contains("kube_gateway_console_input_dropped_total{kind=\"pointer\"} 1")
     );
+    drop((first, second, watcher));
+    an_observer_link_never_opens_a_console_that_would_carry_its_input(&env).await;
+    assert_no_token_logged();
+}
+
+/// Attack: a watch-only link used where its input would reach the VM. Without shared consoles
+/// the VNC WebSocket is a plain pass-through that carries every key, so the observer's upgrade
+/// is refused with 403 before anything reaches the API server, while a controller's link still
+/// opens the console; the same holds for the serial console (not a shared console at all).
+/// (Run inside the test above: the stand-in's APIService is cluster-wide, one per control plane.)
+async fn an_observer_link_never_opens_a_console_that_would_carry_its_input(env: &Env) {
+    let gw = env.gateway().await;
+    let vnc = Env::vnc_path(&env.ns, "testvm");
+    let mut observe = seed_claims(&env.ns, now() + 3600);
+    observe.console_role = Some("observe".into());
+    // Its rule allows both consoles: the refusal must come from the role, not the rule.
+    observe.resources = Some(vec![
+        "virtualmachineinstances/vnc".into(),
+        "virtualmachineinstances/console".into(),
+    ]);
+    let observer = mint(&env.key, &observe);
+
+    for path in [vnc.clone(), vnc.replace("/vnc", "/console")] {
+        let refused = ws_connect(&gw, &path, &vnc_protocols(&observer), &[]).await;
+        match refused {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+                let body =
+                    String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[])).into_owned();
+                assert!(body.contains("consoleRole: observe"), "{body}");
+            }
+            other => panic!("the observer's upgrade of {path} was not refused: {other:?}"),
+        }
+    }
+    // The refusal is the role's, not the path's: a controller's token opens the same console.
+    let mut controller = open(&gw, &vnc, &env.seed_token()).await;
+    sees_the_vm(&mut controller).await;
     assert_no_token_logged();
 }
