@@ -33,6 +33,13 @@ pub const TOKEN_RULE_NOT_EMPTY: &str = "!(has(self.apiGroups) ? self.apiGroups.s
 /// Message of [`TOKEN_RULE_NOT_EMPTY`].
 pub const TOKEN_RULE_NOT_EMPTY_MESSAGE: &str = "auth roles can either apply to API resources or non-resource URL paths, but can't be empty: list API groups in apiGroups (for example subresources.kubevirt.io), or paths in nonResourceURLs";
 
+/// GateToken, on `spec`: a watch-only token must be a JWT: a `generateServiceAccount` token is a
+/// real Kubernetes credential that the gateway passes through, input and all.
+pub const TOKEN_OBSERVE_NEEDS_JWT: &str = "!has(self.consoleRole) || self.consoleRole != 'observe' || !has(self.generateServiceAccount) || !self.generateServiceAccount";
+
+/// Message of [`TOKEN_OBSERVE_NEEDS_JWT`].
+pub const TOKEN_OBSERVE_NEEDS_JWT_MESSAGE: &str = "consoleRole: observe needs a JWT token: a generateServiceAccount token is a Kubernetes credential the gateway passes through with its input; remove generateServiceAccount or consoleRole";
+
 /// GateToken, on `spec.durationSec`: a token must live at least one second.
 pub const TOKEN_DURATION_POSITIVE: &str = "self > 0";
 
@@ -86,6 +93,11 @@ pub const SERVER_TLS_NEEDS_ROUTE_MESSAGE: &str = "ingressTLSSecretName needs rou
 pub const GATETOKEN_RULES: &[(&str, &str, &str)] = &[
     ("spec", TOKEN_GROUPS_XOR_URLS, TOKEN_GROUPS_XOR_URLS_MESSAGE),
     ("spec", TOKEN_RULE_NOT_EMPTY, TOKEN_RULE_NOT_EMPTY_MESSAGE),
+    (
+        "spec",
+        TOKEN_OBSERVE_NEEDS_JWT,
+        TOKEN_OBSERVE_NEEDS_JWT_MESSAGE,
+    ),
     (
         "spec.durationSec",
         TOKEN_DURATION_POSITIVE,

@@ -24,6 +24,9 @@ pub enum SpecError {
         /// The field holding the non-resource URLs, e.g. `nonResourceURLs`.
         urls: &'static str,
     },
+    /// `consoleRole: observe` on a ServiceAccount token, which the gateway cannot hold to it.
+    #[error("{}", crate::cel::TOKEN_OBSERVE_NEEDS_JWT_MESSAGE)]
+    ObserveWithServiceAccount,
     /// `durationSec` is zero or negative.
     #[error("durationSec must be greater than 0, got {0}")]
     NonPositiveDuration(i64),

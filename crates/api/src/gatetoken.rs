@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::cel::{
     TOKEN_DURATION_POSITIVE, TOKEN_DURATION_POSITIVE_MESSAGE, TOKEN_FROM_RFC3339,
     TOKEN_FROM_RFC3339_MESSAGE, TOKEN_GROUPS_XOR_URLS, TOKEN_GROUPS_XOR_URLS_MESSAGE,
-    TOKEN_REVOKED_IS_FINAL, TOKEN_REVOKED_IS_FINAL_MESSAGE, TOKEN_RULE_NOT_EMPTY,
-    TOKEN_RULE_NOT_EMPTY_MESSAGE,
+    TOKEN_OBSERVE_NEEDS_JWT, TOKEN_OBSERVE_NEEDS_JWT_MESSAGE, TOKEN_REVOKED_IS_FINAL,
+    TOKEN_REVOKED_IS_FINAL_MESSAGE, TOKEN_RULE_NOT_EMPTY, TOKEN_RULE_NOT_EMPTY_MESSAGE,
 };
 use crate::error::{SpecError, UnknownPhase};
 use crate::rule::{EffectiveRule, non_empty};
@@ -101,6 +101,7 @@ fn default_resources() -> Vec<String> {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = (TOKEN_GROUPS_XOR_URLS, TOKEN_GROUPS_XOR_URLS_MESSAGE))]
 #[x_kube(validation = (TOKEN_RULE_NOT_EMPTY, TOKEN_RULE_NOT_EMPTY_MESSAGE))]
+#[x_kube(validation = (TOKEN_OBSERVE_NEEDS_JWT, TOKEN_OBSERVE_NEEDS_JWT_MESSAGE))]
 pub struct GateTokenSpec {
     /// Start of the token validity (JWT nbf), as an RFC 3339 date-time with a time zone, for
     /// example 2021-04-22T10:00:00Z. Absent or empty means when the token is created.
@@ -165,6 +166,13 @@ pub struct GateTokenSpec {
     )]
     pub server: Option<String>,
 
+    /// virt-gateway extension: what the holder may do on a VM's console: `control` (the default:
+    /// keys, pointer and clipboard reach the VM) or `observe` (watch only: a gateway running
+    /// shared consoles drops the input, any other WebSocket refuses the token). The JWT carries
+    /// it as `consoleRole`. Not with generateServiceAccount, whose credential bypasses the hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_role: Option<ConsoleRole>,
+
     /// virt-gateway extension: set to true to revoke the token. The operator moves it to the
     /// phase Revoked and the gateway refuses it from then on. Revocation is final.
     #[serde(default)]
@@ -187,7 +195,29 @@ impl Default for GateTokenSpec {
             resource_names: None,
             non_resource_urls: None,
             server: None,
+            console_role: None,
             revoked: false,
+        }
+    }
+}
+
+/// What a GateToken's holder may do on a VM's console (issue 16's shared consoles).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleRole {
+    /// Keys, pointer and clipboard reach the VM.
+    #[default]
+    Control,
+    /// Watch only.
+    Observe,
+}
+
+impl ConsoleRole {
+    /// The value of the JWT's `consoleRole` claim.
+    pub fn claim(self) -> &'static str {
+        match self {
+            Self::Control => "control",
+            Self::Observe => "observe",
         }
     }
 }
@@ -228,6 +258,9 @@ impl GateTokenSpec {
         }
         if let Some(from) = self.from() {
             crate::time::parse_rfc3339(from)?;
+        }
+        if self.generate_service_account && self.console_role == Some(ConsoleRole::Observe) {
+            return Err(SpecError::ObserveWithServiceAccount);
         }
         Ok(())
     }

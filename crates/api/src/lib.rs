@@ -51,7 +51,9 @@ pub use gateserver::{
     GateServer, GateServerLimits, GateServerOidc, GateServerPhase, GateServerSpec,
     GateServerStatus, OIDC_CLIENT_SECRET_KEY,
 };
-pub use gatetoken::{GateToken, GateTokenData, GateTokenPhase, GateTokenSpec, GateTokenStatus};
+pub use gatetoken::{
+    ConsoleRole, GateToken, GateTokenData, GateTokenPhase, GateTokenSpec, GateTokenStatus,
+};
 pub use rule::EffectiveRule;
 pub use time::{TokenValidity, parse_rfc3339};
 

@@ -293,3 +293,21 @@ fn token_revocation_is_final() {
     // On creation, transition rules do not run.
     check_token(json!({"revoked": true}), None);
 }
+
+#[test]
+fn token_observe_needs_a_jwt() {
+    let refused = Some(TOKEN_OBSERVE_NEEDS_JWT_MESSAGE);
+    check_token(
+        json!({"consoleRole": "observe", "generateServiceAccount": true}),
+        refused,
+    );
+    check_token(json!({"consoleRole": "observe"}), None);
+    check_token(
+        json!({"consoleRole": "control", "generateServiceAccount": true}),
+        None,
+    );
+    check_token(
+        json!({"consoleRole": "observe", "generateServiceAccount": false}),
+        None,
+    );
+}

@@ -502,6 +502,7 @@ async fn issue(
         Ok(mut c) => {
             let ns = tok.metadata.namespace.as_deref().unwrap_or_default();
             bind_claims(&mut c, ns, tok.spec.server.as_deref());
+            c.console_role = tok.spec.console_role.map(|r| r.claim().to_owned());
             c
         }
         Err(e) => {

@@ -285,6 +285,8 @@ async fn seeds_as_written_become_ready_with_every_child() {
     assert_eq!(c.jti.as_deref(), Some(tok.uid().unwrap().as_str()));
     assert_eq!(c.exp - c.nbf.unwrap(), 3600);
     assert!(c.iat.is_some());
+    // The seed sample names no console role, so its JWT keeps Gen B's claims.
+    assert_eq!(c.console_role, None);
     assert!(verified.kid_in_header);
     assert_eq!(verified.kid, public.kid());
     assert_eq!(st.data.alg, "RS256");
@@ -294,6 +296,13 @@ async fn seeds_as_written_become_ready_with_every_child() {
         (st.data.nbf, st.data.exp),
         (c.nbf.unwrap() as i64, c.exp as i64)
     );
+    // A watch-only GateToken: the JWT says so, for the gateway to hold it to.
+    let spec =
+        json!({"namespace": "default", "resourceNames": ["testvm"], "consoleRole": "observe"});
+    create(&client, &token(ns, "observer", spec)).await;
+    let observer = wait_token_phase(&client, ns, "observer", "Ready").await;
+    let claims = verify(&secret, &observer.status.unwrap().token, unix_now()).claims;
+    assert_eq!(claims.console_role.as_deref(), Some("observe"));
     // Every status key the Gen B schema requires is serialised, even when empty.
     let raw = kubectl(
         cp,
