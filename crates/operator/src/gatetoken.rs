@@ -276,15 +276,27 @@ async fn write_status(
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PatchParams::default()
     };
-    let patch = json!({
-        "metadata": {"resourceVersion": tok.resource_version()},
-        "status": status,
-    });
-    api.patch_status(&name, &params, &Patch::Merge(patch))
+    api.patch_status(&name, &params, &Patch::Merge(status_patch(tok, status)))
         .await
         .map_err(Error::kube(format!(
             "write status of GateToken {ns}/{name}"
         )))
+}
+
+/// The merge patch of `write_status`, preconditioned on the resourceVersion that was read.
+fn status_patch(tok: &GateToken, status: &GateTokenStatus) -> serde_json::Value {
+    let mut patch = json!({
+        "metadata": {"resourceVersion": tok.resource_version()},
+        "status": status,
+    });
+    if token_elided(status) {
+        // The cache holds an issued JWT without its token (`trim_cached`): a key absent from a
+        // merge patch keeps the token the API server has.
+        if let Some(fields) = patch["status"].as_object_mut() {
+            fields.remove("token");
+        }
+    }
+    patch
 }
 
 fn requeue_for(validity: &TokenValidity, now: Timestamp) -> Action {
@@ -305,6 +317,45 @@ fn issued_validity(data: &GateTokenData) -> TokenValidity {
     }
 }
 
+/// Trims a GateToken for the controller's cache (`runner`): drops `managedFields`, the
+/// last-applied annotation and the token of an issued JWT (~1.3 KiB with RSA-4096, most of a
+/// cached GateToken). The reconciler never reads a JWT back: `status.data` records that it was
+/// issued (`issued`), and `write_status` leaves the token out of its patch
+/// (`token_elided`). A ServiceAccount token (no `kid`) is kept: `ensure_account` asks whether
+/// one was obtained.
+pub fn trim_cached(tok: &mut GateToken) {
+    trim_metadata(tok.meta_mut());
+    if let Some(status) = tok.status.as_mut()
+        && is_signed_jwt(&status.data)
+    {
+        status.token = String::new();
+    }
+}
+
+/// Drops what no reconciler reads from a cached object's metadata.
+pub fn trim_metadata(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// An issued signed JWT: its validity and key id are in `status.data`.
+fn is_signed_jwt(data: &GateTokenData) -> bool {
+    data.exp != 0 && data.kid.is_some()
+}
+
+/// Whether this status may have come from the cache without its JWT: then its (empty) token
+/// must never be written. No JWT is ever replaced or removed, so nothing is lost.
+fn token_elided(status: &GateTokenStatus) -> bool {
+    status.token.is_empty() && is_signed_jwt(&status.data)
+}
+
 /// Whether a token was ever issued (signed, or its validity fixed for ServiceAccount mode).
 fn issued(status: &GateTokenStatus) -> bool {
     status.data.exp != 0 || !status.token.is_empty()
@@ -323,7 +374,8 @@ fn service_account_mode(tok: &GateToken, status: &GateTokenStatus) -> bool {
 async fn apply(tok: Arc<GateToken>, ctx: &Context) -> Result<Action> {
     let status = tok.status.clone().unwrap_or_default();
     let uid = tok.uid().unwrap_or_default();
-    if !status.token.is_empty() {
+    // `issued`, not the token: the cache holds a JWT without its token (`trim_cached`).
+    if issued(&status) {
         ctx.seen_issued(&uid);
     }
     let phase = status.parsed_phase().unwrap_or(if issued(&status) {
@@ -914,6 +966,67 @@ async fn cleanup(tok: Arc<GateToken>, ctx: &Context) -> Result<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cached(kid: Option<&str>, token: &str) -> GateToken {
+        let mut tok: GateToken = serde_json::from_value(json!({
+            "apiVersion": "ocgate.yaacov.com/v1beta1", "kind": "GateToken",
+            "metadata": {"name": "t", "namespace": "default"},
+            "spec": {"namespace": "default", "verbs": ["get"], "resources": ["pods"]},
+        }))
+        .unwrap();
+        tok.meta_mut().resource_version = Some("7".into());
+        tok.meta_mut().managed_fields = Some(vec![Default::default()]);
+        tok.meta_mut().annotations = Some(
+            [(LAST_APPLIED.to_owned(), "{}".to_owned())]
+                .into_iter()
+                .collect(),
+        );
+        let mut st = GateTokenStatus {
+            token: token.into(),
+            ..Default::default()
+        };
+        st.data.exp = 1_619_085_660;
+        st.data.kid = kid.map(str::to_owned);
+        tok.status = Some(st);
+        tok
+    }
+
+    #[test]
+    fn the_cache_drops_a_signed_jwt_and_its_patches_keep_it() {
+        let mut tok = cached(Some("kid-1"), "header.claims.signature");
+        trim_cached(&mut tok);
+        assert_eq!(tok.meta().managed_fields, None);
+        assert_eq!(tok.meta().annotations, None);
+        let st = tok.status.clone().unwrap();
+        assert_eq!(st.token, "");
+        // Still issued: never signed again, never shown as New.
+        assert!(issued(&st));
+        assert!(!service_account_mode(&tok, &st));
+        let patch = status_patch(&tok, &st);
+        assert_eq!(patch["metadata"]["resourceVersion"], "7");
+        assert!(patch["status"].get("token").is_none(), "{patch}");
+        assert_eq!(patch["status"]["data"]["kid"], "kid-1");
+    }
+
+    #[test]
+    fn the_cache_keeps_a_service_account_token_and_new_tokens_write_theirs() {
+        let mut tok = cached(None, "sa-token");
+        trim_cached(&mut tok);
+        let st = tok.status.clone().unwrap();
+        assert_eq!(st.token, "sa-token");
+        assert_eq!(status_patch(&tok, &st)["status"]["token"], "sa-token");
+        // A fresh signature is written, and so is the empty token of a status never issued.
+        let mut signed = cached(Some("kid-1"), "");
+        let mut st = signed.status.clone().unwrap();
+        st.token = "header.claims.signature".into();
+        assert_eq!(
+            status_patch(&signed, &st)["status"]["token"],
+            "header.claims.signature"
+        );
+        signed.status = Some(GateTokenStatus::default());
+        let fresh = GateTokenStatus::default();
+        assert_eq!(status_patch(&signed, &fresh)["status"]["token"], "");
+    }
 
     #[test]
     fn reads_the_alg_of_a_jws() {

@@ -214,9 +214,10 @@ fn server_of<K: Resource>(obj: &K) -> Option<ObjectRef<GateServer>> {
     Some(ObjectRef::new(name).within(ns))
 }
 
-/// A controller whose cache drops `managedFields`: the reconcilers never read them, and they are
-/// most of a cached object's memory (two field managers' field sets per GateToken).
-fn cached_controller<K>(api: Api<K>) -> Controller<K>
+/// A controller whose cache keeps what `trim` leaves: the reconcilers never read
+/// `managedFields` (two field managers' field sets per GateToken) nor an issued JWT, and they
+/// were most of a cached object's memory.
+fn cached_controller<K>(api: Api<K>, trim: fn(&mut K)) -> Controller<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -229,7 +230,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
+        .modify(trim)
         .reflect(writer)
         .applied_objects();
     Controller::for_stream(stream, reader)
@@ -286,9 +287,11 @@ async fn run_controllers(
     let owned = watcher::Config::default().labels(&managed);
     let secret = watcher::Config::default().fields(&format!("metadata.name={JWT_SECRET_NAME}"));
 
-    let servers = cached_controller(scoped::<GateServer>(&client, ns));
+    let servers = cached_controller(scoped::<GateServer>(&client, ns), |gs| {
+        gatetoken::trim_metadata(gs.meta_mut())
+    });
     let server_store = servers.store();
-    let tokens = cached_controller(scoped::<GateToken>(&client, ns));
+    let tokens = cached_controller(scoped::<GateToken>(&client, ns), gatetoken::trim_cached);
     let token_store = tokens.store();
     metrics.observe_stores(token_store.clone(), server_store.clone());
     ctx.observe_servers(server_store.clone());
