@@ -27,6 +27,9 @@ pub struct Metrics {
     pub websocket_closed: Family<L1, Counter>,
     /// Bytes piped through WebSockets, by direction.
     pub websocket_bytes: Family<L1, Counter>,
+    /// Console input from observers dropped at the gateway, by kind (key, pointer, clipboard,
+    /// resize).
+    pub console_input_dropped: Family<L1, Counter>,
     /// Token cache lookups by result (hit, miss).
     pub token_cache: Family<L1, Counter>,
     /// Key file reloads by result.
@@ -49,6 +52,9 @@ pub struct Metrics {
     pub revocation_denylist_entries: Gauge,
     /// Revocation watch errors.
     pub revocation_watch_errors: Counter,
+    /// Sessions woken by GateToken events (one per waiter of a changed `jti`): with per-`jti`
+    /// channels, revoking N tokens wakes only their sessions, whatever else is open.
+    pub revocation_wakeups: Counter,
 }
 
 impl Default for Metrics {
@@ -92,6 +98,12 @@ impl Metrics {
             "websocket_bytes",
             "Bytes piped through WebSocket sessions, by direction",
             websocket_bytes.clone(),
+        );
+        let console_input_dropped = Family::default();
+        registry.register(
+            "console_input_dropped",
+            "Console input from observers dropped at the gateway, by kind",
+            console_input_dropped.clone(),
         );
         let token_cache = Family::default();
         registry.register(
@@ -159,6 +171,12 @@ impl Metrics {
             "Revocation watch errors",
             revocation_watch_errors.clone(),
         );
+        let revocation_wakeups = Counter::default();
+        registry.register(
+            "revocation_wakeups",
+            "Session waiters woken by GateToken events",
+            revocation_wakeups.clone(),
+        );
         Self {
             registry,
             requests,
@@ -166,6 +184,7 @@ impl Metrics {
             websocket_sessions,
             websocket_closed,
             websocket_bytes,
+            console_input_dropped,
             token_cache,
             key_reloads,
             verification_keys,
@@ -177,6 +196,7 @@ impl Metrics {
             revocation_index_entries,
             revocation_denylist_entries,
             revocation_watch_errors,
+            revocation_wakeups,
         }
     }
 

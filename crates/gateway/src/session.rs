@@ -18,8 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use virt_gateway_auth::jwt::expires_at;
 
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+use virt_gateway_console::Role as ConsoleRole;
+use virt_gateway_console::rfb::messages::InputKind;
+
 use crate::audit::AuditCtx;
 use crate::authn::Principal;
+use crate::console::{self, ConsoleKey, Consoles, ViewerEnd};
 use crate::metrics::Metrics;
 use crate::outcome::{Decision, Outcome};
 use crate::revocation::{Refusal, Revocation};
@@ -111,6 +118,22 @@ impl Sessions {
         .boxed()
     }
 
+    /// The response body of `principal`: a small body with a known length is passed as it is
+    /// (it ends on its own, like a response finished just before a revocation); anything else —
+    /// a watch, `follow`, chunked or large — is cut when the session ends ([`Self::stream`]).
+    /// Only the latter pay for the kill future, its timer and its revocation subscription.
+    pub fn body<B>(&self, headers: &http::HeaderMap, body: B, principal: &Principal) -> Body
+    where
+        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if ends_on_its_own(headers) {
+            Body::new(body)
+        } else {
+            self.stream(body, principal)
+        }
+    }
+
     /// A streamed response body of `principal` that ends with its session.
     pub fn stream<B>(&self, body: B, principal: &Principal) -> Body
     where
@@ -121,6 +144,90 @@ impl Sessions {
             inner: body,
             kill: Some(self.kill(principal)),
         })
+    }
+
+    /// Runs one viewer of a shared console: waits for the client's upgrade, frames its
+    /// WebSocket, attaches it to `key`'s console (opening the upstream with `connect` when
+    /// there is none), and ends it alone, with the close code of its kill, when its token ends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_console<F, Fut, U>(
+        &self,
+        consoles: Consoles,
+        key: ConsoleKey,
+        client: OnUpgrade,
+        connect: F,
+        principal: &Principal,
+        audit: AuditCtx,
+        opened: Outcome,
+    ) where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = std::io::Result<U>> + Send,
+        U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let kill = self.kill(principal);
+        let role = console_role(principal);
+        let metrics = self.metrics.clone();
+        self.tasks.spawn(async move {
+            let Ok(io) = client.await else {
+                tracing::warn!("WebSocket upgrade did not complete");
+                return;
+            };
+            let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), WsRole::Server, None).await;
+            let (bytes, close) = console::websocket_bytes(ws);
+            // The close frame goes out when the kill fires, before the viewer's stream is
+            // dropped, so the bridge sends the frame rather than a bare end.
+            let close = Arc::new(std::sync::Mutex::new(Some(close)));
+            let send_close = {
+                let close = close.clone();
+                move |frame: (u16, &'static str)| {
+                    let sender = close.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(sender) = sender {
+                        let _ = sender.send(frame);
+                    }
+                }
+            };
+            let kill = {
+                let send_close = send_close.clone();
+                async move {
+                    let kill = kill.await;
+                    send_close(kill.close());
+                    kill
+                }
+                .boxed()
+            };
+            metrics.websocket_sessions.inc();
+            let dropped = metrics.console_input_dropped.clone();
+            let on_drop = move |kind: InputKind| {
+                dropped.get_or_create(&[("kind", kind.as_str())]).inc();
+            };
+            // Lent, not given: the viewer's stream must outlive the close frame sent below.
+            let mut bytes = bytes;
+            let end = consoles
+                .attach(key, connect, &mut bytes, role, &on_drop, kill)
+                .await;
+            metrics.websocket_sessions.dec();
+            let end = match end {
+                ViewerEnd::Killed(kill) => SessionEnd::Killed(kill),
+                ViewerEnd::Left(Ok(())) => SessionEnd::Closed,
+                ViewerEnd::Left(Err(e)) => {
+                    tracing::info!(error = %e, "console viewer ended");
+                    send_close((1011, "console ended"));
+                    SessionEnd::Error
+                }
+            };
+            drop(bytes);
+            metrics
+                .websocket_closed
+                .get_or_create(&[("reason", end.reason().as_str())])
+                .inc();
+            let mut outcome = opened;
+            outcome.reason = end.reason();
+            outcome.decision = match end {
+                SessionEnd::Killed(Kill::Expired | Kill::Revoked(_)) => Decision::Deny,
+                _ => Decision::Allow,
+            };
+            audit.write(&audit.record("websocket_close", &outcome, 101, 0));
+        });
     }
 
     /// Runs the WebSocket session of an upgraded request: waits for both upgrades, pipes the
@@ -174,6 +281,19 @@ impl Sessions {
     }
 }
 
+/// Bodies up to this size with a `Content-Length` are sent without a kill future.
+pub const SHORT_BODY: u64 = 1 << 20;
+
+/// Whether a response with `headers` ends by itself soon: a `Content-Length` of at most
+/// [`SHORT_BODY`] bytes.
+pub fn ends_on_its_own(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= SHORT_BODY)
+}
+
 /// A streamed upstream body that ends when the token expires, is revoked (with an error, so the
 /// client sees an aborted response) or the gateway shuts down (a clean end, so watch clients
 /// simply reconnect elsewhere).
@@ -219,6 +339,15 @@ where
     }
 }
 
+/// The console role a principal's token grants: `control` when the claim is absent (tokens
+/// issued before roles, the seed sample) or says so; any other value watches only (fail closed).
+pub fn console_role(principal: &Principal) -> ConsoleRole {
+    match principal.claims().map(|c| c.console_role.as_deref()) {
+        None | Some(None) | Some(Some("control")) => ConsoleRole::Control,
+        Some(Some(_)) => ConsoleRole::Observe,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -247,6 +376,26 @@ mod tests {
                 algorithm: KeyAlgorithm::EcdsaP256,
                 kid_in_header: true,
             }),
+        }
+    }
+
+    /// No claim (the seed sample, tokens from before roles) controls; `observe` and any value
+    /// this gateway does not know only watch (fail closed); pass-through never reaches here.
+    #[test]
+    fn console_role_defaults_to_control_and_fails_closed() {
+        let with = |role: Option<&str>| {
+            let mut p = principal(4_102_444_800, "j");
+            if let Principal::Token { verified, .. } = &mut p {
+                let mut v = (**verified).clone();
+                v.claims.console_role = role.map(str::to_owned);
+                *verified = Arc::new(v);
+            }
+            console_role(&p)
+        };
+        assert_eq!(with(None), ConsoleRole::Control);
+        assert_eq!(with(Some("control")), ConsoleRole::Control);
+        for other in ["observe", "Control", "admin", ""] {
+            assert_eq!(with(Some(other)), ConsoleRole::Observe, "{other:?}");
         }
     }
 
@@ -325,5 +474,20 @@ mod tests {
             "an expired token's stream is aborted, not ended cleanly"
         );
         drop(tx);
+    }
+
+    #[test]
+    fn only_small_sized_bodies_go_without_a_kill_future() {
+        let with = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::CONTENT_LENGTH, v.parse().unwrap());
+            h
+        };
+        assert!(ends_on_its_own(&with("1024")));
+        assert!(ends_on_its_own(&with(&SHORT_BODY.to_string())));
+        assert!(!ends_on_its_own(&with(&(SHORT_BODY + 1).to_string())));
+        assert!(!ends_on_its_own(&with("not a number")));
+        // A watch or a `follow` log: chunked, no length.
+        assert!(!ends_on_its_own(&http::HeaderMap::new()));
     }
 }
