@@ -247,7 +247,7 @@ pub struct GateServerSpec {
     /// virt-gateway extension: people sign in at /auth/login with this OpenID Connect provider,
     /// and the gateway then calls the API server with their own ID token (the API server must
     /// trust the issuer and accept clientID as an audience). Needs route (the redirect URI is
-    /// https://<route>/auth/callback).
+    /// https://<route>/auth/callback) or oidc.redirectURL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<GateServerOidc>,
 }
@@ -295,6 +295,20 @@ pub struct GateServerOidc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub ca_config_map_name: Option<String>,
+
+    /// The redirect URI registered at the provider: where the gateway answers /auth/callback.
+    /// Absent means https://<route>/auth/callback. An https URL ending in /auth/callback, or
+    /// http only on a loopback IP address (a gateway reached on this machine, as in `make demo`).
+    #[serde(
+        rename = "redirectURL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(
+        length(min = 14, max = 1024),
+        pattern(r"^(https://[^/?#@]+|http://(127\.[0-9.]+|\[::1\])(:[0-9]+)?)/auth/callback$")
+    )]
+    pub redirect_url: Option<String>,
 }
 
 /// The default key of the OIDC client secret in its Secret.
@@ -333,6 +347,11 @@ impl GateServerOidc {
         {
             return Err(bad("caConfigMapName", "must be the name of a ConfigMap"));
         }
+        if let Some(url) = &self.redirect_url
+            && let Err(why) = check_redirect_url(url)
+        {
+            return Err(bad("redirectURL", why));
+        }
         let key_ok = self
             .secret_key()
             .chars()
@@ -361,6 +380,39 @@ impl GateServerOidc {
         }
         Ok(())
     }
+}
+
+/// Why `url` is not a redirect URI the gateway answers at: it must be `https://<host>/auth/callback`,
+/// or `http://` on a loopback IP address (never a name: `localhost` may resolve elsewhere), with
+/// no credentials, query or fragment. Plain HTTP elsewhere would hand the code to the network.
+fn check_redirect_url(url: &str) -> Result<(), &'static str> {
+    const SHAPE: &str = "must be https://<host>/auth/callback, or http:// on a loopback IP address (127.0.0.0/8, [::1])";
+    let (secure, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(SHAPE);
+    };
+    let Some((authority, "auth/callback")) = rest.split_once('/') else {
+        return Err(SHAPE);
+    };
+    let host_chars = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+    if authority.is_empty() || !authority.chars().all(host_chars) {
+        return Err(SHAPE);
+    }
+    if secure {
+        return Ok(());
+    }
+    let loopback = authority
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| {
+            let bare = authority.trim_start_matches('[').trim_end_matches(']');
+            bare.parse::<std::net::IpAddr>()
+        })
+        .is_ok_and(|ip| ip.is_loopback());
+    if loopback { Ok(()) } else { Err(SHAPE) }
 }
 
 /// GateServerLimits bounds what one gateway serves; every field is optional, with the gateway's
@@ -520,6 +572,16 @@ impl GateServerSpec {
         self.route.as_deref().filter(|r| !r.is_empty())
     }
 
+    /// Where the gateway answers the OIDC provider's redirect: `oidc.redirectURL`, else
+    /// `https://<route>/auth/callback`; `None` without `oidc` or without either.
+    pub fn signin_redirect_url(&self) -> Option<String> {
+        let oidc = self.oidc.as_ref()?;
+        match &oidc.redirect_url {
+            Some(url) => Some(url.trim().to_owned()),
+            None => self.route().map(|r| format!("https://{r}/auth/callback")),
+        }
+    }
+
     /// The gateway image written in `image`, or `None` when it is absent or empty, which means
     /// the operator-wide default gateway image.
     pub fn image(&self) -> Option<&str> {
@@ -592,10 +654,10 @@ impl GateServerSpec {
         }
         if let Some(oidc) = &self.oidc {
             oidc.validate()?;
-            if self.route().is_none() {
+            if self.signin_redirect_url().is_none() {
                 return Err(SpecError::InvalidOidc {
                     field: "route",
-                    reason: "oidc needs route: the redirect URI registered at the provider is https://<route>/auth/callback".to_owned(),
+                    reason: "oidc needs route or oidc.redirectURL: the redirect URI registered at the provider is https://<route>/auth/callback unless redirectURL says otherwise".to_owned(),
                 });
             }
         }
@@ -756,6 +818,56 @@ mod tests {
         assert!(bad(json!({"scopes": ["email"]})).contains("openid"));
         assert!(bad(json!({"scopes": ["openid", "a,b"]})).starts_with("oidc.scopes"));
         assert!(bad(json!({"route": null})).contains("needs route"));
+    }
+
+    #[test]
+    fn an_explicit_redirect_url_is_https_or_plain_http_on_loopback_only() {
+        let with = |route: Option<&str>, url: &str| {
+            let mut v = json!({"oidc": {
+                "issuerURL": "https://dex.example.com", "clientID": "virt-gateway",
+                "clientSecretName": "oidc-client", "redirectURL": url}});
+            if let Some(r) = route {
+                v["route"] = json!(r);
+            }
+            let s = spec(v);
+            s.validate().map(|()| s.signin_redirect_url().unwrap())
+        };
+        // Without route: the demo's gateway on a loopback port.
+        for good in [
+            "http://127.0.0.1:8123/auth/callback",
+            "http://127.3.4.5/auth/callback",
+            "http://[::1]:8123/auth/callback",
+            "https://gw.example.com/auth/callback",
+        ] {
+            assert_eq!(with(None, good).as_deref(), Ok(good));
+        }
+        // It wins over the route's address.
+        assert_eq!(
+            with(
+                Some("gw.apps.example.com"),
+                "https://login.example.com/auth/callback"
+            ),
+            Ok("https://login.example.com/auth/callback".to_owned())
+        );
+        // Plain HTTP off loopback would hand the code to the network; names may resolve anywhere;
+        // a callback elsewhere, credentials, query or fragment are refused.
+        for evil in [
+            "http://gw.example.com/auth/callback",
+            "http://localhost:8123/auth/callback",
+            "http://10.0.0.1:8123/auth/callback",
+            "http://127.0.0.1.evil.example/auth/callback",
+            "http://127.0.0.1@evil.example/auth/callback",
+            "https://user@gw.example.com/auth/callback",
+            "https://gw.example.com/auth/callback?x=1",
+            "https://gw.example.com/auth/callback#x",
+            "https://gw.example.com/elsewhere",
+            "https:///auth/callback",
+            "ftp://gw.example.com/auth/callback",
+            "javascript://gw.example.com/auth/callback",
+        ] {
+            let err = with(None, evil).unwrap_err().to_string();
+            assert!(err.starts_with("oidc.redirectURL"), "{evil}: {err}");
+        }
     }
 
     #[test]

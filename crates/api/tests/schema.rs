@@ -282,6 +282,12 @@ fn gateserver_spec_fields_defaults_and_validation() {
         json!(["clientID", "clientSecretName", "issuerURL"])
     );
     assert_eq!(oidc["scopes"]["maxItems"], 32);
+    // make demo: an explicit callback, plain HTTP only on a loopback IP (GateServerSpec::validate
+    // checks the same, with the attacker cases, in the api's unit tests).
+    assert_eq!(
+        oidc["redirectURL"]["pattern"],
+        r"^(https://[^/?#@]+|http://(127\.[0-9.]+|\[::1\])(:[0-9]+)?)/auth/callback$"
+    );
     // Issue 14: defaults keep today's behaviour, except that keys are not published.
     assert_eq!(p["requireAudience"]["default"], false);
     assert_eq!(p["publishJWKS"]["default"], false);

@@ -3,7 +3,7 @@
 //!
 //! The test control plane has no kubelet and no container runtime, so this module does what a
 //! kubelet would for the gateway pod, and nothing more:
-//! - **volumes**: `secret` volumes are written out (honouring `items`, so a volume that projects
+//! - **volumes**: `secret` and `configMap` volumes are written out (honouring `items`, so a volume that projects
 //!   only `cert.pem` gets only `cert.pem`), `emptyDir` volumes are empty directories, and the
 //!   ServiceAccount volume the API server's admission would add is made from a TokenRequest token,
 //!   the cluster CA and the namespace;
@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Container, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
 use virt_gateway_testenv::ControlPlane;
 use virt_gateway_testenv::control_plane::free_port;
@@ -84,6 +84,7 @@ pub async fn run_pod(
     deployment: &Deployment,
     images: &Images,
     work: &Path,
+    port: Option<u16>,
 ) -> Result<LocalPod, Error> {
     let namespace = deployment
         .metadata
@@ -138,9 +139,31 @@ pub async fn run_pod(
                 })?;
                 write(&dir.join(safe_relative(&path)?), &value.0)?;
             }
+        } else if let Some(map) = &volume.config_map {
+            let data = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+                .get(&map.name)
+                .await?
+                .data
+                .unwrap_or_default();
+            let items: Vec<(String, String)> = match &map.items {
+                Some(items) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, path) in items {
+                let value = data.get(&key).ok_or_else(|| {
+                    Error::Pod(format!(
+                        "ConfigMap {} has no key {key} (volume {})",
+                        map.name, volume.name
+                    ))
+                })?;
+                write(&dir.join(safe_relative(&path)?), value.as_bytes())?;
+            }
         } else if volume.empty_dir.is_none() {
             return Err(Error::Pod(format!(
-                "volume {} is neither a Secret nor an emptyDir; the demo kubelet does not play it",
+                "volume {} is neither a Secret, a ConfigMap nor an emptyDir; the demo kubelet does not play it",
                 volume.name
             )));
         }
@@ -239,7 +262,11 @@ pub async fn run_pod(
         return Err(Error::Pod("the gateway container has no command".into()));
     }
     raw.remove(0); // ./kube-gateway: the image's binary
-    let port = free_port()?;
+    // A port chosen by the caller: one registered elsewhere before the pod ran (a redirect URI).
+    let port = match port {
+        Some(p) => p,
+        None => free_port()?,
+    };
     let mut url = None;
     let mut args = Vec::new();
     for arg in raw {

@@ -22,8 +22,9 @@ use virt_gateway_testenv::shutdown::{Signals, Stopped};
 const VNC_PATH: &str =
     "/k8s/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachineinstances";
 
-/// The whole product on this machine: control plane, operator, seed samples, KubeVirt stand-in
-/// and the gateway run from the operator's Deployment; prints a console link. Ctrl-C stops it.
+/// The whole product on this machine: control plane, Dex, operator, seed samples, KubeVirt
+/// stand-in and the gateway run from the operator's Deployment; prints a console link and a
+/// sign-in URL. Ctrl-C stops it.
 #[derive(Parser)]
 #[command(name = "virt-gateway-demo")]
 struct Cli {
@@ -78,6 +79,7 @@ async fn main() -> ExitCode {
 async fn run(signals: &mut Signals, repo: &Path, dir: &Path) -> Outcome {
     let mut options = StackOptions::from_repo(repo);
     options.dir = Some(dir.to_path_buf());
+    options.sign_in = true;
     let plugin = options.operator_binary.with_file_name("kubectl-gate");
     if !plugin.is_file() {
         eprintln!(
@@ -224,6 +226,20 @@ async fn print_instructions(stack: &Stack, setup_seconds: f64, bin: &Path, dir: 
     println!();
     println!("  {}", stack.console_link(&token, "testvm"));
     println!();
+    if let Some(sign_in) = &stack.sign_in {
+        println!("Or sign in with Dex (the cluster's identity provider) and see \"Your VMs\":");
+        println!();
+        println!("  {}", sign_in.url);
+        println!(
+            "  user {}   password {}   (Kubernetes sees {})",
+            sign_in.email, sign_in.password, sign_in.kubernetes_user
+        );
+        println!();
+        println!(
+            "  testvm opens with your own identity; \"Share\" makes a link that opens in this gateway."
+        );
+        println!();
+    }
     println!("The gateway runs with the operator's command line:");
     println!("  {}", stack.gateway_command_line().join(" "));
     println!();

@@ -49,6 +49,10 @@ pub struct StackOptions {
     pub web_public: PathBuf,
     /// OpenID Connect providers (Dex) the control plane starts and trusts; none by default.
     pub identity_providers: Vec<ProviderSettings>,
+    /// Sign-in on the seed GateServer's gateway (`make demo`): starts Dex as [`DEMO_PROVIDER`]
+    /// too, gives the GateServer `oidc` with the gateway's loopback callback as `redirectURL`,
+    /// and lets Dex's user open testvm and share it. Off by default.
+    pub sign_in: bool,
 }
 
 impl StackOptions {
@@ -65,8 +69,29 @@ impl StackOptions {
             gateway_binary: target.join("kube-gateway"),
             web_public: repo.join("web/dist"),
             identity_providers: Vec::new(),
+            sign_in: false,
         }
     }
+}
+
+/// The name of the demo's Dex (see [`StackOptions::sign_in`]).
+pub const DEMO_PROVIDER: &str = "dex";
+/// The Secret holding the gateway's client secret at Dex (samples' namespace).
+pub const OIDC_CLIENT_SECRET: &str = "demo-oidc-client";
+/// The ConfigMap holding the CA that signed Dex's certificate (samples' namespace).
+pub const OIDC_CA_CONFIG_MAP: &str = "demo-oidc-ca";
+
+/// How to sign in on the demo's gateway.
+#[derive(Clone, Debug)]
+pub struct SignInDetails {
+    /// `<gateway>/auth/login?then=%2Fvms.html`: Dex's form, then the "Your VMs" page.
+    pub url: String,
+    /// The e-mail to type at Dex.
+    pub email: String,
+    /// The password to type at Dex (random per run).
+    pub password: String,
+    /// Who Kubernetes sees (`oidc:<email>`).
+    pub kubernetes_user: String,
 }
 
 /// Everything running. Dropping it stops every process; [`Stack::shutdown`] does so in order.
@@ -78,6 +103,8 @@ pub struct Stack {
     cp: ControlPlane,
     /// The seed GateToken's JWT.
     pub sample_token: String,
+    /// How to sign in, with [`StackOptions::sign_in`].
+    pub sign_in: Option<SignInDetails>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -104,10 +131,28 @@ impl Stack {
             }
         };
 
-        progress("starting the control plane (etcd, kube-apiserver, kube-controller-manager)");
+        // With sign-in, the gateway's port is chosen first: Dex registers its callback at start.
+        let gateway_port = if options.sign_in {
+            Some(free_port()?)
+        } else {
+            None
+        };
+        let callback = gateway_port.map(|p| format!("http://127.0.0.1:{p}/auth/callback"));
+        let mut identity_providers = options.identity_providers.clone();
+        if let Some(callback) = &callback {
+            identity_providers.push(ProviderSettings {
+                redirect_uris: vec![callback.clone()],
+                ..ProviderSettings::new(DEMO_PROVIDER)
+            });
+        }
+        progress(if callback.is_some() {
+            "starting the control plane (etcd, kube-apiserver, kube-controller-manager) and Dex, which it trusts"
+        } else {
+            "starting the control plane (etcd, kube-apiserver, kube-controller-manager)"
+        });
         let cp = ControlPlane::start(Options {
             dir: Some(dir.join("cluster")),
-            identity_providers: options.identity_providers.clone(),
+            identity_providers,
             ..Options::default()
         })
         .await?;
@@ -139,6 +184,16 @@ impl Stack {
             ],
         )?;
 
+        let sign_in = match &callback {
+            Some(callback) => {
+                progress(
+                    "signing in with Dex on the seed GateServer (spec.oidc, redirectURL on loopback) and letting Dex's user open testvm",
+                );
+                Some(enable_sign_in(&cp, &client, callback).await?)
+            }
+            None => None,
+        };
+
         progress("starting the KubeVirt stand-in (VMIs testvm and testvm2 with real VNC servers)");
         let standin = Standin::start(
             &cp,
@@ -152,6 +207,9 @@ impl Stack {
         progress("waiting for the GateServer and GateToken to be Ready");
         wait_server_ready(&client, SAMPLE_SERVER, &operator).await?;
         let sample_token = wait_token_ready(&client, SAMPLES_NAMESPACE, SAMPLE_TOKEN).await?;
+        if sign_in.is_some() {
+            wait_deployment_signs_in(&client, &operator).await?;
+        }
 
         progress(
             "running the gateway with the command line and mounts of the operator's Deployment",
@@ -167,6 +225,7 @@ impl Stack {
                 web_public: options.web_public.clone(),
             },
             &dir.join("gateway-pod"),
+            gateway_port,
         )
         .await?;
         wait_http_ok(&format!("{}/readyz", gateway.url), || gateway.log_tail(30)).await?;
@@ -176,12 +235,17 @@ impl Stack {
         ));
         advertise_gateway_url(&client, SAMPLE_SERVER, &gateway.url).await?;
 
+        let sign_in = sign_in.map(|details| SignInDetails {
+            url: format!("{}/auth/login?then=%2Fvms.html", gateway.url),
+            ..details
+        });
         Ok(Self {
             gateway,
             standin: Some(standin),
             operator,
             cp,
             sample_token,
+            sign_in,
             _temp: temp,
         })
     }
@@ -290,6 +354,117 @@ pub async fn advertise_gateway_url(
         .patch(server, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
+}
+
+/// Makes the seed GateServer sign people in with the demo's Dex: the client secret and Dex's CA
+/// as a Secret and a ConfigMap, `spec.oidc` with the loopback `callback` as `redirectURL`, and
+/// RBAC for Dex's user: list the VMIs in `default`, open testvm's console (not testvm2's), and
+/// manage GateTokens in the samples' namespace (so "Share" works, under the delegation policy).
+async fn enable_sign_in(
+    cp: &ControlPlane,
+    client: &kube::Client,
+    callback: &str,
+) -> Result<SignInDetails, Error> {
+    let dex = cp
+        .identity_provider(DEMO_PROVIDER)
+        .ok_or_else(|| Error::Step("Dex did not start".into()))?;
+    let user = dex.kubernetes_username();
+    let apply = PatchParams::apply("virt-gateway-demo").force();
+    let ns = SAMPLES_NAMESPACE;
+    let objects = [
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": OIDC_CLIENT_SECRET, "namespace": ns},
+            "stringData": {"clientSecret": dex.client().secret}}),
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": OIDC_CA_CONFIG_MAP, "namespace": ns},
+            "data": {"ca.crt": dex.ca_pem()}}),
+        role(
+            "default",
+            "demo-vm-viewer",
+            serde_json::json!([
+            {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachineinstances"], "verbs": ["get", "list"]},
+            {"apiGroups": ["subresources.kubevirt.io"], "resources": ["virtualmachineinstances/vnc"],
+             "resourceNames": ["testvm"], "verbs": ["get"]}]),
+        ),
+        role(
+            ns,
+            "demo-share-links",
+            serde_json::json!([
+            {"apiGroups": ["ocgate.yaacov.com"], "resources": ["gatetokens"],
+             "verbs": ["create", "get", "list", "delete"]}]),
+        ),
+        role_binding("default", "demo-vm-viewer", &user),
+        role_binding(ns, "demo-share-links", &user),
+    ];
+    for object in objects {
+        let dynamic = serde_json::from_value::<kube::api::DynamicObject>(object.clone())
+            .map_err(|e| Error::Step(format!("{object}: {e}")))?;
+        let (api_version, kind) = (
+            object["apiVersion"].as_str().unwrap_or_default(),
+            object["kind"].as_str().unwrap_or_default(),
+        );
+        let gvk = kube::api::GroupVersionKind::try_from(&kube::api::TypeMeta {
+            api_version: api_version.into(),
+            kind: kind.into(),
+        })
+        .map_err(|e| Error::Step(format!("{kind}: {e}")))?;
+        let resource = kube::api::ApiResource::from_gvk(&gvk);
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or(ns);
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
+            .patch(name, &apply, &Patch::Apply(&dynamic))
+            .await?;
+    }
+    let oidc = serde_json::json!({"spec": {"oidc": {
+        "issuerURL": dex.issuer(),
+        "clientID": virt_gateway_testenv::identity_provider::CLIENT_ID,
+        "clientSecretName": OIDC_CLIENT_SECRET,
+        "caConfigMapName": OIDC_CA_CONFIG_MAP,
+        "redirectURL": callback,
+    }}});
+    Api::<GateServer>::namespaced(client.clone(), ns)
+        .patch(SAMPLE_SERVER, &PatchParams::default(), &Patch::Merge(&oidc))
+        .await?;
+    Ok(SignInDetails {
+        url: String::new(),
+        email: virt_gateway_testenv::identity_provider::USER_EMAIL.to_owned(),
+        password: dex.user_password().to_owned(),
+        kubernetes_user: user,
+    })
+}
+
+fn role(namespace: &str, name: &str, rules: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace}, "rules": rules})
+}
+
+fn role_binding(namespace: &str, role: &str, user: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": role, "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+}
+
+/// Waits until the operator wrote the sign-in flags into the gateway's Deployment (the
+/// GateServer was Ready before `spec.oidc` was reconciled, perhaps).
+async fn wait_deployment_signs_in(client: &kube::Client, operator: &Process) -> Result<(), Error> {
+    let api = Api::<Deployment>::namespaced(client.clone(), SAMPLES_NAMESPACE);
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if let Some(d) = api.get_opt(SAMPLE_SERVER).await? {
+            let args = serde_json::to_string(&d.spec.template.spec).unwrap_or_default();
+            if args.contains("--signin-redirect-url=") {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Step(format!(
+                "the operator did not give the gateway its sign-in flags in time; log:\n{}",
+                operator.log_tail(30)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// `<gateway>/login.html#token=<jwt>&then=<console page for the VM>`: the link contract of

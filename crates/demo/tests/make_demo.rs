@@ -7,6 +7,9 @@
 //!   `kubectl gate list …`, `kubectl gate revoke …`, each exactly as printed, and the README lists
 //!   the same), their links open in Chromium (`web/e2e/demo.test.mjs`); then SIGINT to the group
 //!   ends `make demo` within 30 s with nothing of it left running and its directory removed;
+//!   before that, the printed sign-in URL: Dex's own form with the printed user and password,
+//!   `/auth/me` signed in, testvm listed and shared through the same gateway as the console link,
+//!   the shared token opening testvm's console there (`curl`, cookies kept by the test);
 //! - SIGTERM to the group: the same;
 //! - a second Ctrl-C while a process does not stop (the gateway, SIGSTOPped) kills the rest;
 //! - a stuck etcd (SIGSTOPped) does not hang the stop: every step has a grace period.
@@ -278,6 +281,278 @@ fn paste(export: &str, command: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// One HTTP exchange through `curl` (HTTPS to Dex with the demo's CA), cookies kept by the
+/// caller: the sign-in cookies are `__Host-` ones, which a cookie jar may not send over plain
+/// HTTP even on loopback, where a browser does.
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+
+    /// `name=value` of the cookie `name` that the answer sets.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            let pair = v.trim().split(';').next()?;
+            (n.trim().eq_ignore_ascii_case("set-cookie") && pair.starts_with(&format!("{name}=")))
+                .then(|| pair.to_owned())
+        })
+    }
+}
+
+fn curl(
+    method: &str,
+    url: &str,
+    ca: &Path,
+    cookie: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> Reply {
+    let mut command = Command::new("curl");
+    command
+        .args(["-sS", "-i", "--max-time", "20", "-X", method, "--cacert"])
+        .arg(ca);
+    if let Some(cookie) = cookie {
+        command.args(["-H", &format!("Cookie: {cookie}")]);
+    }
+    if let Some((content_type, data)) = body {
+        command.args([
+            "-H",
+            &format!("Content-Type: {content_type}"),
+            "--data-binary",
+            data,
+        ]);
+    }
+    let output = command.arg(url).output().expect("curl runs");
+    assert!(
+        output.status.success(),
+        "curl {method} {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {head}"));
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// `location` resolved against `url` (absolute, or a path on `url`'s origin).
+fn join(url: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let origin_end = url.match_indices('/').nth(2).map_or(url.len(), |(i, _)| i);
+    format!("{}{location}", &url[..origin_end])
+}
+
+/// Signs in at the printed URL as a person does: the gateway sends the browser to Dex, Dex's
+/// password form (chosen among Dex's connectors as a person would click it) takes the printed
+/// user and password, Dex sends the browser back to the gateway's `/auth/callback`, which sets
+/// the session cookie. Returns it (`name=value`).
+fn sign_in_with_dex(url: &str, email: &str, password: &str, ca: &Path) -> String {
+    let gateway = join(url, "");
+    let start = curl("GET", url, ca, None, None);
+    assert_eq!(start.status / 100, 3, "{} {}", start.head, start.body);
+    let flow = start
+        .cookie("__Host-vg-signin-flow")
+        .expect("the flow cookie");
+    let mut at = start.header("location").expect("to Dex");
+    assert!(!at.starts_with(&gateway), "sign-in goes to Dex: {at}");
+    at = at.replacen("/auth?", "/auth/local?", 1);
+    let mut page = curl("GET", &at, ca, None, None);
+    for _ in 0..10 {
+        let Some(next) = page.header("location").filter(|_| page.status / 100 == 3) else {
+            break;
+        };
+        at = join(&at, &next);
+        page = curl("GET", &at, ca, None, None);
+    }
+    assert_eq!(page.status, 200, "Dex's login form: {}", page.body);
+    assert!(
+        page.body.contains("password"),
+        "Dex's login form: {}",
+        page.body
+    );
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("login", email)
+        .append_pair("password", password)
+        .finish();
+    let mut reply = curl(
+        "POST",
+        &at,
+        ca,
+        None,
+        Some(("application/x-www-form-urlencoded", &form)),
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            reply.status / 100,
+            3,
+            "Dex refused the printed credentials: {}",
+            reply.body
+        );
+        at = join(&at, &reply.header("location").expect("a redirect"));
+        if at.starts_with(&format!("{gateway}/auth/callback")) {
+            let back = curl("GET", &at, ca, Some(&flow), None);
+            assert_eq!(
+                back.status / 100,
+                3,
+                "the callback: {} {}",
+                back.head,
+                back.body
+            );
+            let then = back.header("location").unwrap_or_default();
+            assert!(then.ends_with("/vms.html"), "back to the page: {then}");
+            return back.cookie("__Host-vg-signin").expect("the session cookie");
+        }
+        reply = curl("GET", &at, ca, None, None);
+    }
+    panic!("Dex never sent the browser back to {gateway}/auth/callback");
+}
+
+/// The printed sign-in URL works: Dex's form with the printed user and password, then
+/// `/auth/me` says signed in; the session lists testvm through the same gateway that serves the
+/// seed's console link, and a link shared with it (a GateToken created with the person's own
+/// identity) opens testvm's console through that gateway too.
+fn the_printed_sign_in_works(stdout: &str, gateway: &str, dir: &Path) {
+    let lines: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Or sign in with Dex"))
+        .map(str::trim)
+        .collect();
+    let url = lines
+        .iter()
+        .find(|l| l.starts_with("http://"))
+        .expect("a sign-in URL");
+    assert_eq!(*url, format!("{gateway}/auth/login?then=%2Fvms.html"));
+    let words: Vec<&str> = lines
+        .iter()
+        .find(|l| l.starts_with("user "))
+        .expect("the user and password")
+        .split_whitespace()
+        .collect();
+    let (email, password) = (words[1], words[3]);
+    assert_eq!(words[2], "password");
+    let ca = dir.join("cluster/pki/ca.crt");
+
+    let out = curl("GET", &format!("{gateway}/auth/me"), &ca, None, None);
+    assert!(out.body.contains("\"signedIn\":false"), "{}", out.body);
+    let session = sign_in_with_dex(url, email, password, &ca);
+    let me = curl(
+        "GET",
+        &format!("{gateway}/auth/me"),
+        &ca,
+        Some(&session),
+        None,
+    );
+    let me: serde_json::Value = serde_json::from_str(&me.body).expect("JSON");
+    assert_eq!(me["signedIn"], true, "{me}");
+    assert_eq!(me["username"], email, "{me}");
+    assert!(
+        !me.to_string()
+            .contains(&session[session.find('=').unwrap() + 1..])
+    );
+
+    let vmis = "/k8s/apis/kubevirt.io/v1/namespaces/default/virtualmachineinstances";
+    let listed = curl(
+        "GET",
+        &format!("{gateway}{vmis}"),
+        &ca,
+        Some(&session),
+        None,
+    );
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(listed.body.contains("\"testvm\""), "{}", listed.body);
+
+    // Share, as the page does: a GateToken for testvm's console, with the person's identity.
+    let tokens = "/k8s/apis/ocgate.yaacov.com/v1beta1/namespaces/kube-gateway/gatetokens";
+    let share = serde_json::json!({
+        "apiVersion": "ocgate.yaacov.com/v1beta1", "kind": "GateToken",
+        "metadata": {"generateName": "share-testvm-", "namespace": "kube-gateway"},
+        "spec": {"namespace": "default", "verbs": ["get"], "apiGroups": ["subresources.kubevirt.io"],
+                 "resources": ["virtualmachineinstances/vnc"], "resourceNames": ["testvm"],
+                 "durationSec": 600}
+    });
+    let created = curl(
+        "POST",
+        &format!("{gateway}{tokens}"),
+        &ca,
+        Some(&session),
+        Some(("application/json", &share.to_string())),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let created: serde_json::Value = serde_json::from_str(&created.body).expect("JSON");
+    let name = created["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        let got = curl(
+            "GET",
+            &format!("{gateway}{tokens}/{name}"),
+            &ca,
+            Some(&session),
+            None,
+        );
+        let got: serde_json::Value = serde_json::from_str(&got.body).expect("JSON");
+        if let Some(t) = got["status"]["token"].as_str().filter(|t| !t.is_empty()) {
+            break t.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shared link's token never came: {got}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // The shared link's token opens testvm's console through the same gateway, with no session.
+    let vnc = format!(
+        "{gateway}/k8s/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachineinstances/testvm/vnc"
+    );
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "2", "--http1.1", "-o", "-", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .args([
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+        ])
+        .args([
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "-H",
+            "Sec-WebSocket-Protocol: plain.kubevirt.io",
+        ])
+        .arg(&vnc)
+        .output()
+        .expect("curl runs");
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        answer.contains("RFB 003"),
+        "the shared link's VNC WebSocket: {answer:?}"
+    );
+}
+
 #[test]
 fn the_printed_commands_work_and_ctrl_c_stops_everything() {
     let _one = one_at_a_time();
@@ -318,6 +593,8 @@ fn the_printed_commands_work_and_ctrl_c_stops_everything() {
         listed.contains("gatetoken-sample") && listed.contains("testvm2-console-"),
         "{listed}"
     );
+    // The same gateway signs people in with Dex, and serves what they share.
+    the_printed_sign_in_works(&stdout, gateway, &demo.dir);
 
     // Both links open in Chromium; the revocation line closes the first console.
     let status = Command::new("node")

@@ -616,7 +616,7 @@ async fn apply(gs: Arc<GateServer>, ctx: &Context) -> Result<Action> {
         None
     };
 
-    if ((gs.spec.oidc.is_some() && gs.spec.route().is_some()) || wants_oauth)
+    if (gs.spec.signin_redirect_url().is_some() || wants_oauth)
         && ensure_signin_key(&gs, &ns, ctx).await?
     {
         events.push((

@@ -589,10 +589,11 @@ pub fn signs_in(server: &GateServer, oauth_client_id: Option<&str>) -> bool {
     !oidc_flags(server).is_empty() || oauth_client_id.is_some()
 }
 
-/// The gateway's OIDC sign-in flags (our gateway only; nothing without `oidc` and `route`).
+/// The gateway's OIDC sign-in flags (our gateway only; nothing without `oidc` and a redirect URL:
+/// `oidc.redirectURL` or `route`).
 pub fn oidc_flags(server: &GateServer) -> Vec<String> {
     let spec = &server.spec;
-    let (Some(oidc), Some(route)) = (&spec.oidc, spec.route()) else {
+    let (Some(oidc), Some(redirect)) = (&spec.oidc, spec.signin_redirect_url()) else {
         return Vec::new();
     };
     let mut c = vec![
@@ -600,7 +601,7 @@ pub fn oidc_flags(server: &GateServer) -> Vec<String> {
         format!("--oidc-client-id={}", oidc.client_id.trim()),
         format!("--oidc-client-secret-file={OIDC_MOUNT_PATH}/client-secret"),
         format!("--signin-key-file={SIGNIN_KEY_MOUNT_PATH}/{SIGNIN_KEY_SECRET_KEY}"),
-        format!("--signin-redirect-url=https://{route}/auth/callback"),
+        format!("--signin-redirect-url={redirect}"),
     ];
     if let Some(scopes) = &oidc.scopes {
         c.push(format!("--oidc-scopes={}", scopes.join(",")));
@@ -786,7 +787,7 @@ pub fn gateway_deployment(
                 ..VolumeMount::default()
             })
         };
-        if let (Some(oidc), Some(_)) = (&spec.oidc, spec.route()) {
+        if let (Some(oidc), Some(_)) = (&spec.oidc, spec.signin_redirect_url()) {
             volumes.push(secret_volume(
                 "oidc-client",
                 oidc.client_secret_name.clone(),

@@ -323,6 +323,7 @@ fn oidc_sign_in_is_wired_into_the_gateway_deployment() {
         username_claim: Some("preferred_username".into()),
         groups_claim: None,
         ca_config_map_name: Some("dex-ca".into()),
+        redirect_url: None,
     });
     gs.spec.validate().unwrap();
     let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
@@ -381,6 +382,50 @@ fn oidc_sign_in_is_wired_into_the_gateway_deployment() {
             .any(|a| a.contains("oidc") || a.contains("signin"))
     );
     assert!(!v(&seed).to_string().contains("signin-key"));
+}
+
+/// Issue 17 (`make demo`): `oidc.redirectURL` replaces the route's address, so a GateServer
+/// without a route (the seed sample, reached on a loopback port) signs people in, and the real
+/// gateway accepts the plain-HTTP loopback callback the operator passes it.
+#[test]
+fn an_explicit_redirect_url_signs_in_without_a_route() {
+    let mut gs = server(SEED);
+    gs.spec.route = None;
+    gs.spec.oidc = Some(virt_gateway_api::GateServerOidc {
+        issuer_url: "https://127.0.0.1:5556/dex".into(),
+        client_id: "virt-gateway".into(),
+        client_secret_name: "oidc-client".into(),
+        redirect_url: Some("http://127.0.0.1:8123/auth/callback".into()),
+        ..Default::default()
+    });
+    gs.spec.validate().unwrap();
+    let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
+    let args = gateway_args(&d);
+    assert!(
+        args.contains(&"--signin-redirect-url=http://127.0.0.1:8123/auth/callback".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        !args.iter().any(|a| a.starts_with("-base-address")),
+        "no route, no base address: {args:?}"
+    );
+    let config = kube_gateway::Config::from_args(args).unwrap();
+    let signin = config.signin.expect("sign-in configured");
+    assert_eq!(signin.redirect_url, "http://127.0.0.1:8123/auth/callback");
+    // Without route and redirectURL the GateServer is refused, and the gateway gets no sign-in.
+    gs.spec.oidc.as_mut().unwrap().redirect_url = None;
+    assert!(gs.spec.validate().is_err());
+    let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
+    assert!(!gateway_args(&d).iter().any(|a| a.contains("signin")));
+    // With a route too (the seed's), redirectURL wins: the demo's gateway is not at the route.
+    gs.spec.route = Some("kube-gateway-proxy.apps-crc.testing".into());
+    gs.spec.oidc.as_mut().unwrap().redirect_url =
+        Some("http://127.0.0.1:8123/auth/callback".into());
+    let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
+    assert!(
+        gateway_args(&d)
+            .contains(&"--signin-redirect-url=http://127.0.0.1:8123/auth/callback".to_owned())
+    );
 }
 
 /// Review §16: a pass-through GateServer's gateway exited at startup (revocation and
