@@ -135,6 +135,11 @@ pub struct TokenArgs {
     /// Keep the GateToken when it fails or times out (default: delete it).
     #[arg(long)]
     pub keep_on_failure: bool,
+    /// A watch-only link (GateToken spec.consoleRole: observe): the holder sees the console,
+    /// its keys and pointer never reach the VM. Needs a gateway running shared consoles; any
+    /// other gateway refuses the link.
+    #[arg(long)]
+    pub view_only: bool,
 }
 
 /// `kubectl gate list`.

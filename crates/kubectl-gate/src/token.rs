@@ -10,7 +10,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use virt_gateway_api::{GateServer, GateToken, GateTokenPhase, GateTokenSpec, find_condition};
+use virt_gateway_api::{
+    ConsoleRole, GateServer, GateToken, GateTokenPhase, GateTokenSpec, find_condition,
+};
 
 use crate::cli::{TokenArgs, TokenOutput};
 use crate::duration::{format_rfc3339, human, parse_from};
@@ -48,6 +50,8 @@ pub struct TokenRequest {
     pub duration_sec: i64,
     /// `spec.from`; `None` means now.
     pub from: Option<String>,
+    /// `spec.consoleRole: observe`: the link only watches the console.
+    pub view_only: bool,
 }
 
 /// The GateToken for `req`: `verbs: [get]`, `apiGroups: [subresources.kubevirt.io]`,
@@ -75,6 +79,7 @@ pub fn build_token(req: &TokenRequest) -> GateToken {
             raw_api_groups: Some(vec![KUBEVIRT_SUBRESOURCES.to_owned()]),
             resources: vec![VNC_RESOURCE.to_owned()],
             resource_names: Some(vec![req.vm.clone()]),
+            console_role: req.view_only.then_some(ConsoleRole::Observe),
             ..GateTokenSpec::default()
         },
         status: None,
@@ -174,6 +179,7 @@ pub async fn run(kube: &Kube, args: TokenArgs) -> Result<(), Error> {
         name: args.name.clone(),
         duration_sec: args.duration,
         from,
+        view_only: args.view_only,
     };
     let tokens: Api<GateToken> = Api::namespaced(client.clone(), &server_ns);
     let created = match tokens
@@ -266,8 +272,13 @@ pub async fn run(kube: &Kube, args: TokenArgs) -> Result<(), Error> {
             human(data.exp - now.as_second())
         )
     };
+    let kind = if args.view_only {
+        "view-only link (watch only; needs a gateway with shared consoles)"
+    } else {
+        "control link (keys and pointer reach the VM)"
+    };
     eprintln!(
-        "GateToken {display} is {}: console of VM {}/{}, {valid}",
+        "GateToken {display} is {}: {kind} to the console of VM {}/{}, {valid}",
         status.phase, kube.namespace, args.vm
     );
     match args.output {
@@ -547,7 +558,23 @@ mod tests {
             name: None,
             duration_sec: 1800,
             from: None,
+            view_only: false,
         }
+    }
+
+    #[test]
+    fn a_view_only_token_says_observe_and_nothing_else_changes() {
+        let mut req = request();
+        req.view_only = true;
+        let tok = build_token(&req);
+        let value = serde_json::to_value(&tok).unwrap();
+        assert_eq!(value["spec"]["consoleRole"], "observe");
+        let control = serde_json::to_value(build_token(&request())).unwrap();
+        assert!(control["spec"].get("consoleRole").is_none(), "{control}");
+        let mut without = value["spec"].clone();
+        without.as_object_mut().unwrap().remove("consoleRole");
+        assert_eq!(without, control["spec"]);
+        tok.spec.validate().unwrap();
     }
 
     #[test]

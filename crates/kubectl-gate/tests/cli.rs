@@ -58,7 +58,7 @@ async fn token_prints_a_link_that_opens_only_this_vms_console() {
     );
     assert!(
         out.stderr
-            .contains("is Ready: console of VM vms/testvm, valid until"),
+            .contains("is Ready: control link (keys and pointer reach the VM) to the console of VM vms/testvm, valid until"),
         "{out:#?}"
     );
 
@@ -159,6 +159,18 @@ async fn token_outputs_token_json_yaml_and_a_later_start() {
     assert_eq!(printed.spec.duration_sec, 7200);
     assert_eq!(printed.status.unwrap().phase, "Ready");
 
+    // A view-only link: its JWT says observe, and stderr says which kind of link it is.
+    let out = gate(
+        cp,
+        &args(&["-o", "token", "--name", "t-view", "--view-only"]),
+    )
+    .await;
+    let claims = verify(&client, &gw, out.ok().trim_end(), unix_now())
+        .await
+        .claims;
+    assert_eq!(claims.console_role.as_deref(), Some("observe"));
+    assert!(out.stderr.contains("is Ready: view-only link"), "{out:#?}");
+
     // A link for later is printed at once, while the token is Pending.
     let started = Instant::now();
     let out = gate(
@@ -172,7 +184,7 @@ async fn token_outputs_token_json_yaml_and_a_later_start() {
     assert_eq!(status.phase, "Pending");
     assert!(
         out.stderr
-            .contains("is Pending: console of VM vms/testvm, valid from"),
+            .contains("to the console of VM vms/testvm, valid from"),
         "{out:#?}"
     );
     let now = unix_now();
