@@ -41,6 +41,7 @@ pub mod endpoints;
 pub mod error;
 pub mod exchange;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod origin;

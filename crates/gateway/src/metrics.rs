@@ -49,6 +49,8 @@ pub struct Metrics {
     pub revocation_denylist_entries: Gauge,
     /// Revocation watch errors.
     pub revocation_watch_errors: Counter,
+    /// Audit records of anonymous refusals not written (over `--audit-unauthenticated-rate`).
+    pub audit_suppressed: Counter,
 }
 
 impl Default for Metrics {
@@ -159,6 +161,12 @@ impl Metrics {
             "Revocation watch errors",
             revocation_watch_errors.clone(),
         );
+        let audit_suppressed = Counter::default();
+        registry.register(
+            "audit_suppressed",
+            "Audit records of refusals without a verified token not written (rate limit)",
+            audit_suppressed.clone(),
+        );
         Self {
             registry,
             requests,
@@ -177,6 +185,7 @@ impl Metrics {
             revocation_index_entries,
             revocation_denylist_entries,
             revocation_watch_errors,
+            audit_suppressed,
         }
     }
 

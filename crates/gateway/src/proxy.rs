@@ -23,6 +23,7 @@ use crate::authorize::Authorized;
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::headers::{clean_response_headers, forwarded_headers};
+use crate::limits::{SlotRefusal, is_body_timeout};
 use crate::outcome::Outcome;
 use crate::session::Sessions;
 use crate::upstream::{HttpClient, SecretFile, upstream_uri};
@@ -37,6 +38,8 @@ pub struct Upstream {
     pub sa_token: Option<Arc<SecretFile>>,
     /// Time for the API server's response head.
     pub request_timeout: Duration,
+    /// Time for the client's request body (cut by [`crate::routes`]; named in the refusal).
+    pub body_read_timeout: Duration,
 }
 
 impl Upstream {
@@ -117,6 +120,18 @@ impl Forward {
             bearer.as_deref(),
             websocket,
         );
+        // Review §11: the slot is taken before the upgrade is forwarded, so a token over its
+        // share costs the API server (and the VM) nothing.
+        let slot = if websocket {
+            match self.sessions.open_slot(&principal) {
+                Ok(slot) => Some(slot),
+                Err(refusal) => {
+                    return refuse(GatewayError::TooManyWebSockets(slot_message(refusal)));
+                }
+            }
+        } else {
+            None
+        };
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let method = request.method().clone();
         let body = if websocket {
@@ -136,6 +151,11 @@ impl Forward {
         .await;
         let mut response = match sent {
             Ok(Ok(response)) => response,
+            Ok(Err(e)) if is_body_timeout(&e) => {
+                return refuse(GatewayError::BodyTimeout(
+                    upstream.body_read_timeout.as_secs(),
+                ));
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "upstream request failed");
                 return refuse(GatewayError::Upstream(upstream_error_text(&e)));
@@ -154,7 +174,7 @@ impl Forward {
         .with_jti(jti.as_deref());
 
         if websocket && status == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
+            let (Some(client_upgrade), Some(slot)) = (client_upgrade, slot) else {
                 return refuse(GatewayError::Internal(
                     "client connection cannot be upgraded".into(),
                 ));
@@ -170,6 +190,7 @@ impl Forward {
                 &principal,
                 audit,
                 outcome.clone(),
+                slot,
             );
             let mut response = Response::from_parts(parts, Body::empty());
             outcome.attach(&mut response);
@@ -182,6 +203,17 @@ impl Forward {
         let mut response = Response::from_parts(parts, self.sessions.stream(body, &principal));
         outcome.attach(&mut response);
         response
+    }
+}
+
+fn slot_message(refusal: SlotRefusal) -> String {
+    match refusal {
+        SlotRefusal::PerToken { max } => format!(
+            "too many WebSocket sessions of this token (at most {max}); close one and retry"
+        ),
+        SlotRefusal::Total { max } => {
+            format!("too many WebSocket sessions at this gateway (at most {max}); retry later")
+        }
     }
 }
 

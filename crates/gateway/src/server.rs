@@ -25,12 +25,13 @@ use crate::endpoints::health::Readiness;
 use crate::endpoints::login::Login;
 use crate::error::ConfigError;
 use crate::exchange::ClientAddr;
+use crate::limits::AuditLimiter;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::proxy::{Forward, Upstream};
 use crate::revocation::Revocation;
 use crate::routes::{MetricsRoutes, Routes, api_pipeline};
-use crate::session::Sessions;
+use crate::session::{Sessions, WebSocketLimits};
 use crate::tls::ReloadingCert;
 use crate::upstream::{self, KubeClients, SecretFile};
 use crate::verify::TokenVerifier;
@@ -103,7 +104,10 @@ impl Gateway {
             tracing::info!("{note}");
         }
         let metrics = Arc::new(Metrics::new());
-        let audit = Audit::new(config.audit.clone());
+        let audit = Audit::new(config.audit.clone()).with_limiter(AuditLimiter::new(
+            config.audit_unauthenticated_rate,
+            metrics.audit_suppressed.clone(),
+        ));
         let shutdown = CancellationToken::new();
         let verifier = Arc::new(
             TokenVerifier::load(&config.jwt_key_files, config.jwt_leeway, metrics.clone())?
@@ -150,17 +154,26 @@ impl Gateway {
             )
             .with_origins(OriginPolicy::new(config.allowed_origins.clone())),
         );
-        let sessions = Arc::new(Sessions::new(
-            shutdown.clone(),
-            revocation_index.clone(),
-            config.jwt_leeway,
-            metrics.clone(),
-        ));
+        let sessions = Arc::new(
+            Sessions::new(
+                shutdown.clone(),
+                revocation_index.clone(),
+                config.jwt_leeway,
+                metrics.clone(),
+            )
+            .with_websocket_limits(WebSocketLimits {
+                max_total: config.max_websockets,
+                max_per_token: config.max_websockets_per_token,
+                idle_timeout: config.websocket_idle_timeout,
+                max_duration: config.websocket_max_duration,
+            }),
+        );
         let upstream = Arc::new(Upstream {
             client: upstream::http_client(&config)?,
             api_server: config.api_server.clone(),
             sa_token: sa_token.clone(),
             request_timeout: config.request_timeout,
+            body_read_timeout: config.body_read_timeout,
         });
         let readiness = Arc::new(Readiness {
             shutdown: shutdown.clone(),
@@ -194,6 +207,7 @@ impl Gateway {
             readiness: readiness.clone(),
             frame_ancestors: crate::headers::frame_ancestors(&config.allowed_origins),
             publish_jwks: config.publish_jwks,
+            body_read_timeout: config.body_read_timeout,
         });
         let metrics_routes = Arc::new(MetricsRoutes {
             metrics: metrics.clone(),

@@ -753,17 +753,14 @@ pub fn gateway_deployment(
     {
         env.push(var("KUBE_GATEWAY_ALLOWED_ORIGINS", origins.join(",")));
     }
-    // The limits the gateway implements so far (the others are accepted and not yet passed).
-    if let Some(limits) = &spec.limits {
-        if let Some(n) = limits.max_connections {
-            env.push(var("KUBE_GATEWAY_MAX_CONNECTIONS", n.to_string()));
-        }
-        if let Some(secs) = limits.revocation_max_staleness_sec {
-            env.push(var(
-                "KUBE_GATEWAY_REVOCATION_MAX_STALENESS",
-                format!("{secs}s"),
-            ));
-        }
+    // Every limit set on the GateServer becomes the gateway flag of the same name (as its
+    // environment variable); durations are whole seconds, which the gateway reads as such.
+    for (flag, value) in spec.limits.iter().flat_map(|l| l.flags()) {
+        let name = format!(
+            "KUBE_GATEWAY_{}",
+            flag.to_ascii_uppercase().replace('-', "_")
+        );
+        env.push(var(&name, value.to_string()));
     }
     env.extend([
         EnvVar {

@@ -312,6 +312,7 @@ fn gateway_args(d: &Deployment) -> Vec<String> {
 /// pass-through contradict each other). Every variant of the seed now starts.
 #[test]
 fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
+    let secs = std::time::Duration::from_secs;
     for (pass_through, require_audience, publish_jwks) in [
         (false, false, false),
         (true, false, false),
@@ -324,8 +325,12 @@ fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
         gs.spec.allowed_origins = Some(vec!["https://Portal.example.com".into()]);
         gs.spec.limits = Some(virt_gateway_api::GateServerLimits {
             max_connections: Some(100),
+            max_web_sockets: Some(50),
+            max_web_sockets_per_token: Some(3),
+            web_socket_idle_timeout_sec: Some(600),
+            web_socket_max_duration_sec: Some(28_800),
+            body_read_timeout_sec: Some(20),
             revocation_max_staleness_sec: Some(7),
-            ..Default::default()
         });
         let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
         let config = kube_gateway::Config::from_args(gateway_args(&d))
@@ -344,6 +349,12 @@ fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
             config.revocation_max_staleness,
             std::time::Duration::from_secs(7)
         );
+        // Every GateServer limit reaches the gateway (review §11).
+        assert_eq!(config.max_websockets, 50);
+        assert_eq!(config.max_websockets_per_token, 3);
+        assert_eq!(config.websocket_idle_timeout, Some(secs(600)));
+        assert_eq!(config.websocket_max_duration, Some(secs(28_800)));
+        assert_eq!(config.body_read_timeout, secs(20));
     }
 }
 
