@@ -813,3 +813,57 @@ fn empty_lists_grant_nothing_in_service_account_mode_and_to_the_gateway() {
         json!(["testvm"])
     );
 }
+
+/// Review §2: publishing the namespace key next to an upstream (Go) gateway lets anyone forge
+/// HS256 tokens for it; the operator says so.
+#[test]
+fn a_published_key_next_to_an_upstream_gateway_is_warned_about() {
+    use super::server::jwks_forgery_warning;
+    let ours = defaults().gateway_image;
+    let named = |name: &str, image: Option<&str>, publish: bool| {
+        let mut gs = server(SEED);
+        gs.metadata.name = Some(name.into());
+        gs.spec.image = image.map(str::to_owned);
+        gs.spec.publish_jwks = publish;
+        gs
+    };
+    // The seed pins the upstream image; with publishJWKS it is warned about on its own.
+    let seed = server(SEED);
+    assert_eq!(
+        seed.spec.image.as_deref(),
+        Some("quay.io/yaacov/kube-gateway")
+    );
+    assert_eq!(jwks_forgery_warning(&seed, &[], &ours), None);
+    let mut published = seed.clone();
+    published.spec.publish_jwks = true;
+    let warning = jwks_forgery_warning(&published, &[], &ours).unwrap();
+    assert!(warning.contains("quay.io/yaacov/kube-gateway"), "{warning}");
+    assert!(warning.contains("HS256"), "{warning}");
+
+    // Ours publishing, an upstream one beside it: both are warned about, naming each other.
+    let publisher = named("ours", None, true);
+    let upstream = named("legacy", Some("quay.io/yaacov/kube-gateway"), false);
+    let peers = [publisher.clone(), upstream.clone()];
+    for gs in &peers {
+        let w = jwks_forgery_warning(gs, &peers, &ours).unwrap();
+        assert!(
+            w.contains("ours publish") && w.contains("legacy run"),
+            "{w}"
+        );
+    }
+    // Nobody publishes, or everybody runs ours: nothing to say.
+    let quiet = [named("ours", None, false), upstream.clone()];
+    assert!(
+        quiet
+            .iter()
+            .all(|gs| jwks_forgery_warning(gs, &quiet, &ours).is_none())
+    );
+    let safe = [
+        publisher.clone(),
+        named("second", Some(ours.as_str()), false),
+    ];
+    assert!(
+        safe.iter()
+            .all(|gs| jwks_forgery_warning(gs, &safe, &ours).is_none())
+    );
+}
