@@ -188,52 +188,14 @@ async fn a_gatetoken_creator_cannot_grant_what_they_do_not_hold() {
     let mallory = token_creator(cp, &admin, &ns, &who).await;
     let g = "GateToken";
 
-    // ServiceAccount mode for every Secret and the kubelet's exec (nodes/proxy), cluster-wide.
-    refused(
-        create(
-            &mallory,
-            &ns,
+    // The review's §1 list (ServiceAccount mode for Secrets and the kubelet, JWT mode for all).
+    for attack in helpers::delegation_attacks() {
+        refused(
+            create(&mallory, &ns, g, attack.name, attack.spec).await,
             g,
-            "sa-secrets",
-            json!({
-                "generateServiceAccount": true, "namespace": "*", "verbs": ["get", "list"],
-                "apiGroups": [""], "resources": ["secrets", "nodes/proxy"]
-            }),
-        )
-        .await,
-        g,
-        r#"grants "get" on "secrets" (API group "", every name) in all namespaces"#,
-    );
-    refused(
-        create(
-            &mallory,
-            &ns,
-            g,
-            "sa-node-proxy",
-            json!({
-                "generateServiceAccount": true, "namespace": "*", "verbs": ["get"],
-                "apiGroups": [""], "resources": ["nodes/proxy"]
-            }),
-        )
-        .await,
-        g,
-        r#""get" on "nodes/proxy""#,
-    );
-    // JWT mode for everything.
-    refused(
-        create(
-            &mallory,
-            &ns,
-            g,
-            "jwt-star",
-            json!({
-                "namespace": "*", "verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]
-            }),
-        )
-        .await,
-        g,
-        r#"grants "*" on "*" (API group "*", every name) in all namespaces"#,
-    );
+            attack.refusal,
+        );
+    }
     // `spec: {}`: every VM's console in every namespace (review §8).
     refused(
         create(&mallory, &ns, g, "empty", json!({})).await,

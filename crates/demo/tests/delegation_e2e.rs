@@ -242,41 +242,12 @@ async fn a_user_can_hand_out_only_the_console_they_may_open() {
     let user = cp.client_with_token(&bearer).await;
 
     // 1. The review's §1 attacks.
-    assert_refused(
-        create(
-            &user,
-            "sa-secrets",
-            json!({
-                "generateServiceAccount": true, "namespace": "*", "verbs": ["get", "list"],
-                "apiGroups": [""], "resources": ["secrets", "nodes/proxy"]
-            }),
-        )
-        .await,
-        r#"grants "get" on "secrets" (API group "", every name) in all namespaces"#,
-    );
-    assert_refused(
-        create(
-            &user,
-            "sa-kubelet",
-            json!({
-                "generateServiceAccount": true, "namespace": "*", "verbs": ["get"],
-                "apiGroups": [""], "resources": ["nodes/proxy"]
-            }),
-        )
-        .await,
-        r#""get" on "nodes/proxy""#,
-    );
-    assert_refused(
-        create(
-            &user,
-            "jwt-star",
-            json!({
-                "namespace": "*", "verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]
-            }),
-        )
-        .await,
-        r#"grants "*" on "*" (API group "*", every name) in all namespaces"#,
-    );
+    for attack in helpers::delegation_attacks() {
+        assert_refused(
+            create(&user, attack.name, attack.spec).await,
+            attack.refusal,
+        );
+    }
     let body = json!({
         "metadata": {"name": "gettoken-star", "namespace": SAMPLES_NAMESPACE},
         "spec": {"namespace": "*", "verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}

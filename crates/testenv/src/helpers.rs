@@ -457,3 +457,48 @@ pub async fn wait_allowed(admin: &Client, user: &str, groups: &[&str], access: R
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// One of the security review's §1 attacks on the delegation rule: a GateToken spec that a
+/// user who may only create GateTokens must not get signed, and the words of the refusal that
+/// name what it would have granted.
+pub struct DelegationAttack {
+    /// A GateToken name for it.
+    pub name: &'static str,
+    /// The GateToken's `spec`.
+    pub spec: serde_json::Value,
+    /// What the policy's message must say the spec grants.
+    pub refusal: &'static str,
+}
+
+/// The review's §1 attacks, shared by the admission suite (crates/api) and the end-to-end one
+/// (crates/demo), so that both test the same list.
+pub fn delegation_attacks() -> Vec<DelegationAttack> {
+    use serde_json::json;
+    vec![
+        // ServiceAccount mode for every Secret and the kubelet's exec (nodes/proxy), cluster-wide.
+        DelegationAttack {
+            name: "sa-secrets",
+            spec: json!({
+                "generateServiceAccount": true, "namespace": "*", "verbs": ["get", "list"],
+                "apiGroups": [""], "resources": ["secrets", "nodes/proxy"]
+            }),
+            refusal: r#"grants "get" on "secrets" (API group "", every name) in all namespaces"#,
+        },
+        DelegationAttack {
+            name: "sa-node-proxy",
+            spec: json!({
+                "generateServiceAccount": true, "namespace": "*", "verbs": ["get"],
+                "apiGroups": [""], "resources": ["nodes/proxy"]
+            }),
+            refusal: r#""get" on "nodes/proxy""#,
+        },
+        // JWT mode for everything.
+        DelegationAttack {
+            name: "jwt-star",
+            spec: json!({
+                "namespace": "*", "verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]
+            }),
+            refusal: r#"grants "*" on "*" (API group "*", every name) in all namespaces"#,
+        },
+    ]
+}
