@@ -44,7 +44,8 @@ impl fmt::Debug for AuditSink {
 pub struct AuditRecord {
     /// RFC 3339 UTC time of the record.
     pub time: String,
-    /// `request`, `websocket_open`, `websocket_close` or `auth`.
+    /// `request`, `websocket_open`, `websocket_close`, `auth`, or `connection` (refused over
+    /// `--max-connections` before any request was read).
     pub event: &'static str,
     /// Client address.
     pub client: String,

@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::Audit;
+use crate::audit::{Audit, AuditCtx};
 use crate::authn::Authenticator;
 use crate::config::{Config, Scheme};
 use crate::endpoints::gettoken::GetToken;
@@ -28,6 +28,7 @@ use crate::exchange::ClientAddr;
 use crate::limits::AuditLimiter;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
+use crate::outcome::{Decision, Outcome, Reason};
 use crate::proxy::{Forward, Upstream};
 use crate::revocation::Revocation;
 use crate::routes::{MetricsRoutes, Routes, api_pipeline};
@@ -306,7 +307,10 @@ impl Gateway {
             let routes = metrics_routes.clone();
             async move { routes.handle(req).await }
         };
-        let cap = Arc::new(tokio::sync::Semaphore::new(max_connections));
+        let cap = ConnectionCap {
+            permits: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            audit: routes.audit.clone(),
+        };
         let main_loop = accept_loop(
             listener,
             tls,
@@ -399,7 +403,7 @@ async fn accept_loop<H, Fut>(
     limits: ConnectionLimits,
     stop: CancellationToken,
     connections: TaskTracker,
-    cap: Option<Arc<tokio::sync::Semaphore>>,
+    cap: Option<ConnectionCap>,
 ) where
     H: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = axum::response::Response> + Send + 'static,
@@ -423,10 +427,11 @@ async fn accept_loop<H, Fut>(
         // the cap a connection gets a plain 503 (TLS ones are closed: no handshake is spent).
         let permit = match &cap {
             None => None,
-            Some(cap) => match cap.clone().try_acquire_owned() {
+            Some(cap) => match cap.permits.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
                     tracing::warn!(client = %peer, "connection refused: --max-connections reached");
+                    cap.audit_refusal(peer);
                     if tls.is_none() {
                         connections.spawn(refuse_connection(tcp));
                     }
@@ -456,6 +461,27 @@ async fn accept_loop<H, Fut>(
                 }
             }
         });
+    }
+}
+
+/// The connection cap of the main listener, and where its refusals are audited.
+#[derive(Clone)]
+struct ConnectionCap {
+    permits: Arc<tokio::sync::Semaphore>,
+    audit: Audit,
+}
+
+impl ConnectionCap {
+    /// One `connection` audit line (no request was read: method and path are empty). Nobody
+    /// is authenticated yet, so these lines are rate-limited with the other anonymous refusals.
+    fn audit_refusal(&self, peer: SocketAddr) {
+        let ctx = AuditCtx::new(self.audit.clone(), peer, "", "");
+        let outcome = Outcome::refused(
+            Decision::Deny,
+            Reason::TooManyConnections,
+            "too many connections".into(),
+        );
+        ctx.write(&ctx.record("connection", &outcome, 503, 0));
     }
 }
 
