@@ -44,6 +44,19 @@ async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, Strin
         .collect()
 }
 
+/// The events of `name` once one has `reason`: the reconciler records events after it writes
+/// the status, so a test that saw the status may list the events before they exist.
+async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let events = events_for(client, ns, name).await;
+        if events.iter().any(|(r, _)| r == reason) || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
     let out = Command::new(cp.binary("kubectl"))
         .arg("--kubeconfig")
@@ -913,7 +926,7 @@ async fn revoked_tokens_are_final() {
     assert_eq!(st.token, token);
     assert_eq!(condition(&st.conditions, "Revoked").unwrap().0, "True");
     assert_eq!(condition(&st.conditions, "Ready").unwrap().0, "False");
-    let events = events_for(&client, &ns, "gatetoken-sample").await;
+    let events = wait_event(&client, &ns, "gatetoken-sample", "Revoked").await;
     assert!(events.iter().any(|(r, _)| r == "Revoked"), "{events:?}");
 }
 
