@@ -16,9 +16,12 @@ import { after, before, describe, test } from 'node:test';
 import {
   WEB_ROOT,
   accessLink,
+  assertNoCrossSiteSignIn,
   consolePage,
   launch,
   loginLink,
+  openLoginLink,
+  queryLoginLink,
   screenshot,
   waitColour,
   waitReason,
@@ -83,9 +86,10 @@ describe('console page against real VNC servers (dev gateway)', () => {
 
   let first; // the page connected to testvm in the first test
 
-  test('the login page auto-submits; the console connects to testvm and shows its screen', async () => {
+  test('the login link (token in the fragment) opens testvm\'s console after the click', async () => {
     first = await browser.context.newPage();
-    await first.goto(loginLink(base, 'dev.testvm.3600', 'testvm'));
+    const what = await openLoginLink(first, loginLink(base, 'dev.testvm.3600', 'testvm'));
+    assert.equal(what, 'the console of VM testvm in namespace default');
     await waitState(first, 'connected');
     assert.equal(new URL(first.url()).pathname, '/noVNC/vnc_lite.html');
     assert.equal(await first.locator('#vm-name').innerText(), 'testvm');
@@ -218,6 +222,23 @@ describe('console page against real VNC servers (dev gateway)', () => {
       await screenshot(page, 'dev-console-revoked.png');
     } finally {
       await other.close();
+    }
+  });
+
+  test('a cross-site page cannot sign anyone in through the login page: not by link, frame or form', async () => {
+    // A token string not seen before (the revocation test above revoked every earlier one).
+    const evilToken = 'dev.testvm2.3601';
+    await assertNoCrossSiteSignIn(base, evilToken, 'testvm2');
+    // The same link, clicked by the person who opened it: a session (the check above can see one).
+    const person = await launch(base);
+    try {
+      const page = await person.context.newPage();
+      await openLoginLink(page, queryLoginLink(base, evilToken, 'testvm2'));
+      await waitState(page, 'connected');
+      const cookies = await person.context.cookies(base);
+      assert.deepEqual(cookies.map((c) => c.name), ['ocgate-session-token']);
+    } finally {
+      await person.close();
     }
   });
 

@@ -1,5 +1,5 @@
-// `make demo`'s printed links in real Chromium, as a person uses them: the console link the demo
-// prints, the link its printed `kubectl gate token testvm2 …` line printed, and its printed
+// `make demo`'s printed links in real Chromium, as a person uses them (open the link, press
+// "Open console" on the login page): the console link the demo prints, the link its printed `kubectl gate token testvm2 …` line printed, and its printed
 // revocation line closing the first console. crates/demo/tests/make_demo.rs runs `make demo`,
 // runs the printed commands, and hands their results over here; this file drives the browser.
 //
@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { execSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { launch, screenshot, waitColour, waitReason, waitState } from './lib.mjs';
+import { launch, openLoginLink, screenshot, waitColour, waitReason, waitState } from './lib.mjs';
 
 function required(name) {
   const value = process.env[name];
@@ -38,7 +38,8 @@ describe('the links make demo prints', () => {
 
   test('the demo\'s console link opens testvm\'s console', async () => {
     first = await browser.context.newPage();
-    await first.goto(required('DEMO_LINK'));
+    const what = await openLoginLink(first, required('DEMO_LINK'), 30000);
+    assert.equal(what, 'the console of VM testvm in namespace default');
     await waitState(first, 'connected', 30000);
     assert.equal(await first.locator('#vm-name').innerText(), 'testvm');
     await waitColour(first, colourTestvm, 30000);
@@ -55,7 +56,7 @@ describe('the links make demo prints', () => {
     const other = await launch(new URL(link).origin);
     try {
       const page = await other.context.newPage();
-      await page.goto(link);
+      assert.equal(await openLoginLink(page, link, 30000), 'the console of VM testvm2 in namespace default');
       await waitState(page, 'connected', 30000);
       assert.equal(await page.locator('#vm-name').innerText(), 'testvm2');
       await waitColour(page, colourTestvm2, 30000);

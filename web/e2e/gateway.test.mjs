@@ -18,9 +18,12 @@ import { execSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import {
   accessLink,
+  assertNoCrossSiteSignIn,
   consolePage,
   launch,
   loginLink,
+  openLoginLink,
+  queryLoginLink,
   samplePixels,
   SAMPLE_POINTS,
   screenshot,
@@ -68,9 +71,11 @@ describe('the console through the real gateway', () => {
     if (browser) await browser.close();
   });
 
-  test('step 2–3: the access link opens testvm\'s console, connected, showing its screen', async () => {
+  test('step 2–3: the access link opens testvm\'s console after the click, connected, showing its screen', async () => {
     page = await browser.context.newPage();
-    await page.goto(accessLink(base, process.env.TOKEN_TESTVM.trim(), 'testvm', options));
+    // The link `kubectl gate` prints: the token in the fragment, sent only on "Open console".
+    const link = loginLink(base, process.env.TOKEN_TESTVM.trim(), 'testvm', options);
+    assert.equal(await openLoginLink(page, link, 30000), `the console of VM testvm in namespace ${options.namespace}`);
     await waitState(page, 'connected', 30000);
     assert.equal(new URL(page.url()).pathname, '/noVNC/vnc_lite.html');
     assert.equal(await page.locator('#vm-name').innerText(), 'testvm');
@@ -95,9 +100,14 @@ describe('the console through the real gateway', () => {
     await screenshot(page, 'console-testvm2-refused.png');
   });
 
+  test('login CSRF: another site\'s link, frame or form with a valid token sets no session', async () => {
+    await assertNoCrossSiteSignIn(base, process.env.TOKEN_TESTVM.trim(), 'testvm', options);
+  });
+
   test('step 5: revoking the GateToken ends the open session and the page says revoked', async () => {
-    // In through the login page this time: it auto-submits the form (POST /auth/token).
-    await page.goto(loginLink(base, process.env.TOKEN_TESTVM.trim(), 'testvm', options));
+    // In through upstream's login-page link this time (token in the query): the page still
+    // asks for the click before it POSTs /auth/token.
+    await openLoginLink(page, queryLoginLink(base, process.env.TOKEN_TESTVM.trim(), 'testvm', options), 30000);
     await waitState(page, 'connected', 30000);
     assert.equal(new URL(page.url()).pathname, '/noVNC/vnc_lite.html');
     await waitColour(page, colourTestvm, 30000);

@@ -1,7 +1,9 @@
 // Shared helpers of the browser tests: Debian's Chromium driven by playwright-core (no browser
 // download), the console's URLs, and checks of what the page shows.
 
+import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,14 +79,39 @@ export function consolePage(vm, options = {}) {
   return page;
 }
 
-/** The link a person is given: /auth/token sets the cookie and redirects to the console. */
+/** Upstream's link: GET /auth/token sets the cookie and redirects to the console at once. */
 export function accessLink(base, token, vm, options = {}) {
   return `${base}/auth/token?token=${encodeURIComponent(token)}&then=${encodeURIComponent(consolePage(vm, options))}`;
 }
 
-/** The same, through the login page (which auto-submits). */
+/**
+ * The link a person is given (the link contract, crates/gateway/README.md): the login page with
+ * the token in the fragment, which the browser never sends to a server.
+ */
 export function loginLink(base, token, vm, options = {}) {
+  return `${base}/login.html#token=${encodeURIComponent(token)}&then=${encodeURIComponent(consolePage(vm, options))}`;
+}
+
+/** Upstream's login-page link, token in the query (still read by the login page). */
+export function queryLoginLink(base, token, vm, options = {}) {
   return `${base}/login.html?token=${encodeURIComponent(token)}&then=${encodeURIComponent(consolePage(vm, options))}`;
+}
+
+/**
+ * Opens a login-page link as a person does: the page shows what it opens and signs in only when
+ * its "Open console" button is pressed (here with the keyboard, as the button has the focus).
+ * Checks on the way that the token left the address bar. Returns what the page said it opens.
+ */
+export async function openLoginLink(page, link, timeout = 20000) {
+  await page.goto(link);
+  await page.waitForSelector('body[data-link="ready"]', { timeout });
+  const shown = new URL(page.url());
+  if (shown.hash || shown.search) throw new Error(`the token stayed in the address bar: ${page.url()}`);
+  const what = await page.locator('#link-what').innerText();
+  const focused = await page.evaluate(() => document.activeElement?.id);
+  if (focused !== 'open') throw new Error(`the Open console button does not have the focus (${focused})`);
+  await Promise.all([page.waitForURL((url) => url.pathname !== '/login.html', { timeout }), page.keyboard.press('Enter')]);
+  return what;
 }
 
 export async function waitState(page, state, timeout = 20000) {
@@ -143,4 +170,57 @@ export async function screenshot(page, name) {
   const path = join(ARTIFACTS, name);
   await page.screenshot({ path });
   return path;
+}
+
+/**
+ * Login CSRF (issue 14 point 5, review §15): an attacker's site sends a fresh browser to the
+ * gateway `base` with the attacker's `token` for `vm` in every way a page can without the
+ * person's click on the login page (a followed link with the token in the fragment or query, a
+ * frame, a GET and a POST form, a link straight to upstream's `/auth/token?token=`), and asserts
+ * that no session cookie was set and that the login page, where it ran, took the token out of
+ * the address bar. The attacker's site is `localhost` on another port: another site than
+ * `127.0.0.1` to the browser. `base` must be an `http://127.0.0.1:PORT` address.
+ */
+export async function assertNoCrossSiteSignIn(base, token, vm, options = {}) {
+  const gw = new URL(base);
+  assert.equal(gw.hostname, '127.0.0.1', 'the attacker\'s site is localhost: the gateway must be 127.0.0.1');
+  const follow = (href) => `<a id="go" href="${href}">win</a><script>document.getElementById('go').click()</script>`;
+  const pages = {
+    '/link-query': follow(queryLoginLink(base, token, vm, options)),
+    '/link-fragment': follow(loginLink(base, token, vm, options)),
+    '/link-auth-token': follow(accessLink(base, token, vm, options)),
+    '/frame': `<iframe src="${loginLink(base, token, vm, options)}"></iframe><iframe src="${queryLoginLink(base, token, vm, options)}"></iframe>`,
+    '/form-get': `<form id="f" method="get" action="${base}/login.html"><input name="token" value="${token}"><input name="then" value="${consolePage(vm, options)}"></form><script>document.getElementById('f').submit()</script>`,
+    '/form-post': `<form id="f" method="post" action="${base}/auth/token"><input name="token" value="${token}"><input name="then" value="${consolePage(vm, options)}"></form><script>document.getElementById('f').submit()</script>`,
+  };
+  const evil = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><title>free stuff</title>${pages[req.url] || ''}`);
+  });
+  await new Promise((resolve) => evil.listen(0, '127.0.0.1', resolve));
+  const evilBase = `http://localhost:${evil.address().port}`;
+  try {
+    for (const name of Object.keys(pages)) {
+      const victim = await launch(base);
+      try {
+        const page = await victim.context.newPage();
+        await page.goto(`${evilBase}${name}`);
+        // Give an auto-submitting page every chance to have signed in.
+        await page.waitForLoadState('networkidle');
+        await page.waitForTimeout(1500);
+        const cookies = await victim.context.cookies(base);
+        assert.deepEqual(cookies.map((c) => c.name), [], `${name}: the attacker's page set a session`);
+        for (const frame of page.frames()) {
+          const login = await frame.evaluate(() => !!document.getElementById('login')).catch(() => false);
+          if (login) assert.ok(!frame.url().includes(token), `${name}: the token stayed in ${frame.url()}`);
+        }
+        const at = new URL(page.url());
+        if (at.host === gw.host) assert.notEqual(at.pathname, '/noVNC/vnc_lite.html', `${name}: went on to the console`);
+      } finally {
+        await victim.close();
+      }
+    }
+  } finally {
+    evil.close();
+  }
 }

@@ -72,3 +72,49 @@ test('HTTP refusals (Kubernetes Status bodies) are explained', () => {
   assert.equal(explainRefusal(400, status(400, 'expected a WebSocket upgrade')).kind, 'failed');
   assert.match(explainRefusal(500, '').title, /500/);
 });
+
+// ---- the login page's link helpers ----
+
+import { consoleFor, describeThen, isLocalPath, peekClaims, readLink } from '../src/assets/link.js';
+
+const THEN = `/noVNC/vnc_lite.html?path=${PATH}`;
+
+test('a link is read from the fragment first, then from upstream query forms', () => {
+  const enc = encodeURIComponent;
+  assert.deepEqual(readLink('', `#token=a.b.c&then=${enc(THEN)}`), { token: 'a.b.c', then: THEN, source: 'fragment' });
+  assert.deepEqual(readLink(`?token=q.q.q&then=${enc(THEN)}`, ''), { token: 'q.q.q', then: THEN, source: 'query' });
+  assert.deepEqual(
+    readLink('?token=q.q.q&then=/x', `#token=f.f.f&then=${enc(THEN)}`),
+    { token: 'f.f.f', then: THEN, source: 'fragment' },
+    'the fragment wins',
+  );
+  assert.deepEqual(readLink('?token=t&name=testvm&namespace=default', '').then, consoleFor('default', 'testvm'));
+  assert.deepEqual(readLink('?then=/x', ''), { token: '', then: '/x', source: null });
+  assert.deepEqual(readLink('', ''), { token: '', then: '', source: null });
+  // `+` in a token is a space in form encoding: a token that needs it must be percent-encoded.
+  assert.equal(readLink('', '#token=a%2Bb.c.d').token, 'a+b.c.d');
+});
+
+test('a token\'s claims are read for display without trusting them', () => {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const jwt = (claims) => `${b64({ alg: 'ES256' })}.${b64(claims)}.sig`;
+  assert.deepEqual(peekClaims(jwt({ exp: 2000000000, nbf: 1, namespace: 'default' })), {
+    exp: 2000000000,
+    nbf: 1,
+    namespace: 'default',
+  });
+  assert.deepEqual(peekClaims(jwt({ exp: 'soon', namespace: 7 })), { exp: null, nbf: null, namespace: null });
+  for (const bad of ['', 'a.b', 'a.b.c.d', 'x.!!!.y', `x.${Buffer.from('not json').toString('base64url')}.y`, `x.${b64(42)}.y`, null]) {
+    assert.equal(peekClaims(bad), null, JSON.stringify(bad));
+  }
+  assert.deepEqual(peekClaims(`x.${b64({ exp: 5, name: 'é' })}.y`).exp, 5, 'UTF-8 payloads decode');
+});
+
+test('what a link opens is described, and only paths on this server are opened', () => {
+  assert.deepEqual(describeThen(THEN), { what: 'the console of VM testvm in namespace default', path: '/noVNC/vnc_lite.html' });
+  assert.deepEqual(describeThen('/'), { what: 'the page /', path: '/' });
+  for (const bad of ['https://evil.example/', '//evil.example/x', '/\\evil.example', 'javascript:alert(1)', '', 'x']) {
+    assert.ok(describeThen(bad).error, bad);
+    assert.equal(isLocalPath(bad), false, bad);
+  }
+});

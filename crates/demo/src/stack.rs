@@ -207,8 +207,8 @@ impl Stack {
         self.operator.log_path()
     }
 
-    /// The console link for a token and a VM in `default`: the gateway's `/auth/token` sets
-    /// the session cookie and redirects to the console page.
+    /// The console link for a token and a VM in `default`: the login page, which signs in
+    /// (`POST /auth/token`) when the person clicks, then opens the console page.
     pub fn console_link(&self, token: &str, vm: &str) -> String {
         console_link(&self.gateway.url, token, "default", vm)
     }
@@ -288,16 +288,17 @@ pub async fn advertise_gateway_url(
     Ok(())
 }
 
-/// `<gateway>/auth/token?token=<jwt>&then=<console page for the VM>`.
+/// `<gateway>/login.html#token=<jwt>&then=<console page for the VM>`: the link contract of
+/// `crates/gateway/README.md` (the token in the fragment never reaches a server or its logs).
 pub fn console_link(gateway: &str, token: &str, namespace: &str, vm: &str) -> String {
     let then = format!(
         "/noVNC/vnc_lite.html?path=k8s/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{vm}/vnc"
     );
-    let query: String = form_urlencoded::Serializer::new(String::new())
+    let fragment: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("token", token)
         .append_pair("then", &then)
         .finish();
-    format!("{gateway}/auth/token?{query}")
+    format!("{gateway}/login.html#{fragment}")
 }
 
 /// Installs everything in `dir` (`deploy/crds`): the CRDs, waiting until each is Established,

@@ -5,7 +5,8 @@
 //! `web/e2e/gateway.test.mjs`:
 //!
 //! 1. the seed GateServer and GateToken are applied as written and become Ready;
-//! 2. the console link (`/auth/token?token=…&then=/noVNC/vnc_lite.html?path=…testvm/vnc`) opens;
+//! 2. the console link (`/login.html#token=…&then=/noVNC/vnc_lite.html?path=…testvm/vnc`) opens
+//!    after the person clicks "Open console"; the upstream `/auth/token?token=…` link still works;
 //! 3. the console reaches "connected" and the canvas shows testvm's colour (screenshot saved);
 //! 4. with the same cookie, testvm2 is refused and the page says so;
 //! 5. deleting the GateToken ends the open session and the page says it was revoked;

@@ -305,9 +305,12 @@ fn the_printed_commands_work_and_ctrl_c_stops_everything() {
 
     // `kubectl gate` is on the printed PATH and knows the demo's gateway without a flag.
     let plugin_link = paste(export, token).trim().to_owned();
-    let gateway = demo_link.split("/auth/").next().unwrap();
+    let gateway = demo_link
+        .split_once("/login.html#token=")
+        .expect("the demo's link carries its token in the fragment")
+        .0;
     assert!(
-        plugin_link.starts_with(&format!("{gateway}/")),
+        plugin_link.starts_with(&format!("{gateway}/login.html#token=")),
         "the plugin's link {plugin_link} opens in the demo's gateway {gateway}"
     );
     let listed = paste(export, list);

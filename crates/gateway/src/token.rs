@@ -9,8 +9,17 @@ use http::{HeaderMap, header};
 
 use crate::error::GatewayError;
 
-/// The session cookie (Gen B's name).
+/// The session cookie under Gen B's name: set over plain HTTP, read always (upstream gateways
+/// and scripts set it).
 pub const SESSION_COOKIE: &str = "ocgate-session-token";
+
+/// The session cookie over HTTPS. Browsers accept a `__Host-` cookie only with `Secure`,
+/// `Path=/` and no `Domain`, from this very host over HTTPS: no sibling subdomain and no
+/// plain-HTTP page can set or overwrite it (review §15, cookie tossing).
+pub const HOST_SESSION_COOKIE: &str = "__Host-ocgate-session-token";
+
+/// Every name the session cookie is read under.
+pub const SESSION_COOKIES: [&str; 2] = [HOST_SESSION_COOKIE, SESSION_COOKIE];
 
 /// Prefix of the Kubernetes bearer-token WebSocket subprotocol (kubernetes/kubernetes#47740).
 pub const BEARER_PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
@@ -103,23 +112,28 @@ pub fn extract(headers: &HeaderMap) -> Result<Option<Credential>, GatewayError> 
     Ok(None)
 }
 
-/// The session cookie. Review §15: a sibling subdomain can toss a second
-/// `ocgate-session-token` (with a longer Path, so browsers send it first); the first one no
-/// longer wins, two different values are refused.
+/// The session cookie, under either name ([`SESSION_COOKIES`]). Review §15: a sibling subdomain
+/// can toss a second `ocgate-session-token` (with a longer Path, so browsers send it first): the
+/// first cookie must not win, so two different values, under one name or the two, are refused.
 fn session_cookie(headers: &HeaderMap) -> Result<Option<String>, GatewayError> {
-    let mut values = cookie_values(headers, SESSION_COOKIE).filter(|t| !t.is_empty());
+    let mut values = SESSION_COOKIES
+        .iter()
+        .flat_map(|name| cookie_values(headers, name))
+        .filter(|t| !t.is_empty());
     let Some(first) = values.next() else {
         return Ok(None);
     };
     if values.any(|other| other != first) {
         return Err(GatewayError::BadCredentials(
-            "several different ocgate-session-token cookies (one may have been set by another site); sign in again",
+            "several different session cookies (one may have been set by another site); sign in again",
         ));
     }
     Ok(Some(first))
 }
 
-/// Every value of cookie `name`, in order (see [`cookie_value`]).
+/// Every value of cookie `name` from every `Cookie` header, in order, with one pair of
+/// surrounding quotes removed and sanitised as upstream users' links require (§11 item 3). No
+/// "first value" helper: the first cookie is the one an attacker can put first.
 fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
     headers
         .get_all(header::COOKIE)
@@ -128,26 +142,6 @@ fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Ite
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(move |(k, _)| k.trim() == name)
-        .map(|(_, v)| {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
-            sanitize_token(v)
-        })
-}
-
-/// The value of cookie `name` from every `Cookie` header, with one pair of surrounding quotes
-/// removed and the value sanitised as upstream users' links require (§11 item 3).
-pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| k.trim() == name)
         .map(|(_, v)| {
             let v = v.trim();
             let v = v
@@ -267,6 +261,57 @@ mod tests {
         assert_eq!(extract(&h).unwrap().unwrap().token, "same.x.y");
     }
 
+    /// Issue 14 point 5: the `__Host-` cookie and Gen B's name are one session; a second value
+    /// under either name, in any order, is refused rather than one of them winning.
+    #[test]
+    fn both_cookie_names_are_read_and_a_different_second_value_is_refused() {
+        let one = |cookie: &str| extract(&headers(&[("cookie", cookie)]));
+        let host = one("__Host-ocgate-session-token=victim.x.y")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (host.token.as_str(), host.source),
+            ("victim.x.y", TokenSource::Cookie)
+        );
+        assert_eq!(
+            one("ocgate-session-token=genb.x.y").unwrap().unwrap().token,
+            "genb.x.y",
+            "the Gen B name still works (upstream)"
+        );
+        assert_eq!(
+            one("__Host-ocgate-session-token=same.x.y; ocgate-session-token=same.x.y")
+                .unwrap()
+                .unwrap()
+                .token,
+            "same.x.y"
+        );
+        for tossed in [
+            "ocgate-session-token=attacker.x.y; __Host-ocgate-session-token=victim.x.y",
+            "__Host-ocgate-session-token=victim.x.y; ocgate-session-token=attacker.x.y",
+            "__Host-ocgate-session-token=victim.x.y; __Host-ocgate-session-token=attacker.x.y",
+            "ocgate-session-token=attacker.x.y; a=b; __Host-ocgate-session-token=\"victim.x.y\"",
+        ] {
+            assert!(
+                matches!(one(tossed), Err(GatewayError::BadCredentials(_))),
+                "{tossed}"
+            );
+        }
+        // Two Cookie headers (HTTP/2 splits them) are one jar.
+        let h = headers(&[
+            ("cookie", "__Host-ocgate-session-token=victim.x.y"),
+            ("cookie", "ocgate-session-token=attacker.x.y"),
+        ]);
+        assert!(extract(&h).is_err());
+        // An empty value (a cleared cookie) is no second session; other names are not ours.
+        assert_eq!(
+            one("ocgate-session-token=; __Host-ocgate-session-token=v.x.y; __host-ocgate-session-token=z; x-ocgate-session-token=z")
+                .unwrap()
+                .unwrap()
+                .token,
+            "v.x.y"
+        );
+    }
+
     #[test]
     fn nothing_or_garbage() {
         assert!(extract(&headers(&[])).unwrap().is_none());
@@ -299,12 +344,18 @@ mod tests {
     #[test]
     fn cookie_parsing_tolerates_upstream_quoting() {
         let h = headers(&[("cookie", "ocgate-session-token=\"a.b.c\"")]);
-        assert_eq!(cookie_value(&h, SESSION_COOKIE).as_deref(), Some("a.b.c"));
+        assert_eq!(
+            cookie_values(&h, SESSION_COOKIE).collect::<Vec<_>>(),
+            ["a.b.c"]
+        );
         let h = headers(&[
             ("cookie", "x=1"),
             ("cookie", " ocgate-session-token = a.b\\.c "),
         ]);
-        assert_eq!(cookie_value(&h, SESSION_COOKIE).as_deref(), Some("a.b.c"));
+        assert_eq!(
+            cookie_values(&h, SESSION_COOKIE).collect::<Vec<_>>(),
+            ["a.b.c"]
+        );
         assert_eq!(sanitize_token("\"a.b;c\\ é\u{7f}\""), "a.bc");
     }
 }

@@ -657,6 +657,123 @@ async fn auth_endpoints_set_and_clear_the_session_cookie_only_for_verified_token
     assert_no_token_logged();
 }
 
+fn set_cookies(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 14 point 5 (review §15, cookie tossing): behind a TLS-terminating proxy the session is
+/// the `__Host-` cookie, which no sibling subdomain can set; Gen B's name still works; and two
+/// different session cookies, under one name or the two and in either order, are refused
+/// rather than the first one winning (a sibling's tossed cookie is sent first).
+#[tokio::test]
+async fn the_host_prefixed_session_cookie_and_tossed_cookies() {
+    let env = Env::new(vec![], vec![]).await;
+    let gw = env.gateway().await;
+    let victim = env.seed_token();
+    let attacker = mint(&env.key, &seed_claims(&env.ns, now() + 1800));
+    assert_ne!(victim, attacker);
+    let sign_in = |forwarded_https: bool| {
+        let mut req = Request::post(format!("{}/auth/token", gw.url))
+            .header("content-type", "application/x-www-form-urlencoded");
+        if forwarded_https {
+            req = req.header("x-forwarded-proto", "https");
+        }
+        req.body(Full::new(Bytes::from(format!("token={victim}&then=/"))))
+            .unwrap()
+    };
+
+    // Over HTTPS (as the route's proxy says): the __Host- cookie, and Gen B's cleared.
+    let (status, headers, _) = send(sign_in(true)).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let cookies = set_cookies(&headers);
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert!(
+        cookies[0].starts_with(&format!(
+            "__Host-ocgate-session-token={victim}; Path=/; HttpOnly; SameSite=Lax; Max-Age="
+        )) && cookies[0].ends_with("; Secure")
+            && !cookies[0].to_ascii_lowercase().contains("domain="),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies[1].starts_with("ocgate-session-token=; Path=/;")
+            && cookies[1].contains("Max-Age=0"),
+        "{cookies:?}"
+    );
+    // Over plain HTTP: Gen B's name only (browsers refuse __Host- without HTTPS).
+    let (_, headers, _) = send(sign_in(false)).await;
+    let cookies = set_cookies(&headers);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert!(cookies[0].starts_with(&format!("ocgate-session-token={victim};")));
+
+    let with_cookie = |cookie: String| {
+        Request::get(format!("{}{}", gw.url, Env::vmi_path(&env.ns, "testvm")))
+            .header("cookie", cookie)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // Either name authenticates, and the same value under both is one session.
+    for cookie in [
+        format!("theme=dark; __Host-ocgate-session-token={victim}"),
+        format!("ocgate-session-token={victim}"),
+        format!("__Host-ocgate-session-token={victim}; ocgate-session-token={victim}"),
+    ] {
+        let (status, _, body) = send(with_cookie(cookie.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{cookie}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // A tossed cookie, before or after ours, under either name: refused, never served as
+    // whichever came first (both tokens verify and allow the request on their own).
+    for cookie in [
+        format!("ocgate-session-token={attacker}; __Host-ocgate-session-token={victim}"),
+        format!("__Host-ocgate-session-token={victim}; ocgate-session-token={attacker}"),
+        format!("ocgate-session-token={attacker}; ocgate-session-token={victim}"),
+        format!("__Host-ocgate-session-token={attacker}; __Host-ocgate-session-token={victim}"),
+    ] {
+        let (status, _, body) = send(with_cookie(cookie)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            status_of(&body)
+                .0
+                .contains("several different session cookies"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // /auth/session reads the __Host- cookie too.
+    let req = Request::get(format!("{}/auth/session", gw.url))
+        .header("cookie", format!("__Host-ocgate-session-token={victim}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(req).await.0, StatusCode::OK);
+
+    // Logout over HTTPS clears both names.
+    let req = Request::get(format!("{}/auth/logout", gw.url))
+        .header("x-forwarded-proto", "https")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, _) = send(req).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let cookies = set_cookies(&headers);
+    assert!(
+        cookies.len() == 2
+            && cookies[0].starts_with("__Host-ocgate-session-token=; Path=/;")
+            && cookies[1].starts_with("ocgate-session-token=; Path=/;")
+            && cookies
+                .iter()
+                .all(|c| c.contains("Max-Age=0") && c.ends_with("; Secure")),
+        "{cookies:?}"
+    );
+    assert_no_token_logged();
+}
+
 /// The part of a refusal message that does not depend on the current second ("token expired at
 /// X (now N, ...)" differs in N between two requests).
 fn stable(message: &str) -> &str {
@@ -1028,10 +1145,11 @@ async fn https_serving_sets_secure_cookies_and_reloads_its_certificate() {
     );
     let response = client.request(get(uri)).await.unwrap();
     assert_eq!(response.status(), StatusCode::FOUND);
+    let cookie = set_cookie(response.headers());
     assert!(
-        set_cookie(response.headers()).ends_with("; Secure"),
-        "{}",
-        set_cookie(response.headers())
+        cookie.starts_with(&format!("__Host-ocgate-session-token={token}; Path=/;"))
+            && cookie.ends_with("; Secure"),
+        "over HTTPS the session is the __Host- cookie: {cookie}"
     );
 
     let addr = gw.addr;

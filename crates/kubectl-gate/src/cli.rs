@@ -121,6 +121,11 @@ pub struct TokenArgs {
     /// GateServer's spec.route).
     #[arg(long, value_name = "URL")]
     pub gateway_url: Option<String>,
+    /// Print the upstream link form `<gateway>/auth/token?token=…&then=…` instead of
+    /// `<gateway>/login.html#token=…&then=…` (for gateways without the login page; the token
+    /// then reaches server and proxy logs).
+    #[arg(long)]
+    pub query_link: bool,
     /// How long to wait for the operator to sign the token.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub wait_timeout: Duration,

@@ -1,8 +1,17 @@
-//! The console link: `<gateway>/auth/token?token=<jwt>&then=<console page for the VM>`.
+//! The console link. By default (the link contract, shared with the web app's share feature):
 //!
-//! The gateway's `/auth/token` (GET) verifies the token, stores it in its HttpOnly session cookie
-//! and redirects to `then`, a local path: the noVNC page at the path upstream links used, whose
-//! `path` parameter is the VM's VNC WebSocket under the gateway's `k8s/` API prefix.
+//! ```text
+//! <gateway_url>/login.html#token=<jwt>&then=<percent-encoded console page>
+//! ```
+//!
+//! The token is in the fragment, which a browser never sends to a server: it stays out of the
+//! gateway's, proxies' and ingress logs and out of `Referer`. The login page reads it, removes
+//! it from the address bar, shows what the link opens and POSTs it to `/auth/token` only when
+//! the person clicks (so a link on another site cannot sign anyone in).
+//!
+//! `--query-link` prints the upstream form instead,
+//! `<gateway_url>/auth/token?token=<jwt>&then=<…>`, a GET that sets the session cookie and
+//! redirects at once (for upstream gateways that have no such login page).
 
 use http::Uri;
 use virt_gateway_api::gateserver::GATEWAY_URL_ANNOTATION;
@@ -21,19 +30,38 @@ pub fn vnc_path(namespace: &str, vm: &str) -> String {
     )
 }
 
-/// The local address `/auth/token` redirects to: the console page for the VM.
+/// The local address the link opens after signing in: the console page for the VM.
 pub fn console_then(namespace: &str, vm: &str) -> String {
     format!("{CONSOLE_PAGE}?path={}", vnc_path(namespace, vm))
 }
 
-/// The one-click link: `<gateway_url>/auth/token?token=<token>&then=<console_then, encoded>`.
-/// `gateway_url` comes from [`gateway_url`] (no trailing slash).
-pub fn console_link(gateway_url: &str, token: &str, namespace: &str, vm: &str) -> String {
-    format!(
-        "{gateway_url}/auth/token?token={}&then={}",
-        percent_encode(token),
-        percent_encode(&console_then(namespace, vm))
-    )
+/// The two forms of console link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkForm {
+    /// `<gateway>/login.html#token=…&then=…` (default): the token never reaches a server's log.
+    Fragment,
+    /// `<gateway>/auth/token?token=…&then=…` (upstream's): a GET that signs in at once.
+    Query,
+}
+
+/// The login page the fragment link opens.
+pub const LOGIN_PAGE: &str = "/login.html";
+
+/// The console link of `form`: see the module documentation. `gateway_url` comes from
+/// [`gateway_url`] (no trailing slash, no query, no fragment).
+pub fn console_link(
+    form: LinkForm,
+    gateway_url: &str,
+    token: &str,
+    namespace: &str,
+    vm: &str,
+) -> String {
+    let token = percent_encode(token);
+    let then = percent_encode(&console_then(namespace, vm));
+    match form {
+        LinkForm::Fragment => format!("{gateway_url}{LOGIN_PAGE}#token={token}&then={then}"),
+        LinkForm::Query => format!("{gateway_url}/auth/token?token={token}&then={then}"),
+    }
 }
 
 /// Percent-encodes a query value: every byte except RFC 3986's unreserved characters
@@ -98,7 +126,7 @@ fn check_gateway_url(url: &str, what: &str) -> Result<String, Error> {
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err(bad("must not have a user name (…@)"));
     }
-    // Everything after a `#` stays in the browser: the link's token would never reach the gateway.
+    // The link's own `#token=…` must be the only fragment: a `#` in the base would swallow it.
     if url.contains('#') {
         return Err(bad("must not have a fragment (#...)"));
     }
@@ -109,9 +137,13 @@ fn check_gateway_url(url: &str, what: &str) -> Result<String, Error> {
 mod tests {
     use super::*;
 
+    const THEN_ENCODED: &str = "%2FnoVNC%2Fvnc_lite.html%3Fpath%3Dk8s%2Fapis%2Fsubresources.kubevirt.io%2Fv1%2Fnamespaces%2Fdefault%2Fvirtualmachineinstances%2Ftestvm%2Fvnc";
+
+    /// The link contract (README): the token only in the fragment, which browsers never send.
     #[test]
-    fn link_for_a_vm() {
+    fn the_default_link_keeps_the_token_in_the_fragment() {
         let link = console_link(
+            LinkForm::Fragment,
             "https://gw.apps.example.com",
             "aaa.bbb-_.ccc",
             "default",
@@ -119,7 +151,35 @@ mod tests {
         );
         assert_eq!(
             link,
-            "https://gw.apps.example.com/auth/token?token=aaa.bbb-_.ccc&then=%2FnoVNC%2Fvnc_lite.html%3Fpath%3Dk8s%2Fapis%2Fsubresources.kubevirt.io%2Fv1%2Fnamespaces%2Fdefault%2Fvirtualmachineinstances%2Ftestvm%2Fvnc"
+            format!(
+                "https://gw.apps.example.com/login.html#token=aaa.bbb-_.ccc&then={THEN_ENCODED}"
+            )
+        );
+        // What a server (or its log, or a Referer) can see of it: no token.
+        let (sent, fragment) = link.split_once('#').unwrap();
+        assert!(!sent.contains("aaa.bbb"), "{sent}");
+        assert!(!sent.contains(['?', '&', '=']), "{sent}");
+        assert!(fragment.starts_with("token=aaa.bbb-_.ccc&then="));
+        // A token with characters outside base64url cannot end the fragment parameter early.
+        let odd = console_link(LinkForm::Fragment, "http://h", "a&then=/evil#x", "n", "v");
+        assert!(odd.contains("#token=a%26then%3D%2Fevil%23x&then="), "{odd}");
+        assert_eq!(odd.matches('#').count(), 1, "{odd}");
+    }
+
+    #[test]
+    fn the_upstream_query_link() {
+        let link = console_link(
+            LinkForm::Query,
+            "https://gw.apps.example.com",
+            "aaa.bbb-_.ccc",
+            "default",
+            "testvm",
+        );
+        assert_eq!(
+            link,
+            format!(
+                "https://gw.apps.example.com/auth/token?token=aaa.bbb-_.ccc&then={THEN_ENCODED}"
+            )
         );
         assert_eq!(
             console_then("ns1", "vm.one"),

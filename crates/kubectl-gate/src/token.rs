@@ -275,7 +275,17 @@ pub async fn run(kube: &Kube, args: TokenArgs) -> Result<(), Error> {
             let gateway = gateway.unwrap_or_default();
             println!(
                 "{}",
-                link::console_link(&gateway, &status.token, &kube.namespace, &args.vm)
+                link::console_link(
+                    if args.query_link {
+                        link::LinkForm::Query
+                    } else {
+                        link::LinkForm::Fragment
+                    },
+                    &gateway,
+                    &status.token,
+                    &kube.namespace,
+                    &args.vm
+                )
             );
         }
         TokenOutput::Token => println!("{}", status.token),

@@ -394,6 +394,25 @@ async fn a_gateserver_without_route_needs_a_gateway_url() {
     assert_eq!(base, "http://127.0.0.1:8080");
     verify(&client, &gw, &token, unix_now()).await;
 
+    // The upstream form on request: the same token, in the query of /auth/token.
+    let out = gate(
+        cp,
+        &[
+            "token",
+            "testvm",
+            "--server-namespace",
+            &gw,
+            "--gateway-url",
+            "http://127.0.0.1:8080/",
+            "--query-link",
+        ],
+    )
+    .await;
+    let (base, token, then) = parse_query_link(out.ok().trim_end());
+    assert_eq!(base, "http://127.0.0.1:8080");
+    assert!(then.starts_with("/noVNC/vnc_lite.html?path=k8s/"), "{then}");
+    verify(&client, &gw, &token, unix_now()).await;
+
     let out = gate(
         cp,
         &["token", "testvm", "--server-namespace", &gw, "-o", "token"],

@@ -5,7 +5,8 @@
 //! - static files from the web root, under the Content-Security-Policy `web/README.md`
 //!   recommends;
 //! - `GET|POST /auth/token` (`token`, `then`): sets the HttpOnly cookie `ocgate-session-token`,
-//!   expiring with the token (`Max-Age`), and redirects (302) to `then`, a local path;
+//!   expiring with the token (`Max-Age`), and redirects (302) to `then`, a local path; refused
+//!   (403) when the browser says the request comes from another site (`Sec-Fetch-Site`);
 //! - `GET /auth/session`: `{"exp", "namespace", "jti"}` for the cookie's token, or 401;
 //! - `/k8s/apis/subresources.kubevirt.io/...`: the stand-in's VNC WebSocket (the `/k8s` prefix
 //!   removed), refused with a Kubernetes `Status` when the token is missing (401), expired (401,
@@ -236,6 +237,18 @@ fn percent_decode(s: &str) -> String {
 }
 
 async fn auth_token(state: &Arc<State>, req: Request<Incoming>) -> Resp {
+    // As the gateway does (login CSRF): no session from another site's link, frame or form.
+    let fetch_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    if fetch_site != "same-origin" && fetch_site != "none" {
+        return status::failure(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: sign in from the gateway's own login page",
+        );
+    }
     let query = req.uri().query().unwrap_or("").to_string();
     let form = if req.method() == Method::POST {
         match Limited::new(req.into_body(), 64 * 1024).collect().await {

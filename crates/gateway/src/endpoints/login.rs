@@ -14,7 +14,7 @@ use crate::authn::{Authenticator, Refused};
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::outcome::Outcome;
-use crate::token::{self, SESSION_COOKIE};
+use crate::token::{self, HOST_SESSION_COOKIE, SESSION_COOKIE};
 use crate::util::now_unix;
 
 /// Largest form body accepted by `/auth/token`, `/auth/jwt/set` and `/auth/logout`.
@@ -44,10 +44,11 @@ pub fn valid_then(then: &str) -> bool {
     !(lower.starts_with("/%2f") || lower.starts_with("/%5c"))
 }
 
-/// Builds the session cookie. `max_age` `None`: a session cookie; `Some(0)`: clears it.
-pub fn session_cookie(token: &str, max_age: Option<u64>, secure: bool) -> String {
+/// One `Set-Cookie` of the session: `name=token` with the attributes every session cookie has,
+/// `max_age` `None` for a browser-session cookie, `Some(0)` to clear it.
+fn cookie(name: &str, token: &str, max_age: Option<u64>, secure: bool) -> String {
     let mut cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+        "{name}={}; Path=/; HttpOnly; SameSite=Lax",
         token::sanitize_token(token)
     );
     if let Some(age) = max_age {
@@ -67,6 +68,32 @@ pub fn session_cookie(token: &str, max_age: Option<u64>, secure: bool) -> String
         cookie.push_str("; Secure");
     }
     cookie
+}
+
+/// The `Set-Cookie` headers that sign in with `token` (`max_age` as in [`cookie`]). Over HTTPS
+/// the session is the `__Host-` cookie ([`HOST_SESSION_COOKIE`]: `Secure`, `Path=/`, no
+/// `Domain`, so no sibling subdomain can overwrite it) and an old Gen B cookie of this host is
+/// cleared, since two different session cookies are refused; over plain HTTP, where browsers
+/// refuse `__Host-`, it is Gen B's `ocgate-session-token`.
+pub fn session_cookies(token: &str, max_age: Option<u64>, https: bool) -> Vec<String> {
+    if https {
+        vec![
+            cookie(HOST_SESSION_COOKIE, token, max_age, true),
+            cookie(SESSION_COOKIE, "", Some(0), true),
+        ]
+    } else {
+        vec![cookie(SESSION_COOKIE, token, max_age, false)]
+    }
+}
+
+/// The `Set-Cookie` headers that sign out: both names over HTTPS (a `__Host-` cookie can only
+/// be cleared with `Secure`), Gen B's over plain HTTP.
+pub fn cleared_cookies(https: bool) -> Vec<String> {
+    let mut cookies = vec![cookie(SESSION_COOKIE, "", Some(0), https)];
+    if https {
+        cookies.insert(0, cookie(HOST_SESSION_COOKIE, "", Some(0), true));
+    }
+    cookies
 }
 
 /// The sign-in endpoints and what they need.
@@ -138,6 +165,10 @@ struct SignIn {
 }
 
 impl Login {
+    /// Whether the browser reached us over HTTPS: our own listener is TLS, or a TLS-terminating
+    /// proxy (the OpenShift router, ingress-nginx) says so in `X-Forwarded-Proto: https`. A
+    /// client that sends that header itself over plain HTTP only gets a `Secure` cookie its
+    /// browser drops, and no other site's page can add the header to a navigation or form post.
     fn secure(&self, headers: &HeaderMap) -> bool {
         self.https
             || headers
@@ -182,8 +213,8 @@ impl Login {
         sign_in: &SignIn,
         headers: &HeaderMap,
     ) -> Result<Response, Refused> {
-        let cookie = session_cookie(&sign_in.token, sign_in.max_age, self.secure(headers));
-        let mut response = redirect(location, &cookie)?;
+        let cookies = session_cookies(&sign_in.token, sign_in.max_age, self.secure(headers));
+        let mut response = redirect(location, &cookies)?;
         Outcome::allowed()
             .with_jti(sign_in.jti.as_deref())
             .attach(&mut response);
@@ -250,24 +281,24 @@ impl Login {
         if !valid_then(then) {
             return Err(GatewayError::BadRequest("'then' must be a local path".into()).into());
         }
-        let mut response = redirect(
-            then,
-            &session_cookie("", Some(0), self.secure(&params.headers)),
-        )?;
+        let mut response = redirect(then, &cleared_cookies(self.secure(&params.headers)))?;
         Outcome::allowed().attach(&mut response);
         Ok(response)
     }
 }
 
-fn redirect(location: &str, cookie: &str) -> Result<Response, GatewayError> {
+fn redirect(location: &str, cookies: &[String]) -> Result<Response, GatewayError> {
     let location = HeaderValue::from_str(location)
         .map_err(|_| GatewayError::BadRequest("invalid redirect target".into()))?;
-    let cookie = HeaderValue::from_str(cookie)
-        .map_err(|_| GatewayError::BadRequest("invalid token characters".into()))?;
     let mut response = StatusCode::FOUND.into_response();
     let headers = response.headers_mut();
+    for cookie in cookies {
+        let mut value = HeaderValue::from_str(cookie)
+            .map_err(|_| GatewayError::BadRequest("invalid token characters".into()))?;
+        value.set_sensitive(true);
+        headers.append(header::SET_COOKIE, value);
+    }
     headers.insert(header::LOCATION, location);
-    headers.insert(header::SET_COOKIE, cookie);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
@@ -311,24 +342,57 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn cookies() {
-        let c = session_cookie("\"a.b.c\"", Some(60), true);
+    fn cookies_over_plain_http_use_gen_b_s_name() {
+        let c = session_cookies("\"a.b.c\"", Some(60), false);
+        assert_eq!(c.len(), 1, "{c:?}");
         assert!(
-            c.starts_with(
+            c[0].starts_with(
                 "ocgate-session-token=a.b.c; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Expires="
             ),
-            "{c}"
+            "{c:?}"
         );
-        assert!(c.ends_with("; Secure"));
-        let c = session_cookie("", Some(0), false);
-        assert!(
-            c.contains("Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"),
-            "{c}"
-        );
-        assert!(!c.contains("Secure"));
+        assert!(!c[0].contains("Secure"), "{c:?}");
         assert_eq!(
-            session_cookie("t", None, false),
-            "ocgate-session-token=t; Path=/; HttpOnly; SameSite=Lax"
+            session_cookies("t", None, false),
+            ["ocgate-session-token=t; Path=/; HttpOnly; SameSite=Lax"]
+        );
+        assert_eq!(
+            cleared_cookies(false),
+            [
+                "ocgate-session-token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+            ]
+        );
+    }
+
+    /// Issue 14 point 5: over HTTPS the session is a `__Host-` cookie, which browsers only accept
+    /// with `Secure`, `Path=/` and no `Domain`; the old Gen B cookie is cleared, else the two
+    /// different values would be refused as a tossed cookie.
+    #[test]
+    fn cookies_over_https_use_the_host_prefix() {
+        let c = session_cookies("a.b.c", Some(60), true);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(
+            c[0].starts_with(
+                "__Host-ocgate-session-token=a.b.c; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Expires="
+            ) && c[0].ends_with("; Secure"),
+            "{c:?}"
+        );
+        assert!(!c[0].to_ascii_lowercase().contains("domain"), "{c:?}");
+        assert!(
+            c[1].starts_with("ocgate-session-token=; Path=/;") && c[1].contains("Max-Age=0"),
+            "{c:?}"
+        );
+        assert_eq!(
+            session_cookies("t", None, true)[0],
+            "__Host-ocgate-session-token=t; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        let cleared = cleared_cookies(true);
+        assert_eq!(cleared.len(), 2);
+        assert!(cleared[0].starts_with("__Host-ocgate-session-token=; Path=/;"));
+        assert!(
+            cleared
+                .iter()
+                .all(|c| c.contains("Max-Age=0") && c.ends_with("; Secure"))
         );
     }
 
@@ -386,6 +450,31 @@ pub(crate) mod tests {
             (outcome.decision, outcome.jti.as_deref()),
             (Decision::Allow, Some("u1"))
         );
+
+        // Behind a TLS-terminating proxy: the `__Host-` cookie, and Gen B's cleared.
+        let response = login
+            .token(login_exchange(
+                "POST",
+                "/auth/token",
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("x-forwarded-proto", "https"),
+                ],
+                &format!("token={good}&then=/console"),
+            ))
+            .await;
+        let set: Vec<&str> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(set.len(), 2, "{set:?}");
+        assert!(
+            set[0].starts_with(&format!("__Host-ocgate-session-token={good}; Path=/;"))
+                && set[0].ends_with("; Secure")
+        );
+        assert!(set[1].starts_with("ocgate-session-token=; Path=/;"));
 
         let response = login
             .token(login_exchange("GET", "/auth/token?token=a.b.c", &[], ""))

@@ -249,18 +249,34 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// Splits a console link into (base, token, then) and checks its shape.
+/// Splits a console link of the default form `<base>/login.html#token=…&then=…` into
+/// (base, token, then) and checks its shape: nothing before the `#` names the token.
 #[track_caller]
 pub fn parse_link(link: &str) -> (String, String, String) {
+    let (base, fragment) = link
+        .split_once("/login.html#")
+        .expect("a /login.html#token=… link");
+    assert!(!base.contains(['?', '#']), "{link}");
+    split_params(base, fragment)
+}
+
+/// The same for the upstream form `<base>/auth/token?token=…&then=…` (`--query-link`).
+#[track_caller]
+pub fn parse_query_link(link: &str) -> (String, String, String) {
     let (base, query) = link
         .split_once("/auth/token?")
         .expect("an /auth/token link");
-    let (token, then) = query
+    split_params(base, query)
+}
+
+#[track_caller]
+fn split_params(base: &str, params: &str) -> (String, String, String) {
+    let (token, then) = params
         .strip_prefix("token=")
         .and_then(|q| q.split_once("&then="))
         .expect("token= then &then=");
     assert!(
-        !then.contains(['/', '?', '&', '=']),
+        !then.contains(['/', '?', '&', '=', '#']),
         "then is encoded: {then}"
     );
     (base.to_owned(), token.to_owned(), percent_decode(then))
