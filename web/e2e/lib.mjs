@@ -28,22 +28,26 @@ export const CHROMIUM_FLAGS = [
 
 /**
  * Starts Chromium with a fresh profile. Every request any page makes is checked against
- * `origin`: `external` lists those that went elsewhere (the app must make none).
+ * `origin` (and `alsoAllowed`): `external` lists those that went elsewhere (the app must make
+ * none).
  */
-export async function launch(origin, viewport = { width: 1024, height: 768 }) {
+export async function launch(origin, viewport = { width: 1024, height: 768 }, { alsoAllowed = [], trustTestCa = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'virt-gateway-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_FLAGS,
     viewport,
+    // The identity provider's certificate comes from the test CA, which Chromium does not know.
+    ignoreHTTPSErrors: trustTestCa,
   });
   const external = [];
-  const allowed = new URL(origin);
+  // `alsoAllowed`: origins the test itself sends the browser to (the identity provider).
+  const allowed = [origin, ...alsoAllowed].map((o) => new URL(o).host);
   const check = (url) => {
     const u = new URL(url);
     if (u.protocol === 'data:' || u.protocol === 'blob:') return;
-    if (u.host !== allowed.host) external.push(url);
+    if (!allowed.includes(u.host)) external.push(url);
   };
   context.on('request', (request) => check(request.url()));
   // Content-Security-Policy violations show up as console errors.

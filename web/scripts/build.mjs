@@ -6,6 +6,7 @@
 //   index.html              the login page (as upstream's image)
 //   login.html              the login page
 //   console.html            the VNC console
+//   vms.html                "Your VMs": what a signed-in person may open, and sharing
 //   noVNC/vnc_lite.html     the console again, at the path upstream links use
 //   assets/                 our CSS and JS
 //   vendor/novnc/           @novnc/novnc's core/ and vendor/ (pako), with its licences
@@ -39,6 +40,7 @@ const consolePage = readFileSync(join(src, 'console.html'), 'utf8');
 writeFileSync(join(dist, 'login.html'), login);
 writeFileSync(join(dist, 'index.html'), login);
 writeFileSync(join(dist, 'console.html'), consolePage);
+writeFileSync(join(dist, 'vms.html'), readFileSync(join(src, 'vms.html'), 'utf8'));
 
 // The seed-era URL /noVNC/vnc_lite.html?path=... shows our console: same page, one directory
 // down, so relative asset URLs get a "../".

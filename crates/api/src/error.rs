@@ -60,6 +60,14 @@ pub enum SpecError {
         "ingressTLSSecretName needs route: the Ingress TLS section is issued for the host name in route"
     )]
     TlsWithoutRoute,
+    /// A field of `oidc` is unusable.
+    #[error("oidc.{field} {reason}")]
+    InvalidOidc {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A string that is not an RFC 3339 date-time.

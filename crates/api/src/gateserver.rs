@@ -243,6 +243,124 @@ pub struct GateServerSpec {
     /// virt-gateway extension: limits of the gateway (connections, WebSockets, timeouts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<GateServerLimits>,
+
+    /// virt-gateway extension: people sign in at /auth/login with this OpenID Connect provider,
+    /// and the gateway then calls the API server with their own ID token (the API server must
+    /// trust the issuer and accept clientID as an audience). Needs route (the redirect URI is
+    /// https://<route>/auth/callback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<GateServerOidc>,
+}
+
+/// GateServerOidc: the OpenID Connect provider people sign in with.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateServerOidc {
+    /// The issuer URL (https), exactly as in the provider's ID tokens.
+    #[serde(rename = "issuerURL")]
+    #[schemars(length(min = 9, max = 1024), pattern(r"^https://"))]
+    pub issuer_url: String,
+
+    /// The gateway's client ID at the provider (the audience of its ID tokens).
+    #[serde(rename = "clientID")]
+    #[schemars(length(min = 1, max = 256))]
+    pub client_id: String,
+
+    /// A Secret in the GateServer's namespace holding the client secret (created by you).
+    #[schemars(length(min = 1, max = 253))]
+    pub client_secret_name: String,
+
+    /// The key of the client secret in that Secret; absent means `clientSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_secret_key: Option<String>,
+
+    /// The scopes asked for; absent means openid, email, profile, offline_access. Must include openid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub scopes: Option<Vec<String>>,
+
+    /// The claim shown as the person's name; absent means `email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub username_claim: Option<String>,
+
+    /// The claim holding the person's groups; absent means `groups`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub groups_claim: Option<String>,
+
+    /// A ConfigMap in the GateServer's namespace whose `ca.crt` is the CA bundle trusted for the
+    /// provider; absent means the gateway image's system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ca_config_map_name: Option<String>,
+}
+
+/// The default key of the OIDC client secret in its Secret.
+pub const OIDC_CLIENT_SECRET_KEY: &str = "clientSecret";
+
+impl GateServerOidc {
+    /// The key of the client secret in its Secret.
+    pub fn secret_key(&self) -> &str {
+        self.client_secret_key
+            .as_deref()
+            .unwrap_or(OIDC_CLIENT_SECRET_KEY)
+    }
+
+    /// Checks what the gateway would refuse to start with.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let bad = |field: &'static str, why: &str| SpecError::InvalidOidc {
+            field,
+            reason: why.to_owned(),
+        };
+        let issuer = self.issuer_url.trim();
+        if !issuer.starts_with("https://") || issuer.len() <= 8 || issuer.contains(['?', '#', ' '])
+        {
+            return Err(bad(
+                "issuerURL",
+                "must be an https URL without query or fragment",
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(bad("clientID", "must not be empty"));
+        }
+        if !crate::names::is_dns_subdomain(&self.client_secret_name) {
+            return Err(bad("clientSecretName", "must be the name of a Secret"));
+        }
+        if let Some(ca) = &self.ca_config_map_name
+            && !crate::names::is_dns_subdomain(ca)
+        {
+            return Err(bad("caConfigMapName", "must be the name of a ConfigMap"));
+        }
+        let key_ok = self
+            .secret_key()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        if !key_ok {
+            return Err(bad(
+                "clientSecretKey",
+                "must be a Secret key (letters, digits, '-', '.', '_')",
+            ));
+        }
+        if let Some(scopes) = &self.scopes {
+            if !scopes.iter().any(|s| s == "openid") {
+                return Err(bad("scopes", "must include openid"));
+            }
+            if scopes.iter().any(|s| {
+                s.is_empty()
+                    || !s
+                        .chars()
+                        .all(|c| c.is_ascii_graphic() && c != ',' && c != '"' && c != '\\')
+            }) {
+                return Err(bad(
+                    "scopes",
+                    "each scope must be a non-empty word without ',', '\"' or '\\'",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// GateServerLimits bounds what one gateway serves; every field is optional, with the gateway's
@@ -377,6 +495,7 @@ impl Default for GateServerSpec {
             require_audience: false,
             publish_jwks: false,
             limits: None,
+            oidc: None,
         }
     }
 }
@@ -470,6 +589,15 @@ impl GateServerSpec {
         self.origins()?;
         if let Some(limits) = &self.limits {
             limits.validate()?;
+        }
+        if let Some(oidc) = &self.oidc {
+            oidc.validate()?;
+            if self.route().is_none() {
+                return Err(SpecError::InvalidOidc {
+                    field: "route",
+                    reason: "oidc needs route: the redirect URI registered at the provider is https://<route>/auth/callback".to_owned(),
+                });
+            }
         }
         Ok(())
     }
@@ -593,6 +721,41 @@ mod tests {
 
     fn spec(v: serde_json::Value) -> GateServerSpec {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn oidc_is_read_with_its_defaults_and_validated() {
+        let ok = spec(json!({"route": "gw.apps.example.com", "oidc": {
+            "issuerURL": "https://dex.example.com", "clientID": "virt-gateway",
+            "clientSecretName": "oidc-client"}}));
+        ok.validate().unwrap();
+        let oidc = ok.oidc.as_ref().unwrap();
+        assert_eq!(oidc.secret_key(), "clientSecret");
+        assert_eq!(oidc.scopes, None);
+        let bad = |patch: serde_json::Value| {
+            let mut v = json!({"route": "gw.apps.example.com", "oidc": {
+                "issuerURL": "https://dex.example.com", "clientID": "virt-gateway",
+                "clientSecretName": "oidc-client"}});
+            for (k, val) in patch.as_object().unwrap() {
+                if k == "route" {
+                    v.as_object_mut().unwrap().remove("route");
+                } else {
+                    v["oidc"][k] = val.clone();
+                }
+            }
+            spec(v).validate().unwrap_err().to_string()
+        };
+        assert!(bad(json!({"issuerURL": "http://dex.example.com"})).starts_with("oidc.issuerURL"));
+        assert!(bad(json!({"issuerURL": "https://dex?x=1"})).starts_with("oidc.issuerURL"));
+        assert!(bad(json!({"clientID": " "})).starts_with("oidc.clientID"));
+        assert!(
+            bad(json!({"clientSecretName": "Not_A_Name"})).starts_with("oidc.clientSecretName")
+        );
+        assert!(bad(json!({"clientSecretKey": "a/b"})).starts_with("oidc.clientSecretKey"));
+        assert!(bad(json!({"caConfigMapName": "a/b"})).starts_with("oidc.caConfigMapName"));
+        assert!(bad(json!({"scopes": ["email"]})).contains("openid"));
+        assert!(bad(json!({"scopes": ["openid", "a,b"]})).starts_with("oidc.scopes"));
+        assert!(bad(json!({"route": null})).contains("needs route"));
     }
 
     #[test]

@@ -20,6 +20,12 @@ use crate::rule::{EffectiveRule, non_empty};
 use crate::schema::{condition_list, require_without_default};
 use crate::time::TokenValidity;
 
+/// Annotation naming the user who created a GateToken (as `request.userInfo.username`). Optional;
+/// when written, the admission policy `virt-gateway-gatetoken-creator` (installed with the
+/// operator) refuses any other name and any later change, so it can be trusted. The web page
+/// writes it and lists "your links" by it.
+pub const CREATED_BY_ANNOTATION: &str = "ocgate.yaacov.com/created-by";
+
 /// Default `durationSec`: one hour.
 pub const DEFAULT_DURATION_SEC: i64 = 3600;
 /// Default target `namespace`: all namespaces.

@@ -48,7 +48,8 @@ pub use conditions::{
 };
 pub use error::{CrdError, SpecError, TimeError, UnknownPhase};
 pub use gateserver::{
-    GateServer, GateServerLimits, GateServerPhase, GateServerSpec, GateServerStatus,
+    GateServer, GateServerLimits, GateServerOidc, GateServerPhase, GateServerSpec,
+    GateServerStatus, OIDC_CLIENT_SECRET_KEY,
 };
 pub use gatetoken::{GateToken, GateTokenData, GateTokenPhase, GateTokenSpec, GateTokenStatus};
 pub use rule::EffectiveRule;

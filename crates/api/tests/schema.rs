@@ -270,8 +270,18 @@ fn gateserver_spec_fields_defaults_and_validation() {
             "requireAudience",
             "publishJWKS",
             "limits",
+            "oidc",
         ])
     );
+    // Issue 17: OIDC sign-in, off unless written; the issuer must be https.
+    assert!(p["oidc"].get("default").is_none());
+    let oidc = &p["oidc"]["properties"];
+    assert_eq!(oidc["issuerURL"]["pattern"], "^https://");
+    assert_eq!(
+        p["oidc"]["required"],
+        json!(["clientID", "clientSecretName", "issuerURL"])
+    );
+    assert_eq!(oidc["scopes"]["maxItems"], 32);
     // Issue 14: defaults keep today's behaviour, except that keys are not published.
     assert_eq!(p["requireAudience"]["default"], false);
     assert_eq!(p["publishJWKS"]["default"], false);

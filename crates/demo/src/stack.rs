@@ -17,7 +17,7 @@ use virt_gateway_api::gateserver::GATEWAY_URL_ANNOTATION;
 use virt_gateway_api::{GateServer, GateToken, GateTokenSpec};
 use virt_gateway_testenv::control_plane::free_port;
 use virt_gateway_testenv::process::Process;
-use virt_gateway_testenv::{ControlPlane, Options};
+use virt_gateway_testenv::{ControlPlane, Options, ProviderSettings};
 
 use crate::Error;
 use crate::kubelet::{Images, LocalPod, run_pod};
@@ -47,6 +47,8 @@ pub struct StackOptions {
     pub gateway_binary: PathBuf,
     /// The built web app (stands in for the web-app image's `/data/web/public`).
     pub web_public: PathBuf,
+    /// OpenID Connect providers (Dex) the control plane starts and trusts; none by default.
+    pub identity_providers: Vec<ProviderSettings>,
 }
 
 impl StackOptions {
@@ -62,6 +64,7 @@ impl StackOptions {
             operator_binary: target.join("virt-gateway-operator"),
             gateway_binary: target.join("kube-gateway"),
             web_public: repo.join("web/dist"),
+            identity_providers: Vec::new(),
         }
     }
 }
@@ -104,6 +107,7 @@ impl Stack {
         progress("starting the control plane (etcd, kube-apiserver, kube-controller-manager)");
         let cp = ControlPlane::start(Options {
             dir: Some(dir.join("cluster")),
+            identity_providers: options.identity_providers.clone(),
             ..Options::default()
         })
         .await?;

@@ -279,10 +279,12 @@ fn the_defaults_leave_out_every_optional_object_and_flag() {
             "{optional} is installed by default"
         );
     }
-    // The admission policies are not optional: the delegation rule and both guards.
+    // The admission policies are not optional: the delegation rule, both guards and the
+    // creator annotation's policy.
     for policy in [
         manifests::GUARD_NAME,
         manifests::SERVICE_ACCOUNT_TOKENS_NAME,
+        manifests::CREATOR_NAME,
     ] {
         find(&docs, "ValidatingAdmissionPolicy", policy);
         find(&docs, "ValidatingAdmissionPolicyBinding", policy);
@@ -593,8 +595,8 @@ fn the_olm_bundle_carries_the_same_rbac_deployment_and_crds() {
         .collect();
     assert_eq!(
         policies.len(),
-        8,
-        "delegation (2) and guards (2), each with its binding"
+        10,
+        "delegation (2), guards (2) and the creator annotation's (1), each with its binding"
     );
     assert_eq!(beside, policies);
     // The examples are valid GateServers and GateTokens.

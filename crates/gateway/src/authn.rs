@@ -19,6 +19,7 @@ use crate::exchange::{ApiPath, Exchange};
 use crate::origin::OriginPolicy;
 use crate::outcome::Outcome;
 use crate::revocation::{Refusal, Revocation};
+use crate::signin::{Person, SESSION_COOKIE, SignIn, single_cookie};
 use crate::token::{self, Credential, TokenSource};
 use crate::util::now_unix;
 use crate::verify::TokenVerifier;
@@ -38,13 +39,23 @@ pub enum Principal {
         /// The credential.
         credential: Credential,
     },
+    /// A person signed in with the identity provider: their ID token (or OAuth access token)
+    /// is forwarded, so the API server authenticates and authorizes the person.
+    Person {
+        /// The session's bearer, from the sign-in cookie.
+        credential: Credential,
+        /// The session.
+        person: Person,
+    },
 }
 
 impl Principal {
     /// The credential the request carried.
     pub fn credential(&self) -> &Credential {
         match self {
-            Self::Token { credential, .. } | Self::PassThrough { credential } => credential,
+            Self::Token { credential, .. }
+            | Self::PassThrough { credential }
+            | Self::Person { credential, .. } => credential,
         }
     }
 
@@ -57,7 +68,15 @@ impl Principal {
     pub fn claims(&self) -> Option<&Claims> {
         match self {
             Self::Token { verified, .. } => Some(&verified.claims),
-            Self::PassThrough { .. } => None,
+            Self::PassThrough { .. } | Self::Person { .. } => None,
+        }
+    }
+
+    /// When a signed-in person's session ends (Unix seconds); `None` for other principals.
+    pub fn session_ends(&self) -> Option<u64> {
+        match self {
+            Self::Person { person, .. } => Some(person.session.ends),
+            _ => None,
         }
     }
 
@@ -108,6 +127,7 @@ pub struct Authenticator {
     revocation: Option<Arc<Revocation>>,
     passthrough: bool,
     origins: OriginPolicy,
+    signin: Option<Arc<SignIn>>,
 }
 
 impl Authenticator {
@@ -123,7 +143,20 @@ impl Authenticator {
             revocation,
             passthrough,
             origins: OriginPolicy::default(),
+            signin: None,
         }
+    }
+
+    /// Accepts the sign-in session cookie of people signed in with `signin`.
+    #[must_use]
+    pub fn with_signin(mut self, signin: Option<Arc<SignIn>>) -> Self {
+        self.signin = signin;
+        self
+    }
+
+    /// The sign-in, when configured.
+    pub fn signin(&self) -> Option<&Arc<SignIn>> {
+        self.signin.as_ref()
     }
 
     /// Accepts the session cookie from cross-site pages only for `origins`.
@@ -170,7 +203,9 @@ impl Authenticator {
         method: &Method,
         headers: &HeaderMap,
     ) -> Result<Principal, Refused> {
-        let credential = token::extract(headers)?.ok_or(GatewayError::NoToken)?;
+        let Some(credential) = token::extract(headers)? else {
+            return self.signed_in(method, headers).await;
+        };
         if credential.source == TokenSource::Cookie {
             self.origins.check_cookie_request(method, headers)?;
         }
@@ -181,6 +216,31 @@ impl Authenticator {
         Ok(Principal::Token {
             credential,
             verified,
+        })
+    }
+}
+
+impl Authenticator {
+    /// The signed-in person of a request without a gateway token: the same cross-site refusal
+    /// as the gateway-token cookie applies before anything else (no refresh for a foreign page).
+    async fn signed_in(&self, method: &Method, headers: &HeaderMap) -> Result<Principal, Refused> {
+        let Some(signin) = &self.signin else {
+            return Err(GatewayError::NoToken.into());
+        };
+        if single_cookie(headers, SESSION_COOKIE)?.is_none() {
+            return Err(GatewayError::NoToken.into());
+        }
+        self.origins.check_cookie_request(method, headers)?;
+        let person = signin
+            .authenticate(headers)
+            .await?
+            .ok_or(GatewayError::NoToken)?;
+        Ok(Principal::Person {
+            credential: Credential {
+                token: person.session.bearer.clone(),
+                source: TokenSource::SignIn,
+            },
+            person,
         })
     }
 }
@@ -236,12 +296,23 @@ where
             {
                 Ok(principal) => {
                     let api_path = exchange.value.clone();
-                    inner
+                    let renewed = match &principal {
+                        Principal::Person { person, .. } => person.renewed.clone(),
+                        _ => None,
+                    };
+                    let mut response = inner
                         .call(exchange.with(Authenticated {
                             api_path,
                             principal,
                         }))
-                        .await
+                        .await?;
+                    // A refreshed sign-in session travels back with whatever the answer is.
+                    if let Some(cookie) = renewed {
+                        response
+                            .headers_mut()
+                            .append(http::header::SET_COOKIE, cookie);
+                    }
+                    Ok(response)
                 }
                 Err(refused) => Ok(refused.into_response()),
             }
@@ -312,6 +383,7 @@ pub(crate) mod tests {
                 Principal::PassThrough { credential } => {
                     format!("passthrough:{}", credential.token)
                 }
+                Principal::Person { .. } => "person".to_owned(),
             };
             Ok::<_, Infallible>(Response::new(Body::from(who)))
         }))

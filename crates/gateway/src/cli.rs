@@ -74,21 +74,21 @@ pub struct Cli {
     #[arg(long, env = "KUBE_GATEWAY_KEY_FILE", default_value = "test/key.pem")]
     pub key_file: PathBuf,
 
-    /// Upstream: disable interactive OAuth login. Accepted; interactive OAuth is not supported.
+    /// Upstream: disable the OpenShift OAuth login (/auth/login). It is on only with a client secret.
     #[arg(long, env = "KUBE_GATEWAY_OAUTH_SERVER_DISABLE", num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub oauth_server_disable: bool,
 
-    /// Upstream OAuth token endpoint. Accepted and ignored.
+    /// Upstream OAuth token endpoint. Unset: discovered at <api-server>/.well-known/oauth-authorization-server.
     #[arg(long, env = "KUBE_GATEWAY_OAUTH_SERVER_TOKEN_URL")]
     pub oauth_server_token_url: Option<String>,
 
-    /// Upstream OAuth authorize endpoint. Accepted and ignored.
+    /// Upstream OAuth authorize endpoint. Unset: discovered at <api-server>/.well-known/oauth-authorization-server.
     #[arg(long, env = "KUBE_GATEWAY_OAUTH_SERVER_AUTH_URL")]
     pub oauth_server_auth_url: Option<String>,
 
-    /// Upstream OAuth client id. Accepted and ignored.
+    /// Upstream OAuth client id (the OAuthClient's name).
     #[arg(
         long,
         env = "KUBE_GATEWAY_OAUTH_CLIENT_ID",
@@ -96,9 +96,22 @@ pub struct Cli {
     )]
     pub oauth_client_id: String,
 
-    /// Upstream OAuth client secret. Accepted and ignored.
+    /// Upstream OAuth client secret (literal; prefer --oauth-client-secret-file).
     #[arg(long, env = "KUBE_GATEWAY_OAUTH_CLIENT_SECRET", hide_env_values = true)]
     pub oauth_client_secret: Option<String>,
+
+    /// File holding the OAuth client secret.
+    #[arg(long, env = "KUBE_GATEWAY_OAUTH_CLIENT_SECRET_FILE")]
+    pub oauth_client_secret_file: Option<PathBuf>,
+
+    /// Scopes asked of the OAuth server (comma-separated).
+    #[arg(
+        long,
+        env = "KUBE_GATEWAY_OAUTH_SCOPES",
+        value_delimiter = ',',
+        default_value = "user:full"
+    )]
+    pub oauth_scopes: Vec<String>,
 
     /// Verification key file (PEM public key or certificate; several blocks allowed); reloaded on change.
     #[arg(long, env = "KUBE_GATEWAY_JWT_TOKEN_KEY_FILE")]
@@ -256,6 +269,57 @@ pub struct Cli {
     /// use the session cookie for WebSockets, unsafe methods and sign-in.
     #[arg(long, env = "KUBE_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Sign in with this OpenID Connect issuer (https URL; discovery at
+    /// <issuer>/.well-known/openid-configuration). Unset: no OIDC sign-in.
+    #[arg(long, env = "KUBE_GATEWAY_OIDC_ISSUER_URL")]
+    pub oidc_issuer_url: Option<String>,
+
+    /// The gateway's client ID at the OIDC provider (the audience of its ID tokens; the API
+    /// server must accept it as an audience too).
+    #[arg(long, env = "KUBE_GATEWAY_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// File holding the OIDC client secret.
+    #[arg(long, env = "KUBE_GATEWAY_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+
+    /// Scopes asked for (comma-separated; must include openid; offline_access gets a refresh token).
+    #[arg(
+        long,
+        env = "KUBE_GATEWAY_OIDC_SCOPES",
+        value_delimiter = ',',
+        default_value = "openid,email,profile,offline_access"
+    )]
+    pub oidc_scopes: Vec<String>,
+
+    /// The ID token claim shown as the person's name (match the API server's claim mapping).
+    #[arg(
+        long,
+        env = "KUBE_GATEWAY_OIDC_USERNAME_CLAIM",
+        default_value = "email"
+    )]
+    pub oidc_username_claim: String,
+
+    /// The ID token claim holding the person's groups.
+    #[arg(long, env = "KUBE_GATEWAY_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+
+    /// This gateway's /auth/callback URL as registered at the provider. Unset: <base-address>/auth/callback.
+    #[arg(long, env = "KUBE_GATEWAY_SIGNIN_REDIRECT_URL")]
+    pub signin_redirect_url: Option<String>,
+
+    /// PEM CA bundle trusted for the identity provider. Unset: the system roots.
+    #[arg(long, env = "KUBE_GATEWAY_SIGNIN_CA_FILE")]
+    pub signin_ca_file: Option<PathBuf>,
+
+    /// Key file (at least 32 random bytes) sealing the sign-in cookies; every replica needs the same.
+    #[arg(long, env = "KUBE_GATEWAY_SIGNIN_KEY_FILE")]
+    pub signin_key_file: Option<PathBuf>,
+
+    /// Longest a sign-in session lasts, refreshes included.
+    #[arg(long, env = "KUBE_GATEWAY_SIGNIN_SESSION_MAX_AGE", default_value = "12h", value_parser = parse_duration)]
+    pub signin_session_max_age: Duration,
 
     /// Redirect target of /auth/jwt/set (the noVNC page).
     #[arg(

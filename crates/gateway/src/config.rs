@@ -147,6 +147,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long an unknown `jti` waits for the revocation index to catch up before it is refused.
     pub revocation_grace: Duration,
+    /// Signing in with the identity provider, when configured.
+    pub signin: Option<crate::oidc::SignInConfig>,
     /// Where audit lines go.
     pub audit: AuditSink,
     /// Notes for the startup log (ignored flags and similar), logged once by [`crate::Gateway::bind`].
@@ -267,13 +269,6 @@ fn validate_keys_and_mode(
             "no JWT verification key: set -jwt-token-key-file (and/or KUBE_GATEWAY_JWT_KEY_FILES), or enable -k8s-bearer-token-passthrough".into(),
         ));
     }
-    if !cli.oauth_server_disable
-        || cli.oauth_server_token_url.is_some()
-        || cli.oauth_server_auth_url.is_some()
-        || cli.oauth_client_secret.is_some()
-    {
-        notes.push("interactive OAuth login is not supported by this gateway; the OAuth flags are accepted and ignored, and tokens are verified as JWTs (or passed through)".into());
-    }
     Ok((passthrough, jwt_key_files))
 }
 
@@ -391,6 +386,181 @@ fn validate_audience(cli: &Cli) -> Result<virt_gateway_auth::jwt::AudiencePolicy
     })
 }
 
+/// An absolute URL that is https, or http on a loopback host (development and tests).
+fn secure_url(flag: &str, text: &str) -> Result<url::Url, ConfigError> {
+    let url =
+        url::Url::parse(text).map_err(|e| ConfigError::Invalid(format!("{flag} {text:?}: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+        return Err(ConfigError::Invalid(format!(
+            "{flag} {text:?}: expected an https URL (http only on loopback)"
+        )));
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{flag} {text:?}: no fragment or credentials allowed"
+        )));
+    }
+    Ok(url)
+}
+
+fn clean(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn scope_list(flag: &str, scopes: &[String]) -> Result<Vec<String>, ConfigError> {
+    let scopes: Vec<String> = scopes
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(bad) = scopes.iter().find(|s| {
+        !s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    }) {
+        return Err(ConfigError::Invalid(format!(
+            "{flag}: {bad:?} is not a scope token"
+        )));
+    }
+    Ok(scopes)
+}
+
+/// Sign-in: OIDC (`--oidc-*`) or the upstream OpenShift OAuth flags (`-oauth-*`, on unless
+/// `-oauth-server-disable`, and only with a client secret), never both.
+fn validate_signin(
+    cli: &Cli,
+    api_server: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<crate::oidc::SignInConfig>, ConfigError> {
+    use crate::oidc::{ClientSecret, Protocol};
+    let oauth_secret = match (
+        clean(&cli.oauth_client_secret),
+        &cli.oauth_client_secret_file,
+    ) {
+        (Some(v), _) => Some(ClientSecret::Value(v)),
+        (None, Some(f)) => Some(ClientSecret::File(f.clone())),
+        (None, None) => None,
+    };
+    let oidc = clean(&cli.oidc_issuer_url);
+    let oauth = !cli.oauth_server_disable && oauth_secret.is_some();
+    if oidc.is_none()
+        && (clean(&cli.oidc_client_id).is_some() || cli.oidc_client_secret_file.is_some())
+    {
+        return Err(ConfigError::Invalid(
+            "--oidc-client-id/--oidc-client-secret-file need --oidc-issuer-url".into(),
+        ));
+    }
+    let (protocol, client_id, client_secret, scopes) = match (oidc, oauth) {
+        (Some(_), true) => {
+            return Err(ConfigError::Invalid(
+                "both --oidc-issuer-url and the OpenShift OAuth flags are set: choose one (add -oauth-server-disable to sign in with OIDC)".into(),
+            ));
+        }
+        (None, false) => {
+            if !cli.oauth_server_disable {
+                notes.push("OpenShift OAuth login is off: it needs -oauth-client-secret (or --oauth-client-secret-file) and --signin-key-file".into());
+            }
+            return Ok(None);
+        }
+        (Some(issuer), false) => {
+            let url = secure_url("--oidc-issuer-url", &issuer)?;
+            if url.query().is_some() {
+                return Err(ConfigError::Invalid(
+                    "--oidc-issuer-url must not have a query".into(),
+                ));
+            }
+            let missing = |what: &str| {
+                ConfigError::Invalid(format!("--oidc-issuer-url is set: {what} is required too"))
+            };
+            let client_id =
+                clean(&cli.oidc_client_id).ok_or_else(|| missing("--oidc-client-id"))?;
+            let secret = cli
+                .oidc_client_secret_file
+                .clone()
+                .ok_or_else(|| missing("--oidc-client-secret-file"))?;
+            let scopes = scope_list("--oidc-scopes", &cli.oidc_scopes)?;
+            if !scopes.iter().any(|s| s == "openid") {
+                return Err(ConfigError::Invalid(
+                    "--oidc-scopes must include openid".into(),
+                ));
+            }
+            // The issuer exactly as given: ID tokens must name it byte for byte.
+            (
+                Protocol::Oidc { issuer },
+                client_id,
+                ClientSecret::File(secret),
+                scopes,
+            )
+        }
+        (None, true) if cli.signin_key_file.is_none() => {
+            // The upstream operator's command line has no sealing key: keep starting, without login.
+            notes.push("OpenShift OAuth login is off: it needs --signin-key-file (the key sealing the session cookies)".into());
+            return Ok(None);
+        }
+        (None, true) => {
+            let endpoint = |flag: &str, v: &Option<String>| {
+                clean(v)
+                    .map(|u| secure_url(flag, &u).map(|_| u))
+                    .transpose()
+            };
+            let protocol = Protocol::OAuth {
+                auth_url: endpoint("-oauth-server-auth-url", &cli.oauth_server_auth_url)?,
+                token_url: endpoint("-oauth-server-token-url", &cli.oauth_server_token_url)?,
+                discovery_base: api_server.to_string(),
+            };
+            let client_id = cli.oauth_client_id.trim().to_string();
+            if client_id.is_empty() {
+                return Err(ConfigError::Invalid("-oauth-client-id is empty".into()));
+            }
+            let secret = oauth_secret.unwrap_or(ClientSecret::Value(String::new()));
+            (
+                protocol,
+                client_id,
+                secret,
+                scope_list("--oauth-scopes", &cli.oauth_scopes)?,
+            )
+        }
+    };
+    let session_key_file = cli.signin_key_file.clone().ok_or_else(|| {
+        ConfigError::Invalid("signing in needs --signin-key-file (the key sealing the session cookies; the same on every replica)".into())
+    })?;
+    let redirect = match clean(&cli.signin_redirect_url) {
+        Some(r) => r,
+        None => format!("{}/auth/callback", cli.base_address.trim_end_matches('/')),
+    };
+    let redirect_url = secure_url("--signin-redirect-url", &redirect)?;
+    if redirect_url.path() != "/auth/callback" {
+        return Err(ConfigError::Invalid(format!(
+            "--signin-redirect-url {redirect:?} must end in /auth/callback (where the gateway answers)"
+        )));
+    }
+    if cli.signin_session_max_age < Duration::from_secs(60) {
+        return Err(ConfigError::Invalid(
+            "--signin-session-max-age must be at least 1m".into(),
+        ));
+    }
+    Ok(Some(crate::oidc::SignInConfig {
+        protocol,
+        client_id,
+        client_secret,
+        scopes,
+        username_claim: cli.oidc_username_claim.trim().to_string(),
+        groups_claim: cli.oidc_groups_claim.trim().to_string(),
+        redirect_url: redirect_url.to_string(),
+        ca_file: cli.signin_ca_file.clone(),
+        session_key_file,
+        session_max_age: cli.signin_session_max_age,
+    }))
+}
+
 /// `--allowed-origins`, normalised.
 fn validate_origins(cli: &Cli) -> Result<Vec<String>, ConfigError> {
     cli.allowed_origins
@@ -455,7 +625,9 @@ impl Config {
         let jwt_leeway = validate_limits(&cli, &mut notes)?;
         let allowed_origins = validate_origins(&cli)?;
         let audience = validate_audience(&cli)?;
+        let signin = validate_signin(&cli, &api_server, &mut notes)?;
         Ok(Self {
+            signin,
             listen,
             metrics_listen,
             public_dir: cli.public_dir,
@@ -608,6 +780,91 @@ mod tests {
         ])
         .unwrap();
         assert!(c.passthrough);
+    }
+
+    #[test]
+    fn sign_in_flags_are_all_or_nothing_and_one_protocol() {
+        let base = ["-api-server=https://k", "-jwt-token-key-file=/k"];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let oidc = [
+            "--oidc-issuer-url=https://dex.example.com",
+            "--oidc-client-id=gw",
+            "--oidc-client-secret-file=/s",
+            "--signin-key-file=/key",
+            "-base-address=https://gw.example.com",
+        ];
+        let config = with(&oidc).unwrap();
+        let signin = config.signin.unwrap();
+        assert_eq!(signin.redirect_url, "https://gw.example.com/auth/callback");
+        assert!(matches!(
+            signin.protocol,
+            crate::oidc::Protocol::Oidc { .. }
+        ));
+        let error = |extra: &[&str]| match with(extra) {
+            Err(CliError::Config(e)) => e.to_string(),
+            other => panic!("{extra:?}: {other:?}"),
+        };
+        // Each required flag, an http issuer, scopes without openid, a redirect elsewhere.
+        for missing in [
+            "--oidc-client-id",
+            "--oidc-client-secret-file",
+            "--signin-key-file",
+        ] {
+            let args: Vec<&str> = oidc
+                .iter()
+                .copied()
+                .filter(|a| !a.starts_with(missing))
+                .collect();
+            assert!(error(&args).contains(missing), "{missing}");
+        }
+        let replaced = |flag: &'static str| {
+            let name = flag.split('=').next().unwrap_or_default();
+            let mut args: Vec<&str> = oidc
+                .iter()
+                .copied()
+                .filter(|a| !a.starts_with(name))
+                .collect();
+            args.push(flag);
+            args
+        };
+        assert!(error(&replaced("--oidc-issuer-url=http://dex.example.com")).contains("https"));
+        assert!(error(&replaced("--oidc-scopes=email")).contains("openid"));
+        assert!(
+            error(&replaced(
+                "--signin-redirect-url=https://gw.example.com/elsewhere"
+            ))
+            .contains("/auth/callback")
+        );
+        assert!(error(&["--oidc-client-id=gw"]).contains("--oidc-issuer-url"));
+        // OIDC and OpenShift OAuth together: choose one.
+        let mut args = oidc.to_vec();
+        args.push("-oauth-client-secret=s");
+        assert!(error(&args).contains("choose one"));
+        // OpenShift OAuth without a sealing key (the upstream command line): off, with a note.
+        let config = with(&["-oauth-client-secret=s"]).unwrap();
+        assert!(config.signin.is_none());
+        assert!(
+            config
+                .notes
+                .iter()
+                .any(|n| n.contains("OpenShift OAuth login is off"))
+        );
+        let config = with(&["-oauth-client-secret=s", "--signin-key-file=/key"]).unwrap();
+        let signin = config.signin.unwrap();
+        assert!(matches!(
+            signin.protocol,
+            crate::oidc::Protocol::OAuth { auth_url: None, token_url: None, ref discovery_base }
+                if discovery_base == "https://k"
+        ));
+        assert_eq!(signin.scopes, ["user:full"]);
+        assert!(
+            !format!("{:?}", signin.client_secret).contains('s'.to_string().as_str())
+                || format!("{:?}", signin.client_secret) == "Value(<redacted>)"
+        );
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub enum GatewayError {
     /// A credential in an unusable form (e.g. a subprotocol token that is not base64url).
     #[error("invalid credentials: {0}")]
     BadCredentials(&'static str),
+    /// The sign-in session cookie is not usable (forged, tampered, ended, expired).
+    #[error("not signed in: {0}; sign in again at /auth/login")]
+    SignInRequired(String),
     /// The token verified, but its GateToken was revoked, deleted or completed, or is unknown.
     #[error("token refused: {0}")]
     Revoked(String),
@@ -109,9 +112,11 @@ impl GatewayError {
     /// The HTTP status code.
     pub fn status_code(&self) -> StatusCode {
         match self {
-            Self::NoToken | Self::InvalidToken(_) | Self::BadCredentials(_) | Self::Revoked(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::NoToken
+            | Self::InvalidToken(_)
+            | Self::BadCredentials(_)
+            | Self::Revoked(_)
+            | Self::SignInRequired(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::ForeignOrigin => StatusCode::FORBIDDEN,
             Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -163,7 +168,7 @@ impl GatewayError {
                 | TokenError::UnsupportedAlgorithm { .. } => Reason::BadAlgorithm,
                 _ => Reason::InvalidToken,
             },
-            Self::BadCredentials(_) => Reason::InvalidToken,
+            Self::BadCredentials(_) | Self::SignInRequired(_) => Reason::InvalidToken,
             Self::Revoked(_) => Reason::TokenRevoked,
             Self::RevocationNotReady => Reason::RevocationNotReady,
             Self::RevocationStale => Reason::RevocationStale,

@@ -46,7 +46,9 @@ impl Upstream {
     /// The bearer token a request of `principal` is forwarded with.
     fn bearer_for(&self, principal: &Principal) -> Option<Arc<str>> {
         match principal {
-            Principal::PassThrough { credential } => Some(Arc::from(credential.token.as_str())),
+            Principal::PassThrough { credential } | Principal::Person { credential, .. } => {
+                Some(Arc::from(credential.token.as_str()))
+            }
             Principal::Token { .. } => self.sa_token.as_ref().and_then(|f| f.get()),
         }
     }

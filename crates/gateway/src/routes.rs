@@ -18,7 +18,7 @@ use crate::authorize::Authorize;
 use crate::endpoints::gettoken::GetToken;
 use crate::endpoints::health::{self, Readiness};
 use crate::endpoints::login::Login;
-use crate::endpoints::{jwks, session};
+use crate::endpoints::{jwks, session, signin};
 use crate::error::GatewayError;
 use crate::exchange::{ApiPath, ClientAddr, Exchange};
 use crate::headers;
@@ -47,6 +47,12 @@ pub enum Route {
     Session,
     /// `/auth/gettoken`.
     GetToken,
+    /// `/auth/login` (sign in with the identity provider).
+    SignInStart,
+    /// `/auth/callback` (the provider's answer).
+    SignInCallback,
+    /// `/auth/me` (who is signed in).
+    Me,
     /// `/.well-known/jwks.json`.
     Jwks,
     /// The API proxy.
@@ -68,6 +74,9 @@ pub fn classify(path: &str, api_prefix: &str, base_path: &str) -> Route {
         "/auth/logout" => Route::Logout,
         "/auth/session" => Route::Session,
         "/auth/gettoken" => Route::GetToken,
+        "/auth/login" => Route::SignInStart,
+        "/auth/callback" => Route::SignInCallback,
+        "/auth/me" => Route::Me,
         "/.well-known/jwks.json" => Route::Jwks,
         _ => {
             if let Some(api_path) = ApiPath::under(api_prefix, path) {
@@ -207,6 +216,18 @@ impl Routes {
                     .await
             }
             Route::GetToken => self.auth(request, |ex| self.gettoken.handle(ex)).await,
+            Route::SignInStart => match self.authn.signin() {
+                None => GatewayError::NotFound.into_response(),
+                Some(s) => self.auth(request, |ex| signin::login(s, ex)).await,
+            },
+            Route::SignInCallback => match self.authn.signin() {
+                None => GatewayError::NotFound.into_response(),
+                Some(s) => self.auth(request, |ex| signin::callback(s, ex)).await,
+            },
+            Route::Me => {
+                self.auth(request, |ex| signin::me(self.authn.signin(), ex))
+                    .await
+            }
             Route::Jwks if !self.publish_jwks => GatewayError::NotFound.into_response(),
             Route::Jwks => match get_or_head(&request) {
                 Ok(()) => jwks::jwks(&self.verifier),
@@ -253,6 +274,9 @@ mod tests {
         assert_eq!(r("/auth/token"), Route::Token);
         assert_eq!(r("/auth/jwt/set"), Route::JwtSet);
         assert_eq!(r("/auth/gettoken"), Route::GetToken);
+        assert_eq!(r("/auth/login"), Route::SignInStart);
+        assert_eq!(r("/auth/callback"), Route::SignInCallback);
+        assert_eq!(r("/auth/me"), Route::Me);
         assert_eq!(r("/.well-known/jwks.json"), Route::Jwks);
         assert_eq!(
             r("/k8s/api/v1/pods"),

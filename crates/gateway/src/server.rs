@@ -27,12 +27,15 @@ use crate::error::ConfigError;
 use crate::exchange::ClientAddr;
 use crate::limits::AuditLimiter;
 use crate::metrics::Metrics;
+use crate::oidc::Provider;
 use crate::origin::OriginPolicy;
 use crate::outcome::{Decision, Outcome, Reason};
 use crate::proxy::{Forward, Upstream};
 use crate::revocation::Revocation;
 use crate::routes::{MetricsRoutes, Routes, api_pipeline};
+use crate::seal::Sealer;
 use crate::session::{Sessions, WebSocketLimits};
+use crate::signin::SignIn;
 use crate::tls::ReloadingCert;
 use crate::upstream::{self, KubeClients, SecretFile};
 use crate::verify::TokenVerifier;
@@ -147,13 +150,22 @@ impl Gateway {
         };
         let revocation_index = revocation.as_ref().map(|(r, _)| r.clone());
 
+        let signin = match &config.signin {
+            Some(settings) => Some(Arc::new(SignIn {
+                provider: Provider::new(settings.clone(), Some(upstream::http_client(&config)?))?,
+                sealer: Sealer::load(&settings.session_key_file)?,
+                leeway: config.jwt_leeway,
+            })),
+            None => None,
+        };
         let authn = Arc::new(
             Authenticator::new(
                 verifier.clone(),
                 revocation_index.clone(),
                 config.passthrough,
             )
-            .with_origins(OriginPolicy::new(config.allowed_origins.clone())),
+            .with_origins(OriginPolicy::new(config.allowed_origins.clone()))
+            .with_signin(signin),
         );
         let sessions = Arc::new(
             Sessions::new(

@@ -153,9 +153,13 @@ impl Sessions {
     /// A future resolving when a session of `principal` must end: expiry, revocation or shutdown.
     pub fn kill(&self, principal: &Principal) -> BoxFuture<'static, Kill> {
         let shutdown = self.shutdown.clone();
+        // A signed-in person's streams end with the session (the API server checked the person
+        // when the stream opened).
         let expiry = principal
             .claims()
-            .and_then(|c| expiry_instant(c.exp, self.leeway));
+            .map(|c| c.exp)
+            .or(principal.session_ends())
+            .and_then(|exp| expiry_instant(exp, self.leeway));
         let revocation = self.revocation.clone();
         let jti = principal.jti().map(str::to_owned);
         let verified = principal.claims().is_some();

@@ -33,6 +33,8 @@ pub enum TokenSource {
     Cookie,
     /// A `base64url.bearer.authorization.k8s.io.` WebSocket subprotocol.
     Subprotocol,
+    /// The sealed sign-in session cookie (the person's own Kubernetes credential).
+    SignIn,
 }
 
 impl TokenSource {
@@ -42,6 +44,7 @@ impl TokenSource {
             Self::Header => "header",
             Self::Cookie => "cookie",
             Self::Subprotocol => "subprotocol",
+            Self::SignIn => "signin",
         }
     }
 }

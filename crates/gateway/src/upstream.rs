@@ -54,7 +54,7 @@ pub fn tls_client_config(config: &Config) -> Result<rustls::ClientConfig, Config
                 }
             }
             None => {
-                let native = rustls_native_roots();
+                let native = native_roots();
                 let (added, _) = roots.add_parsable_certificates(native);
                 if added == 0 {
                     return Err(ConfigError::Invalid(
@@ -71,7 +71,8 @@ pub fn tls_client_config(config: &Config) -> Result<rustls::ClientConfig, Config
     Ok(tls)
 }
 
-fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
+/// The system's CA certificates.
+pub fn native_roots() -> Vec<CertificateDer<'static>> {
     // Common system bundle locations (Debian/Alpine/RHEL); no extra dependency needed.
     for path in [
         "/etc/ssl/certs/ca-certificates.crt",

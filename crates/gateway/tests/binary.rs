@@ -192,8 +192,5 @@ fn gen_b_flags_start_it_audit_goes_to_stdout_and_sigterm_stops_it() {
             "the OAuth client secret was logged"
         );
     }
-    assert!(
-        stderr.contains("interactive OAuth login is not supported"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("OpenShift OAuth login is off"), "{stderr}");
 }

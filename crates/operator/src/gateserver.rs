@@ -24,7 +24,7 @@ use virt_gateway_api::conditions::{
 use virt_gateway_api::{GateServer, GateServerPhase, GateServerStatus, JWT_SECRET_NAME};
 use virt_gateway_auth::keys::KeyAlgorithm;
 
-use crate::builders::server::{OAUTH_SECRET_KEY, ServerInputs};
+use crate::builders::server::{OAUTH_SECRET_KEY, SIGNIN_KEY_SECRET_KEY, ServerInputs};
 use crate::builders::{DesiredServer, Exposure, OAuthPlan, build_server};
 use crate::context::{
     Context, FORBIDDEN_RETRY, api_message, apply_cluster, apply_dynamic, apply_namespaced,
@@ -37,7 +37,7 @@ use crate::metrics::GATESERVER;
 use crate::names::{
     COMPONENT_ACCESS, COMPONENT_GATEWAY, COMPONENT_OAUTH, FIELD_MANAGER, FINALIZER,
     LABEL_COMPONENT, oauth_client_name, oauth_secret_name, selector, server_labels,
-    server_selector_labels,
+    server_selector_labels, signin_key_secret_name,
 };
 
 /// How often a Ready GateServer is reconciled even without events (belt and braces).
@@ -287,6 +287,47 @@ async fn ensure_oauth_secret(gs: &GateServer, ns: &str, ctx: &Context) -> Result
                     ))
                 })
         }
+        Err(e) => Err(Error::kube(format!("create Secret {ns}/{secret_name}"))(e)),
+    }
+}
+
+/// The Secret with the key sealing sign-in cookies: created once with 32 random bytes (a plain
+/// create, never an apply), never read, updated or replaced, so signed-in sessions keep working
+/// across operator and gateway restarts; deleting it (by hand) signs everyone out. Owned by the
+/// GateServer: it goes with it. Returns whether it was created now.
+async fn ensure_signin_key(gs: &GateServer, ns: &str, ctx: &Context) -> Result<bool> {
+    let name = gs.name_any();
+    let secret_name = signin_key_secret_name(&name);
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Task("random bytes".into()))?;
+    use base64::Engine as _;
+    let value = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name.clone()),
+            namespace: Some(ns.to_owned()),
+            labels: Some(server_labels(ns, &name, COMPONENT_GATEWAY)),
+            owner_references: gs.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [(
+                SIGNIN_KEY_SECRET_KEY.to_owned(),
+                ByteString(value.into_bytes()),
+            )]
+            .into(),
+        ),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    };
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    match api.create(&params, &secret).await {
+        Ok(_) => Ok(true),
+        Err(e) if has_code(&e, 409) => Ok(false),
         Err(e) => Err(Error::kube(format!("create Secret {ns}/{secret_name}"))(e)),
     }
 }
@@ -624,6 +665,19 @@ async fn apply(gs: Arc<GateServer>, ctx: &Context) -> Result<Action> {
     } else {
         None
     };
+
+    if ((gs.spec.oidc.is_some() && gs.spec.route().is_some()) || wants_oauth)
+        && ensure_signin_key(&gs, &ns, ctx).await?
+    {
+        events.push((
+            EventType::Normal,
+            "SignInKeyCreated",
+            format!(
+                "Created the Secret {} holding the key that seals sign-in cookies; it is never replaced",
+                signin_key_secret_name(&name)
+            ),
+        ));
+    }
 
     let desired = build_server(ServerInputs {
         server: &gs,

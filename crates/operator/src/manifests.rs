@@ -34,6 +34,7 @@ use crate::rbac::{
     ESCALATE_RULES, LEADER_ELECTION_RULES, SERVICE_ACCOUNT_TOKEN_RULES, cluster_role,
     cluster_rules, role,
 };
+use virt_gateway_api::gatetoken::CREATED_BY_ANNOTATION;
 
 /// The operator's name: ServiceAccount, ClusterRole, Deployment.
 pub const OPERATOR_NAME: &str = "virt-gateway-operator";
@@ -43,6 +44,8 @@ pub const ESCALATE_NAME: &str = "virt-gateway-operator-escalate";
 pub const SERVICE_ACCOUNT_TOKENS_NAME: &str = "virt-gateway-operator-serviceaccount-tokens";
 /// The admission policy that limits what the operator's own ServiceAccount may create.
 pub const GUARD_NAME: &str = "virt-gateway-operator-guard";
+/// The admission policy (and binding) that makes a GateToken's creator annotation trustworthy.
+pub const CREATOR_NAME: &str = "virt-gateway-gatetoken-creator";
 /// The prefix of the ServiceAccounts the operator creates for GateTokens.
 pub const TOKEN_ACCOUNT_PREFIX: &str = "gatetoken-";
 /// The leader-election Role.
@@ -301,7 +304,12 @@ pub fn operator_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
     out.push(value(&cluster_role(OPERATOR_NAME, &cluster_rules()))?);
     // Both guards ship with the default install, so that the ServiceAccount-token one is in
     // force before its optional RBAC is ever granted (admission policies only restrict).
-    for (policy, binding) in [guard_policy(), service_account_tokens_policy()] {
+    // The creator annotation's policy, so "your links" can be believed (see creator_policy).
+    for (policy, binding) in [
+        guard_policy(),
+        service_account_tokens_policy(),
+        creator_policy(),
+    ] {
         out.push(value(&policy)?);
         out.push(value(&binding)?);
     }
@@ -493,6 +501,70 @@ pub fn service_account_tokens_policy()
             reason: Some("Forbidden".to_owned()),
         }],
     )
+}
+
+/// Who created a GateToken, recorded so that it can be believed: Kubernetes keeps no creator
+/// (`managedFields` names a field manager the client chooses), so the creator writes
+/// [`CREATED_BY_ANNOTATION`] and this policy refuses a name other than the requesting user's
+/// and any change later (adding it afterwards included). A GateToken without it is accepted:
+/// the annotation only sorts links into "yours" (the web page's list), it grants nothing.
+pub fn creator_policy() -> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+    let key = CREATED_BY_ANNOTATION;
+    let of = |o: &str| {
+        format!(
+            "(has({o}.metadata.annotations) && '{key}' in {o}.metadata.annotations ? {o}.metadata.annotations['{key}'] : '')"
+        )
+    };
+    let policy = ValidatingAdmissionPolicy {
+        metadata: meta(CREATOR_NAME, None),
+        spec: Some(ValidatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".to_owned()),
+            match_constraints: Some(MatchResources {
+                resource_rules: Some(vec![rule(
+                    virt_gateway_api::GROUP,
+                    &["gatetokens"],
+                    &["CREATE", "UPDATE"],
+                )]),
+                ..MatchResources::default()
+            }),
+            validations: Some(vec![
+                Validation {
+                    expression: format!(
+                        "request.operation != 'CREATE' || {new} == '' || {new} == request.userInfo.username",
+                        new = of("object")
+                    ),
+                    message: Some(format!("the annotation {key} must be your own user name")),
+                    message_expression: Some(format!(
+                        "'the annotation {key} must be your own user name, \"' + request.userInfo.username + '\", or absent'"
+                    )),
+                    reason: Some("Forbidden".to_owned()),
+                },
+                Validation {
+                    expression: format!(
+                        "request.operation != 'UPDATE' || {} == {}",
+                        of("object"),
+                        of("oldObject")
+                    ),
+                    message: Some(format!(
+                        "the annotation {key} records who created the GateToken: it cannot be added, changed or removed later"
+                    )),
+                    message_expression: None,
+                    reason: Some("Forbidden".to_owned()),
+                },
+            ]),
+            ..ValidatingAdmissionPolicySpec::default()
+        }),
+        status: None,
+    };
+    let binding = ValidatingAdmissionPolicyBinding {
+        metadata: meta(CREATOR_NAME, None),
+        spec: ValidatingAdmissionPolicyBindingSpec {
+            policy_name: CREATOR_NAME.to_owned(),
+            validation_actions: vec!["Deny".to_owned()],
+            ..ValidatingAdmissionPolicyBindingSpec::default()
+        },
+    };
+    (policy, binding)
 }
 
 /// `deploy/virt-gateway-operator.yaml`: namespace, CRDs and the delegation policy installed

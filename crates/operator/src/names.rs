@@ -126,6 +126,11 @@ pub fn oauth_secret_name(server: &str) -> String {
     child_name(server, "-oauth-client")
 }
 
+/// Name of the Secret holding the key that seals a GateServer's sign-in cookies.
+pub fn signin_key_secret_name(server: &str) -> String {
+    child_name(server, "-signin-key")
+}
+
 /// Name of the ServiceAccount of a `generateServiceAccount` GateToken.
 pub fn token_service_account_name(token: &str) -> String {
     bounded(&format!("gatetoken-{token}"), MAX_NAME_LEN)

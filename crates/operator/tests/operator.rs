@@ -1265,3 +1265,88 @@ async fn a_published_key_next_to_the_upstream_image_is_warned_about() {
     })
     .await;
 }
+
+/// Issue 17: `oidc` signs people in. The sealing key is generated once and never replaced (a
+/// replaced key would sign everyone out): a key already in the Secret stays through spec changes.
+/// Without `route` there is no redirect URI: the spec is refused with a condition.
+#[tokio::test]
+async fn oidc_sign_in_gets_a_sealing_key_that_is_never_replaced() {
+    let (_cp, client, ns) = setup().await;
+    let _operator = Operator::in_namespace(client.clone(), &ns);
+    let oidc = json!({"issuerURL": "https://dex.example.com", "clientID": "virt-gateway",
+                      "clientSecretName": "oidc-client"});
+    create(
+        &client,
+        &server(
+            &ns,
+            "signin",
+            json!({"route": "console.apps.example.com", "oidc": oidc}),
+        ),
+    )
+    .await;
+    wait_server_phase(&client, &ns, "signin", "Ready").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let key = secrets.get("signin-signin-key").await.unwrap();
+    let generated = key.data.as_ref().unwrap()["key"].0.clone();
+    assert!(generated.len() >= 43, "32 random bytes, base64");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let command = |d: &Deployment| {
+        d.spec.template.spec.as_ref().unwrap().containers[0]
+            .command
+            .clone()
+            .unwrap()
+    };
+    let cmd = command(&deployments.get("signin").await.unwrap());
+    for flag in [
+        "--oidc-issuer-url=https://dex.example.com",
+        "--oidc-client-id=virt-gateway",
+        "--signin-redirect-url=https://console.apps.example.com/auth/callback",
+        "--signin-key-file=/var/run/secrets/signin-key/key",
+    ] {
+        assert!(cmd.contains(&flag.to_owned()), "{flag} in {cmd:?}");
+    }
+
+    // Someone's existing key (restored from a backup, say) stays through later reconciles.
+    let mut mine = key.clone();
+    mine.data = Some(
+        [(
+            "key".to_owned(),
+            ByteString(b"restored-key-0123456789abcdef0123456789".to_vec()),
+        )]
+        .into(),
+    );
+    secrets
+        .replace("signin-signin-key", &PostParams::default(), &mine)
+        .await
+        .unwrap();
+    Api::<GateServer>::namespaced(client.clone(), &ns)
+        .patch(
+            "signin",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"oidc": {"scopes": ["openid", "email"]}}})),
+        )
+        .await
+        .unwrap();
+    wait_for(&deployments, "signin", "the new scopes", |d| {
+        command(d).contains(&"--oidc-scopes=openid,email".to_owned())
+    })
+    .await;
+    let kept = secrets.get("signin-signin-key").await.unwrap();
+    assert_eq!(
+        kept.data.unwrap()["key"].0,
+        b"restored-key-0123456789abcdef0123456789"
+    );
+
+    // No route, no redirect URI: refused with a condition saying so.
+    Api::<GateServer>::namespaced(client.clone(), &ns)
+        .patch(
+            "signin",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"route": null}})),
+        )
+        .await
+        .unwrap();
+    let gs = wait_server_phase(&client, &ns, "signin", "Error").await;
+    let ready = condition(&gs.status.unwrap().conditions, "Ready").unwrap();
+    assert!(ready.2.contains("oidc needs route"), "{ready:?}");
+}

@@ -49,6 +49,9 @@ pub struct ProviderSettings {
     /// Dex's `expiry.idTokens`, a Go duration. A negative one ("-1h") makes every ID token
     /// expired when issued: the honest way to get an expired token from the real provider.
     pub id_token_lifetime: String,
+    /// Redirect URIs registered for both clients besides [`REDIRECT_URI`] (a gateway's
+    /// `/auth/callback`).
+    pub redirect_uris: Vec<String>,
 }
 
 impl ProviderSettings {
@@ -57,6 +60,7 @@ impl ProviderSettings {
         Self {
             name: name.to_string(),
             id_token_lifetime: "1h".to_string(),
+            redirect_uris: Vec::new(),
         }
     }
 }
@@ -199,12 +203,14 @@ impl IdentityProvider {
         hash: &str,
         settings: &ProviderSettings,
     ) -> String {
+        let mut redirect_uris = vec![REDIRECT_URI.to_string()];
+        redirect_uris.extend(settings.redirect_uris.iter().cloned());
         let clients: Vec<_> = [&self.client, &self.other_client]
             .iter()
             .map(|c| {
                 serde_json::json!({
                     "id": c.id, "secret": c.secret, "name": c.id,
-                    "redirectURIs": [REDIRECT_URI],
+                    "redirectURIs": redirect_uris,
                 })
             })
             .collect();
@@ -266,7 +272,45 @@ impl IdentityProvider {
             .append_pair("scope", "openid email profile groups")
             .append_pair("state", &state)
             .append_pair("nonce", &random_suffix(16));
-        let mut page = self.follow(url).await?;
+        let callback = self.authorize_with(url, login, REDIRECT_URI).await?;
+        let params: std::collections::HashMap<_, _> = callback.query_pairs().into_owned().collect();
+        if params.get("state") != Some(&state) {
+            return Err("the callback carries another state".to_string());
+        }
+        let code = params
+            .get("code")
+            .ok_or_else(|| format!("the callback has no code: {:?}", params.get("error")))?;
+        self.exchange(client, code).await
+    }
+
+    /// Signs in as a browser would, starting from an authorization URL that a client (a gateway's
+    /// `/auth/login`) made: the provider's pages for `login` (the connector is chosen as a person
+    /// would click it), up to the provider's redirect to `redirect_uri`, whose URL (with `code` and
+    /// `state`, or `error`) is returned without being requested.
+    pub async fn authorize(
+        &self,
+        authorization_url: &str,
+        login: Login<'_>,
+        redirect_uri: &str,
+    ) -> Result<Url, String> {
+        let mut url = Url::parse(authorization_url).map_err(|e| e.to_string())?;
+        let connector = match login {
+            Login::Password { .. } => "local",
+            Login::TestUserWithGroups => "mock",
+        };
+        if url.path() == "/auth" {
+            url.set_path(&format!("/auth/{connector}"));
+        }
+        self.authorize_with(url, login, redirect_uri).await
+    }
+
+    async fn authorize_with(
+        &self,
+        url: Url,
+        login: Login<'_>,
+        redirect_uri: &str,
+    ) -> Result<Url, String> {
+        let mut page = self.follow(url, redirect_uri).await?;
         if let Login::Password { email, password } = login {
             let (form_url, status) = match &page {
                 Landing::Page { url, status, body } => (form_action(url, body)?, *status),
@@ -282,8 +326,11 @@ impl IdentityProvider {
             let (status, location, body) = self.http_post(form_url.as_str(), None, form).await?;
             page = match location {
                 Some(next) if (300..400).contains(&status) => {
-                    self.follow(form_url.join(&next).map_err(|e| e.to_string())?)
-                        .await?
+                    self.follow(
+                        form_url.join(&next).map_err(|e| e.to_string())?,
+                        redirect_uri,
+                    )
+                    .await?
                 }
                 _ => {
                     return Err(format!(
@@ -293,23 +340,13 @@ impl IdentityProvider {
                 }
             };
         }
-        let callback = match page {
-            Landing::Callback(url) => url,
-            Landing::Page { status, body, .. } => {
-                return Err(format!(
-                    "sign-in did not come back to the client ({status}): {}",
-                    page_error(&body)
-                ));
-            }
-        };
-        let params: std::collections::HashMap<_, _> = callback.query_pairs().into_owned().collect();
-        if params.get("state") != Some(&state) {
-            return Err("the callback carries another state".to_string());
+        match page {
+            Landing::Callback(url) => Ok(url),
+            Landing::Page { status, body, .. } => Err(format!(
+                "sign-in did not come back to the client ({status}): {}",
+                page_error(&body)
+            )),
         }
-        let code = params
-            .get("code")
-            .ok_or_else(|| format!("the callback has no code: {:?}", params.get("error")))?;
-        self.exchange(client, code).await
     }
 
     async fn exchange(&self, client: &StaticClient, code: &str) -> Result<Tokens, String> {
@@ -335,9 +372,9 @@ impl IdentityProvider {
     }
 
     /// GETs `url` and follows redirects on the provider, stopping at the client's redirect URI.
-    async fn follow(&self, mut url: Url) -> Result<Landing, String> {
+    async fn follow(&self, mut url: Url, redirect_uri: &str) -> Result<Landing, String> {
         for _ in 0..10 {
-            if url.as_str().starts_with(REDIRECT_URI) {
+            if url.as_str().starts_with(redirect_uri) {
                 return Ok(Landing::Callback(url));
             }
             let (status, location, body) = self.http_get(url.as_str()).await?;

@@ -282,6 +282,13 @@ impl Login {
             return Err(GatewayError::BadRequest("'then' must be a local path".into()).into());
         }
         let mut response = redirect(then, &cleared_cookies(self.secure(&params.headers)))?;
+        // Signing out ends the identity-provider session cookie too (not the provider's own
+        // session: the next /auth/login may pass without a password while that lasts).
+        if self.authn.signin().is_some() {
+            for clear in crate::endpoints::signin::clear_cookies() {
+                response.headers_mut().append(header::SET_COOKIE, clear);
+            }
+        }
         Outcome::allowed().attach(&mut response);
         Ok(response)
     }

@@ -7,3 +7,4 @@ pub mod health;
 pub mod jwks;
 pub mod login;
 pub mod session;
+pub mod signin;

@@ -42,8 +42,21 @@ async fn describe(authn: &Authenticator, exchange: Exchange<()>) -> Result<Respo
     let principal = authn
         .authenticate(request.method(), request.headers())
         .await?;
-    let Principal::Token { verified, .. } = principal else {
-        return Err(GatewayError::NotFound.into());
+    let verified = match principal {
+        Principal::Token { verified, .. } => verified,
+        Principal::Person { person, .. } => {
+            let mut response =
+                axum::Json(crate::endpoints::signin::person_body(&person.session)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::VARY, HeaderValue::from_static("Cookie"));
+            if let Some(cookie) = person.renewed {
+                headers.append(header::SET_COOKIE, cookie);
+            }
+            Outcome::allowed().attach(&mut response);
+            return Ok(response);
+        }
+        Principal::PassThrough { .. } => return Err(GatewayError::NotFound.into()),
     };
     let mut response = axum::Json(session_body(&verified.claims)).into_response();
     let headers = response.headers_mut();

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::HTTPGetAction;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -29,8 +30,17 @@ use crate::keysecret;
 use crate::names::{
     ANNOTATION_KID, COMPONENT_ACCESS, COMPONENT_GATEWAY, COMPONENT_OAUTH, COMPONENT_TOKEN_READER,
     LABEL_APP, label_value, oauth_client_name, oauth_secret_name, server_access_name,
-    server_annotations, server_labels, token_reader_name,
+    server_annotations, server_labels, signin_key_secret_name, token_reader_name,
 };
+
+/// Where the OIDC client secret is mounted in the gateway pod.
+pub const OIDC_MOUNT_PATH: &str = "/var/run/secrets/oidc-client";
+/// Where the OIDC provider's CA bundle is mounted in the gateway pod.
+pub const OIDC_CA_MOUNT_PATH: &str = "/var/run/configmaps/oidc-ca";
+/// Where the sign-in cookie key is mounted in the gateway pod.
+pub const SIGNIN_KEY_MOUNT_PATH: &str = "/var/run/secrets/signin-key";
+/// The key of the sign-in cookie key in its generated Secret.
+pub const SIGNIN_KEY_SECRET_KEY: &str = "key";
 
 /// Our gateway image repository; the default image is this at the operator's version.
 pub const GATEWAY_IMAGE_REPOSITORY: &str = "quay.io/virt-gateway/kube-gateway";
@@ -531,6 +541,9 @@ fn oauth_client_object(metadata: ObjectMeta, secret: &str, host: &str) -> Dynami
 /// from an environment variable instead of a predictable literal.
 pub fn gateway_command(server: &GateServer, oauth_client_id: Option<&str>) -> Vec<String> {
     let spec = &server.spec;
+    // OIDC sign-in, when configured, is the login; the gateway refuses both at once.
+    let oidc = oidc_flags(server);
+    let oauth_client_id = oauth_client_id.filter(|_| oidc.is_empty());
     let https = spec.generate_route;
     let mut c = vec![
         "./kube-gateway".to_owned(),
@@ -562,6 +575,44 @@ pub fn gateway_command(server: &GateServer, oauth_client_id: Option<&str>) -> Ve
     if let Some(id) = oauth_client_id {
         c.push(format!("-oauth-client-id={id}"));
         c.push(format!("-oauth-client-secret=$({ENV_OAUTH_CLIENT_SECRET})"));
+        c.push(format!(
+            "--signin-key-file={SIGNIN_KEY_MOUNT_PATH}/{SIGNIN_KEY_SECRET_KEY}"
+        ));
+    }
+    c.extend(oidc);
+    c
+}
+
+/// Whether the gateway signs people in (OIDC, or OpenShift OAuth with an OAuthClient), and so
+/// needs the sealing key.
+pub fn signs_in(server: &GateServer, oauth_client_id: Option<&str>) -> bool {
+    !oidc_flags(server).is_empty() || oauth_client_id.is_some()
+}
+
+/// The gateway's OIDC sign-in flags (our gateway only; nothing without `oidc` and `route`).
+pub fn oidc_flags(server: &GateServer) -> Vec<String> {
+    let spec = &server.spec;
+    let (Some(oidc), Some(route)) = (&spec.oidc, spec.route()) else {
+        return Vec::new();
+    };
+    let mut c = vec![
+        format!("--oidc-issuer-url={}", oidc.issuer_url.trim()),
+        format!("--oidc-client-id={}", oidc.client_id.trim()),
+        format!("--oidc-client-secret-file={OIDC_MOUNT_PATH}/client-secret"),
+        format!("--signin-key-file={SIGNIN_KEY_MOUNT_PATH}/{SIGNIN_KEY_SECRET_KEY}"),
+        format!("--signin-redirect-url=https://{route}/auth/callback"),
+    ];
+    if let Some(scopes) = &oidc.scopes {
+        c.push(format!("--oidc-scopes={}", scopes.join(",")));
+    }
+    if let Some(claim) = &oidc.username_claim {
+        c.push(format!("--oidc-username-claim={claim}"));
+    }
+    if let Some(claim) = &oidc.groups_claim {
+        c.push(format!("--oidc-groups-claim={claim}"));
+    }
+    if oidc.ca_config_map_name.is_some() {
+        c.push(format!("--signin-ca-file={OIDC_CA_MOUNT_PATH}/ca.crt"));
     }
     c
 }
@@ -710,6 +761,66 @@ pub fn gateway_deployment(
             read_only: Some(true),
             ..VolumeMount::default()
         });
+    }
+    {
+        // Only the client secret's key of the person's Secret, and the generated sealing key.
+        let secret_volume = |volume: &str, secret: String, key: &str, path: &str| Volume {
+            name: volume.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                items: Some(vec![KeyToPath {
+                    key: key.to_owned(),
+                    path: path.to_owned(),
+                    mode: None,
+                    user: None,
+                }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        };
+        let mut mount = |volume: &str, path: &str| {
+            mounts.push(VolumeMount {
+                name: volume.to_owned(),
+                mount_path: path.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            })
+        };
+        if let (Some(oidc), Some(_)) = (&spec.oidc, spec.route()) {
+            volumes.push(secret_volume(
+                "oidc-client",
+                oidc.client_secret_name.clone(),
+                oidc.secret_key(),
+                "client-secret",
+            ));
+            mount("oidc-client", OIDC_MOUNT_PATH);
+            if let Some(ca) = &oidc.ca_config_map_name {
+                volumes.push(Volume {
+                    name: "oidc-ca".to_owned(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: ca.clone(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".to_owned(),
+                            path: "ca.crt".to_owned(),
+                            mode: None,
+                            user: None,
+                        }]),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                });
+                mount("oidc-ca", OIDC_CA_MOUNT_PATH);
+            }
+        }
+        if signs_in(server, options.oauth_client_id.as_deref()) {
+            volumes.push(secret_volume(
+                "signin-key",
+                signin_key_secret_name(&name),
+                SIGNIN_KEY_SECRET_KEY,
+                SIGNIN_KEY_SECRET_KEY,
+            ));
+            mount("signin-key", SIGNIN_KEY_MOUNT_PATH);
+        }
     }
     volumes.push(Volume {
         name: "tmp".to_owned(),

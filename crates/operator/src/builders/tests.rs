@@ -308,6 +308,81 @@ fn gateway_args(d: &Deployment) -> Vec<String> {
     args
 }
 
+/// Issue 17: `oidc` gives the gateway its sign-in flags (parsed by the real gateway), the
+/// person's client-secret key only, and the generated sealing key, both read-only.
+#[test]
+fn oidc_sign_in_is_wired_into_the_gateway_deployment() {
+    let mut gs = server(SEED);
+    gs.spec.route = Some("gw.apps.example.com".into());
+    gs.spec.oidc = Some(virt_gateway_api::GateServerOidc {
+        issuer_url: "https://dex.example.com".into(),
+        client_id: "virt-gateway".into(),
+        client_secret_name: "oidc-client".into(),
+        client_secret_key: Some("secret".into()),
+        scopes: Some(vec!["openid".into(), "email".into(), "groups".into()]),
+        username_claim: Some("preferred_username".into()),
+        groups_claim: None,
+        ca_config_map_name: Some("dex-ca".into()),
+    });
+    gs.spec.validate().unwrap();
+    let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
+    let config = kube_gateway::Config::from_args(gateway_args(&d)).unwrap();
+    let signin = config.signin.expect("sign-in configured");
+    assert_eq!(
+        signin.protocol,
+        kube_gateway::oidc::Protocol::Oidc {
+            issuer: "https://dex.example.com".into()
+        }
+    );
+    assert_eq!(signin.client_id, "virt-gateway");
+    assert_eq!(
+        signin.redirect_url,
+        "https://gw.apps.example.com/auth/callback"
+    );
+    assert_eq!(signin.scopes, ["openid", "email", "groups"]);
+    assert_eq!(signin.username_claim, "preferred_username");
+    assert_eq!(signin.groups_claim, "groups");
+    assert_eq!(
+        signin.ca_file.as_deref(),
+        Some(std::path::Path::new("/var/run/configmaps/oidc-ca/ca.crt"))
+    );
+    let pod = v(&d)["spec"]["template"]["spec"].clone();
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("volume {name}"))
+    };
+    assert_eq!(
+        volume("oidc-client")["secret"],
+        json!({"secretName": "oidc-client", "items": [{"key": "secret", "path": "client-secret"}]})
+    );
+    assert_eq!(
+        volume("signin-key")["secret"],
+        json!({"secretName": "gateserver-sample-signin-key", "items": [{"key": "key", "path": "key"}]})
+    );
+    assert_eq!(
+        volume("oidc-ca")["configMap"],
+        json!({"name": "dex-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]})
+    );
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    for name in ["oidc-client", "signin-key", "oidc-ca"] {
+        let m = mounts.iter().find(|m| m["name"] == name).unwrap();
+        assert_eq!(m["readOnly"], true, "{name}");
+    }
+    // Without oidc nothing of it appears.
+    let seed = gateway_deployment(&server(SEED), Some(&key()), &GatewayOptions::default()).unwrap();
+    assert!(
+        !gateway_args(&seed)
+            .iter()
+            .any(|a| a.contains("oidc") || a.contains("signin"))
+    );
+    assert!(!v(&seed).to_string().contains("signin-key"));
+}
+
 /// Review §16: a pass-through GateServer's gateway exited at startup (revocation and
 /// pass-through contradict each other). Every variant of the seed now starts.
 #[test]
@@ -620,6 +695,30 @@ fn openshift_route_oauth_and_cross_namespace_binding() {
     assert!(cmd.contains(&"-oauth-client-id=virt-gateway.gateways.console".to_owned()));
     assert!(cmd.contains(&"-oauth-client-secret=$(KUBE_GATEWAY_OAUTH_CLIENT_SECRET)".to_owned()));
     assert!(!cmd.contains(&"-oauth-server-disable".to_owned()));
+    // Issue 17: the gateway really signs in with these flags (the secret as the environment
+    // expands it), sealing sessions with the generated key.
+    let mut args = gateway_args(&d.deployment);
+    for a in &mut args {
+        *a = a.replace("$(KUBE_GATEWAY_OAUTH_CLIENT_SECRET)", "s3cr3t");
+    }
+    let signin = kube_gateway::Config::from_args(args)
+        .unwrap()
+        .signin
+        .expect("OpenShift OAuth login");
+    assert_eq!(
+        signin.redirect_url,
+        "https://console.apps.example.com/auth/callback"
+    );
+    assert_eq!(signin.client_id, "virt-gateway.gateways.console");
+    assert!(matches!(
+        signin.protocol,
+        kube_gateway::oidc::Protocol::OAuth {
+            auth_url: None,
+            token_url: None,
+            ..
+        }
+    ));
+    assert!(v(&d.deployment).to_string().contains("console-signin-key"));
     let secret_env = c
         .env
         .as_ref()
@@ -662,6 +761,7 @@ fn openshift_route_oauth_and_cross_namespace_binding() {
     let cmd = gateway_container(&d.deployment).command.clone().unwrap();
     assert!(cmd.contains(&"-oauth-server-disable".to_owned()));
     assert!(!cmd.iter().any(|f| f.starts_with("-oauth-client")));
+    assert!(!v(&d.deployment).to_string().contains("signin-key"));
 }
 
 fn token(yaml: &str) -> GateToken {
