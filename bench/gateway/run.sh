@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Gateway benchmarks (issue 8): builds the release gateway and the harness, then runs
+# Gateway benchmarks (issues 8, 15): builds the release gateway, the harness and the upstream Go
+# gateway (bench/gateway/build-go-peer.sh, run beside ours), then runs
 # `gateway-bench run` (HTTP overhead against a minimal upstream and the real kube-apiserver, CPU per
 # request, latency at a fixed rate, WebSocket throughput and memory per idle session, the token
 # cache). Loopback only; every loop is bounded. Writes bench/RESULTS.md and bench/results/full/
@@ -21,9 +22,16 @@ if [[ " $* " != *" --skip-apiserver "* ]]; then
   say "control-plane binaries (built once, cached)"
   bash testenv/build-binaries.sh >/dev/null
 fi
+say "the upstream Go gateway (built once from its source, cached by the source's hash)"
+go_args=()
+if go_bin=$(bash bench/gateway/build-go-peer.sh); then
+  go_args=(--go-peer "$go_bin")
+else
+  go_args=(--go-peer-note "bench/gateway/build-go-peer.sh failed (exit $?; its output is above)")
+fi
 say "building kube-gateway and gateway-bench (release)"
 cargo build --release --locked -p kube-gateway -p virt-gateway-bench
 # 5,000 idle WebSockets need ~10,000 descriptors in the gateway; the harness raises the soft limit
 # to the hard one as well.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-exec target/release/gateway-bench run "$@"
+exec target/release/gateway-bench run "${go_args[@]}" "$@"

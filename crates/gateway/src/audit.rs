@@ -22,13 +22,18 @@ use crate::outcome::Outcome;
 pub struct AuditSink(pub Arc<dyn Fn(&str) + Send + Sync>);
 
 impl AuditSink {
-    /// Standard output, one line per record, flushed.
+    /// Standard output, one line per record, written by a background thread
+    /// ([`crate::audit_writer`]): the request path only queues the line. The binary calls
+    /// [`crate::audit_writer::close_stdout`] on shutdown so that no record is lost.
     pub fn stdout() -> Self {
-        Self(Arc::new(|line: &str| {
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+        Self(Arc::new(|line: &str| match crate::audit_writer::stdout() {
+            Some(w) => w.line(line),
+            None => {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
         }))
     }
 }

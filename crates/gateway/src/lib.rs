@@ -24,7 +24,7 @@
 //! state it uses and hands the next one an [`exchange::Exchange`] carrying what it established:
 //! [`observe`] (audit and metrics) → [`authn`] (who) → [`authorize`] (may they) → [`proxy`]
 //! (forward, [`session`] for long-lived responses). The module graph has no cycle: leaves
-//! (`util`, `outcome`, `error`, `audit`, `metrics`, `token`, `headers`) ← state (`verify`,
+//! (`util`, `outcome`, `error`, `audit_writer`, `audit`, `metrics`, `token`, `headers`) ← state (`verify`,
 //! `revocation`, `upstream`, `tls`) ← stages and endpoints ← `routes` ← `server`.
 
 #![forbid(unsafe_code)]
@@ -33,6 +33,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit;
+pub mod audit_writer;
 pub mod authn;
 pub mod authorize;
 pub mod cli;

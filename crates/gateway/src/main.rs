@@ -80,7 +80,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(kube_gateway::run(config, shutdown_signal())) {
+    let result = runtime.block_on(kube_gateway::run(config, shutdown_signal()));
+    // The last audit records (of requests finished during shutdown) are written before exit.
+    kube_gateway::audit_writer::close_stdout();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "kube-gateway failed");

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub revocation_watch_errors: Counter,
     /// Audit records of anonymous refusals not written (over `--audit-unauthenticated-rate`).
     pub audit_suppressed: Counter,
+    /// Sessions woken by GateToken events (one per waiter of a changed `jti`): with per-`jti`
+    /// channels, revoking N tokens wakes only their sessions, whatever else is open.
+    pub revocation_wakeups: Counter,
 }
 
 impl Default for Metrics {
@@ -167,6 +170,12 @@ impl Metrics {
             "Audit records of refusals without a verified token not written (rate limit)",
             audit_suppressed.clone(),
         );
+        let revocation_wakeups = Counter::default();
+        registry.register(
+            "revocation_wakeups",
+            "Session waiters woken by GateToken events",
+            revocation_wakeups.clone(),
+        );
         Self {
             registry,
             requests,
@@ -186,6 +195,7 @@ impl Metrics {
             revocation_denylist_entries,
             revocation_watch_errors,
             audit_suppressed,
+            revocation_wakeups,
         }
     }
 

@@ -497,7 +497,7 @@ impl Provider {
             .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
             .body(axum::body::Body::from(body))
             .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
-        let (status, body) = api_send(client, request).await?;
+        let (status, body) = send(client, request).await?;
         if status == 401 {
             return Err(ProviderError::Refused(
                 "the API server does not accept the provider's token".into(),
@@ -533,7 +533,7 @@ impl Provider {
             .header(http::header::ACCEPT, "application/json")
             .body(axum::body::Body::empty())
             .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
-        let (status, body) = api_send(client, request).await?;
+        let (status, body) = send(client, request).await?;
         if status != 200 {
             return Err(ProviderError::Unavailable(format!(
                 "{url} answered {status}"
@@ -542,24 +542,6 @@ impl Provider {
         serde_json::from_slice(&body)
             .map_err(|_| ProviderError::Unavailable(format!("{url} did not answer JSON")))
     }
-}
-
-async fn api_send(
-    client: &crate::upstream::HttpClient,
-    request: http::Request<axum::body::Body>,
-) -> Result<(u16, Bytes), ProviderError> {
-    let uri = request.uri().clone();
-    let response = tokio::time::timeout(PROVIDER_TIMEOUT, client.request(request))
-        .await
-        .map_err(|_| ProviderError::Unavailable(format!("{uri} did not answer in time")))?
-        .map_err(|e| ProviderError::Unavailable(format!("{uri}: {e}")))?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-        .map_err(|_| ProviderError::Unavailable(format!("{uri}: response too large")))?
-        .to_bytes();
-    Ok((status, body))
 }
 
 fn find_key(
@@ -613,10 +595,18 @@ pub fn pkce_challenge(verifier: &str) -> String {
     B64.encode(sha256(verifier.as_bytes()))
 }
 
-async fn send(
-    client: &ProviderClient,
-    request: http::Request<Full<Bytes>>,
-) -> Result<(u16, Bytes), ProviderError> {
+/// One request to the provider or the API server, bounded in time and size. Generic over the
+/// request body because the provider's client sends `Full` bodies and the API server's the
+/// gateway's own `Body`.
+async fn send<B>(
+    client: &Client<hyper_rustls::HttpsConnector<HttpConnector>, B>,
+    request: http::Request<B>,
+) -> Result<(u16, Bytes), ProviderError>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // The URL names only the provider's endpoint, never a token.
     let uri = request.uri().clone();
     let response = tokio::time::timeout(PROVIDER_TIMEOUT, client.request(request))

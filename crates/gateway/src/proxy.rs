@@ -199,10 +199,12 @@ impl Forward {
             return response;
         }
 
-        // A plain response (including a refused upgrade, e.g. 503 with preserveSession): stream it.
+        // A plain response (including a refused upgrade, e.g. 503 with preserveSession); a stream
+        // ends with its session.
         let (mut parts, body) = response.into_parts();
         clean_response_headers(&mut parts.headers, false);
-        let mut response = Response::from_parts(parts, self.sessions.stream(body, &principal));
+        let body = self.sessions.body(&parts.headers, body, &principal);
+        let mut response = Response::from_parts(parts, body);
         outcome.attach(&mut response);
         response
     }

@@ -221,6 +221,9 @@ impl Revocation {
                     waiters.by_jti.remove(jti);
                 } else {
                     sender.send_replace(());
+                    self.metrics
+                        .revocation_wakeups
+                        .inc_by(sender.receiver_count() as u64);
                 }
             }
         }
@@ -665,6 +668,7 @@ mod tests {
         );
         assert!(rx2.has_changed().unwrap(), "u2's waiter is woken");
         assert!(!rx1.has_changed().unwrap(), "u1's waiter is not");
+        assert_eq!(r.metrics.revocation_wakeups.get(), 1, "one wake-up counted");
         rx2.mark_unchanged();
         drop(rx1);
         r.apply(
@@ -672,5 +676,39 @@ mod tests {
             Event::Apply(obj("a", "t1", "u1", true, "Ready", 4_000_000_000)),
         );
         assert_eq!(r.waiting(), 1, "a channel nobody listens to is dropped");
+    }
+
+    #[tokio::test]
+    async fn revoking_1000_of_5000_open_sessions_wakes_only_those_1000() {
+        let r = Revocation::new(
+            vec!["a".into()],
+            Duration::from_secs(30),
+            Arc::new(Metrics::new()),
+        );
+        r.apply("a", Event::Init);
+        for i in 0..5000 {
+            let (name, uid) = (format!("t{i}"), format!("u{i}"));
+            r.apply(
+                "a",
+                Event::InitApply(obj("a", &name, &uid, false, "Ready", 4_000_000_000)),
+            );
+        }
+        r.apply("a", Event::InitDone);
+        let receivers: Vec<_> = (0..5000).map(|i| r.subscribe(&format!("u{i}"))).collect();
+        for i in (0..5000).step_by(5) {
+            let (name, uid) = (format!("t{i}"), format!("u{i}"));
+            r.apply(
+                "a",
+                Event::Apply(obj("a", &name, &uid, true, "Ready", 4_000_000_000)),
+            );
+        }
+        assert_eq!(r.metrics.revocation_wakeups.get(), 1000);
+        for (i, rx) in receivers.iter().enumerate() {
+            assert_eq!(rx.has_changed().unwrap(), i % 5 == 0, "session {i}");
+        }
+        for i in (0..5000).step_by(5) {
+            assert_eq!(r.check_now(Some(&format!("u{i}"))), Err(Refusal::Revoked));
+        }
+        assert_eq!(r.check_now(Some("u1")), Ok(()));
     }
 }

@@ -192,6 +192,22 @@ impl Sessions {
         .boxed()
     }
 
+    /// The response body of `principal`: a small body with a known length is passed as it is
+    /// (it ends on its own, like a response finished just before a revocation); anything else —
+    /// a watch, `follow`, chunked or large — is cut when the session ends ([`Self::stream`]).
+    /// Only the latter pay for the kill future, its timer and its revocation subscription.
+    pub fn body<B>(&self, headers: &http::HeaderMap, body: B, principal: &Principal) -> Body
+    where
+        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if ends_on_its_own(headers) {
+            Body::new(body)
+        } else {
+            self.stream(body, principal)
+        }
+    }
+
     /// A streamed response body of `principal` that ends with its session.
     pub fn stream<B>(&self, body: B, principal: &Principal) -> Body
     where
@@ -260,6 +276,19 @@ impl Sessions {
             audit.write(&record);
         });
     }
+}
+
+/// Bodies up to this size with a `Content-Length` are sent without a kill future.
+pub const SHORT_BODY: u64 = 1 << 20;
+
+/// Whether a response with `headers` ends by itself soon: a `Content-Length` of at most
+/// [`SHORT_BODY`] bytes.
+pub fn ends_on_its_own(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= SHORT_BODY)
 }
 
 /// A streamed upstream body that ends when the token expires, is revoked (with an error, so the
@@ -474,5 +503,20 @@ mod tests {
             "an expired token's stream is aborted, not ended cleanly"
         );
         drop(tx);
+    }
+
+    #[test]
+    fn only_small_sized_bodies_go_without_a_kill_future() {
+        let with = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::CONTENT_LENGTH, v.parse().unwrap());
+            h
+        };
+        assert!(ends_on_its_own(&with("1024")));
+        assert!(ends_on_its_own(&with(&SHORT_BODY.to_string())));
+        assert!(!ends_on_its_own(&with(&(SHORT_BODY + 1).to_string())));
+        assert!(!ends_on_its_own(&with("not a number")));
+        // A watch or a `follow` log: chunked, no length.
+        assert!(!ends_on_its_own(&http::HeaderMap::new()));
     }
 }

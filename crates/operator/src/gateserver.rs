@@ -236,35 +236,19 @@ async fn ensure_oauth_secret(gs: &GateServer, ns: &str, ctx: &Context) -> Result
     let value = match &known {
         Some(value) => value.clone(),
         None => {
-            let mut bytes = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Task("random bytes".into()))?;
             use base64::Engine as _;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_key()?)
         }
     };
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(secret_name.clone()),
-            namespace: Some(ns.to_owned()),
-            labels: Some(server_labels(ns, &name, COMPONENT_OAUTH)),
-            owner_references: gs.controller_owner_ref(&()).map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            [(
-                OAUTH_SECRET_KEY.to_owned(),
-                ByteString(value.clone().into_bytes()),
-            )]
-            .into(),
-        ),
-        type_: Some("Opaque".to_owned()),
-        ..Secret::default()
-    };
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PostParams::default()
-    };
-    match api.create(&params, &secret).await {
+    let secret = owned_secret(
+        gs,
+        ns,
+        &secret_name,
+        COMPONENT_OAUTH,
+        OAUTH_SECRET_KEY,
+        &value,
+    );
+    match api.create(&create_params(), &secret).await {
         Ok(_) => Ok(value),
         // The Secret of the OAuthClient's value is there (created with it).
         Err(e) if has_code(&e, 409) && known.is_some() => Ok(value),
@@ -298,37 +282,59 @@ async fn ensure_oauth_secret(gs: &GateServer, ns: &str, ctx: &Context) -> Result
 async fn ensure_signin_key(gs: &GateServer, ns: &str, ctx: &Context) -> Result<bool> {
     let name = gs.name_any();
     let secret_name = signin_key_secret_name(&name);
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Task("random bytes".into()))?;
     use base64::Engine as _;
-    let value = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(secret_name.clone()),
-            namespace: Some(ns.to_owned()),
-            labels: Some(server_labels(ns, &name, COMPONENT_GATEWAY)),
-            owner_references: gs.controller_owner_ref(&()).map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            [(
-                SIGNIN_KEY_SECRET_KEY.to_owned(),
-                ByteString(value.into_bytes()),
-            )]
-            .into(),
-        ),
-        type_: Some("Opaque".to_owned()),
-        ..Secret::default()
-    };
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PostParams::default()
-    };
+    let value = base64::engine::general_purpose::STANDARD.encode(random_key()?);
+    let secret = owned_secret(
+        gs,
+        ns,
+        &secret_name,
+        COMPONENT_GATEWAY,
+        SIGNIN_KEY_SECRET_KEY,
+        &value,
+    );
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    match api.create(&params, &secret).await {
+    match api.create(&create_params(), &secret).await {
         Ok(_) => Ok(true),
         Err(e) if has_code(&e, 409) => Ok(false),
         Err(e) => Err(Error::kube(format!("create Secret {ns}/{secret_name}"))(e)),
+    }
+}
+
+/// 32 random bytes: an OAuth client secret or a cookie-sealing key.
+fn random_key() -> Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Task("random bytes".into()))?;
+    Ok(bytes)
+}
+
+/// An Opaque Secret of one key, owned by the GateServer (it goes with it).
+fn owned_secret(
+    gs: &GateServer,
+    ns: &str,
+    secret_name: &str,
+    component: &str,
+    key: &str,
+    value: &str,
+) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name.to_owned()),
+            namespace: Some(ns.to_owned()),
+            labels: Some(server_labels(ns, &gs.name_any(), component)),
+            owner_references: gs.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        data: Some([(key.to_owned(), ByteString(value.as_bytes().to_vec()))].into()),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    }
+}
+
+/// A plain create (never an apply), so that a Secret already there is never replaced.
+fn create_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
     }
 }
 
