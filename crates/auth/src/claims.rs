@@ -45,6 +45,11 @@ pub struct Claims {
         serialize_with = "serialize_audience"
     )]
     pub aud: Option<Vec<String>>,
+    /// What the holder may do on a VM console: `control` (keys, pointer, clipboard) or
+    /// `observe` (watch only). Not in Gen B; omitted from the wire when unset, which means
+    /// control. Wire name `consoleRole`. Any other value is treated as `observe` (fail closed).
+    #[serde(rename = "consoleRole", skip_serializing_if = "Option::is_none")]
+    pub console_role: Option<String>,
     /// Expiry, Unix seconds. Required.
     pub exp: u64,
     /// Issue time, Unix seconds. Not in Gen B; omitted from the wire when unset.
@@ -102,6 +107,7 @@ impl Claims {
         Self {
             api_groups: None,
             aud: None,
+            console_role: None,
             exp,
             iat: None,
             iss: None,
@@ -122,6 +128,7 @@ impl Claims {
         Ok(Self {
             api_groups: string_list(obj, "apiGroups")?,
             aud: audience(obj)?,
+            console_role: string(obj, "consoleRole")?,
             exp,
             iat: numeric_date(obj, "iat")?,
             iss: string(obj, "iss")?,

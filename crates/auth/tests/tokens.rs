@@ -879,3 +879,17 @@ fn shared_types_are_send_and_sync() {
     assert_send_sync::<virt_gateway_auth::request::RequestInfo>();
     assert_send_sync::<Denied>();
 }
+
+/// `consoleRole` is optional and omitted when unset (tokens without it keep their exact wire
+/// form), round-trips when set, and must be a string.
+#[test]
+fn console_role_claim_is_optional_and_typed() {
+    let mut c = Claims::new(4_102_444_800);
+    assert!(c.to_json().get("consoleRole").is_none());
+    c.console_role = Some("observe".into());
+    assert_eq!(c.to_json()["consoleRole"], "observe");
+    assert_eq!(Claims::from_json(&c.to_json()).unwrap(), c);
+    let mut bad = c.to_json();
+    bad["consoleRole"] = json!(1);
+    assert!(Claims::from_json(&bad).is_err());
+}

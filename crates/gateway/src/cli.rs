@@ -265,6 +265,14 @@ pub struct Cli {
           value_parser = BoolishValueParser::new())]
     pub publish_jwks: bool,
 
+    /// Share one upstream VNC connection per VMI among all its viewers (the gateway speaks RFB
+    /// on both sides) instead of passing each viewer's WebSocket through. Experimental
+    /// (issue 16); pass-through credentials always use the plain pass-through.
+    #[arg(long, env = "KUBE_GATEWAY_SHARED_CONSOLES", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub shared_consoles: bool,
+
     /// Origins (scheme://host[:port], comma-separated) besides the gateway's own whose pages may
     /// use the session cookie for WebSockets, unsafe methods and sign-in.
     #[arg(long, env = "KUBE_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]

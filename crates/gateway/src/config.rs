@@ -143,6 +143,8 @@ pub struct Config {
     pub audience: virt_gateway_auth::jwt::AudiencePolicy,
     /// Serve /.well-known/jwks.json.
     pub publish_jwks: bool,
+    /// One upstream VNC connection per VMI, shared by its viewers.
+    pub shared_consoles: bool,
     /// Origins besides the gateway's own allowed to use the session cookie (normalised).
     pub allowed_origins: Vec<String>,
     /// How long an unknown `jti` waits for the revocation index to catch up before it is refused.
@@ -652,6 +654,7 @@ impl Config {
             client_path: cli.client_path,
             allowed_origins,
             publish_jwks: cli.publish_jwks,
+            shared_consoles: cli.shared_consoles,
             revocation_max_staleness: cli.revocation_max_staleness,
             max_connections: cli.max_connections.max(1),
             max_websockets: cli.max_websockets.max(1),

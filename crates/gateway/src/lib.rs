@@ -38,6 +38,7 @@ pub mod authn;
 pub mod authorize;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod endpoints;
 pub mod error;
 pub mod exchange;

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub websocket_closed: Family<L1, Counter>,
     /// Bytes piped through WebSockets, by direction.
     pub websocket_bytes: Family<L1, Counter>,
+    /// Console input from observers dropped at the gateway, by kind (key, pointer, clipboard,
+    /// resize).
+    pub console_input_dropped: Family<L1, Counter>,
     /// Token cache lookups by result (hit, miss).
     pub token_cache: Family<L1, Counter>,
     /// Key file reloads by result.
@@ -97,6 +100,12 @@ impl Metrics {
             "websocket_bytes",
             "Bytes piped through WebSocket sessions, by direction",
             websocket_bytes.clone(),
+        );
+        let console_input_dropped = Family::default();
+        registry.register(
+            "console_input_dropped",
+            "Console input from observers dropped at the gateway, by kind",
+            console_input_dropped.clone(),
         );
         let token_cache = Family::default();
         registry.register(
@@ -183,6 +192,7 @@ impl Metrics {
             websocket_sessions,
             websocket_closed,
             websocket_bytes,
+            console_input_dropped,
             token_cache,
             key_reloads,
             verification_keys,

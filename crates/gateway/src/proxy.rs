@@ -15,11 +15,15 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use http::{StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tower::Service;
 
 use crate::authn::Principal;
 use crate::authorize::Authorized;
+use crate::console::{ConsoleKey, Consoles, websocket_bytes};
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::headers::{clean_response_headers, forwarded_headers};
@@ -59,12 +63,23 @@ impl Upstream {
 pub struct Forward {
     upstream: Arc<Upstream>,
     sessions: Arc<Sessions>,
+    consoles: Option<Consoles>,
 }
 
 impl Forward {
     /// Forwards to `upstream`; long-lived responses end with their `sessions`.
     pub fn new(upstream: Arc<Upstream>, sessions: Arc<Sessions>) -> Self {
-        Self { upstream, sessions }
+        Self {
+            upstream,
+            sessions,
+            consoles: None,
+        }
+    }
+
+    /// Serves VMI VNC subresources through shared consoles (one upstream per VMI).
+    pub fn with_consoles(mut self, consoles: Option<Consoles>) -> Self {
+        self.consoles = consoles;
+        self
     }
 }
 
@@ -116,14 +131,8 @@ impl Forward {
             ));
         };
         let bearer = upstream.bearer_for(&principal);
-        let headers = forwarded_headers(
-            request.headers(),
-            Some(client),
-            bearer.as_deref(),
-            websocket,
-        );
-        // Review §11: the slot is taken before the upgrade is forwarded, so a token over its
-        // share costs the API server (and the VM) nothing.
+        // Review §11: the slot is taken before the upgrade is forwarded (or a shared console
+        // joined), so a token over its share costs the API server (and the VM) nothing.
         let slot = if websocket {
             match self.sessions.open_slot(&principal) {
                 Ok(slot) => Some(slot),
@@ -134,6 +143,30 @@ impl Forward {
         } else {
             None
         };
+        // Only the gateway's own tokens share: a pass-through credential must reach the API
+        // server on every connection, so that the API server authorizes each viewer.
+        if websocket
+            && let Some(consoles) = &self.consoles
+            && matches!(principal, Principal::Token { .. })
+            && let Some(key) = ConsoleKey::of_vnc_path(api_path.as_str())
+        {
+            let console = SharedConsole {
+                consoles: consoles.clone(),
+                key,
+                uri,
+                bearer,
+            };
+            let Some(slot) = slot else {
+                return refuse(GatewayError::Internal("no WebSocket slot was taken".into()));
+            };
+            return self.shared_console(console, request, &principal, audit, jti.as_deref(), slot);
+        }
+        let headers = forwarded_headers(
+            request.headers(),
+            Some(client),
+            bearer.as_deref(),
+            websocket,
+        );
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let method = request.method().clone();
         let body = if websocket {
@@ -230,4 +263,136 @@ fn upstream_error_text(e: &hyper_util::client::legacy::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// What a shared console viewer's request resolved to.
+struct SharedConsole {
+    consoles: Consoles,
+    key: ConsoleKey,
+    uri: http::Uri,
+    bearer: Option<Arc<str>>,
+}
+
+impl Forward {
+    /// Answers the viewer's upgrade here and attaches it to the VMI's console; the upstream
+    /// WebSocket is opened by the console when it has none.
+    fn shared_console(
+        &self,
+        console: SharedConsole,
+        mut request: http::Request<Body>,
+        principal: &Principal,
+        audit: crate::audit::AuditCtx,
+        jti: Option<&str>,
+        slot: crate::limits::SlotGuard,
+    ) -> Response {
+        let Some(accept) = request
+            .headers()
+            .get(header::SEC_WEBSOCKET_KEY)
+            .map(|k| derive_accept_key(k.as_bytes()))
+        else {
+            return GatewayError::BadRequest("a WebSocket upgrade needs Sec-WebSocket-Key".into())
+                .into_response();
+        };
+        let protocol = offered_protocol(request.headers());
+        let client_upgrade = hyper::upgrade::on(&mut request);
+        let SharedConsole {
+            consoles,
+            key,
+            uri,
+            bearer,
+        } = console;
+        let upstream = self.upstream.clone();
+        let connect = move || open_upstream(upstream, uri, bearer);
+        let mut outcome = Outcome {
+            upstream_status: Some(101),
+            ..Outcome::allowed()
+        }
+        .with_jti(jti);
+        outcome.websocket = true;
+        self.sessions.spawn_console(
+            consoles,
+            key,
+            client_upgrade,
+            connect,
+            principal,
+            audit,
+            outcome.clone(),
+            slot,
+        );
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = response.headers_mut();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(accept) = HeaderValue::from_str(&accept) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        if let Some(p) = protocol {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
+        }
+        outcome.attach(&mut response);
+        response
+    }
+}
+
+/// The subprotocol to answer with: RFB in binary messages, as KubeVirt's or noVNC's name.
+fn offered_protocol(headers: &http::HeaderMap) -> Option<&'static str> {
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    ["plain.kubevirt.io", "binary"]
+        .into_iter()
+        .find(|p| offered.iter().any(|o| o == p))
+}
+
+/// Opens the VMI's VNC WebSocket on the API server and returns its RFB bytes.
+async fn open_upstream(
+    upstream: Arc<Upstream>,
+    uri: http::Uri,
+    bearer: Option<Arc<str>>,
+) -> std::io::Result<tokio::io::DuplexStream> {
+    let mut req = http::Request::new(Body::empty());
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
+    let key = HeaderValue::from_str(&generate_key()).map_err(std::io::Error::other)?;
+    h.insert(header::SEC_WEBSOCKET_KEY, key);
+    h.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static("plain.kubevirt.io"),
+    );
+    if let Some(bearer) = bearer {
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {bearer}")).map_err(std::io::Error::other)?;
+        value.set_sensitive(true);
+        h.insert(header::AUTHORIZATION, value);
+    }
+    let response = tokio::time::timeout(upstream.request_timeout, upstream.client.request(req))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+        .map_err(|e| std::io::Error::other(upstream_error_text(&e)))?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(std::io::Error::other(format!(
+            "the API server answered {} to the console upgrade",
+            response.status()
+        )));
+    }
+    let upgraded = hyper::upgrade::on(response)
+        .await
+        .map_err(std::io::Error::other)?;
+    let ws = WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    Ok(websocket_bytes(ws).0)
 }

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::audit::{Audit, AuditCtx};
 use crate::authn::Authenticator;
 use crate::config::{Config, Scheme};
+use crate::console::Consoles;
 use crate::endpoints::gettoken::GetToken;
 use crate::endpoints::health::Readiness;
 use crate::endpoints::login::Login;
@@ -203,7 +204,11 @@ impl Gateway {
             api: api_pipeline(
                 metrics.clone(),
                 authn.clone(),
-                Forward::new(upstream, sessions.clone()),
+                Forward::new(upstream, sessions.clone()).with_consoles(
+                    config
+                        .shared_consoles
+                        .then(|| Consoles::new(crate::console::DEFAULT_LINGER)),
+                ),
             ),
             authn: authn.clone(),
             login: Arc::new(Login {

@@ -18,8 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use virt_gateway_auth::jwt::expires_at;
 
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+use virt_gateway_console::Role as ConsoleRole;
+use virt_gateway_console::rfb::messages::InputKind;
+
 use crate::audit::AuditCtx;
 use crate::authn::Principal;
+use crate::console::{self, ConsoleKey, Consoles, ViewerEnd};
 use crate::limits::{SlotGuard, SlotRefusal, WebSocketSlots};
 use crate::metrics::Metrics;
 use crate::outcome::{Decision, Outcome};
@@ -116,6 +123,16 @@ impl Sessions {
         principal: &Principal,
         bytes: Arc<SessionBytes>,
     ) -> BoxFuture<'static, Kill> {
+        self.bounded_kill(principal, Some(bytes))
+    }
+
+    /// [`Sessions::kill`] and the maximum length, plus the idle timeout when `bytes` are
+    /// counted (a shared console viewer's are not: it gets the maximum length only).
+    fn bounded_kill(
+        &self,
+        principal: &Principal,
+        bytes: Option<Arc<SessionBytes>>,
+    ) -> BoxFuture<'static, Kill> {
         let kill = self.kill(principal);
         let WebSocketLimits {
             idle_timeout,
@@ -125,9 +142,9 @@ impl Sessions {
         let ends = max_duration.and_then(|d| tokio::time::Instant::now().checked_add(d));
         async move {
             let idle = async {
-                match idle_timeout {
-                    Some(limit) => bytes.idle_for(limit).await,
-                    None => futures::future::pending().await,
+                match (idle_timeout, &bytes) {
+                    (Some(limit), Some(bytes)) => bytes.idle_for(limit).await,
+                    _ => futures::future::pending().await,
                 }
             };
             let too_long = async {
@@ -218,6 +235,92 @@ impl Sessions {
             inner: body,
             kill: Some(self.kill(principal)),
         })
+    }
+
+    /// Runs one viewer of a shared console: waits for the client's upgrade, frames its
+    /// WebSocket, attaches it to `key`'s console (opening the upstream with `connect` when
+    /// there is none), and ends it alone, with the close code of its kill, when its token ends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_console<F, Fut, U>(
+        &self,
+        consoles: Consoles,
+        key: ConsoleKey,
+        client: OnUpgrade,
+        connect: F,
+        principal: &Principal,
+        audit: AuditCtx,
+        opened: Outcome,
+        slot: SlotGuard,
+    ) where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = std::io::Result<U>> + Send,
+        U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let kill = self.bounded_kill(principal, None);
+        let role = console_role(principal);
+        let metrics = self.metrics.clone();
+        self.tasks.spawn(async move {
+            let _slot = slot;
+            let Ok(io) = client.await else {
+                tracing::warn!("WebSocket upgrade did not complete");
+                return;
+            };
+            let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), WsRole::Server, None).await;
+            let (bytes, close) = console::websocket_bytes(ws);
+            // The close frame goes out when the kill fires, before the viewer's stream is
+            // dropped, so the bridge sends the frame rather than a bare end.
+            let close = Arc::new(std::sync::Mutex::new(Some(close)));
+            let send_close = {
+                let close = close.clone();
+                move |frame: (u16, &'static str)| {
+                    let sender = close.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(sender) = sender {
+                        let _ = sender.send(frame);
+                    }
+                }
+            };
+            let kill = {
+                let send_close = send_close.clone();
+                async move {
+                    let kill = kill.await;
+                    send_close(kill.close());
+                    kill
+                }
+                .boxed()
+            };
+            metrics.websocket_sessions.inc();
+            let dropped = metrics.console_input_dropped.clone();
+            let on_drop = move |kind: InputKind| {
+                dropped.get_or_create(&[("kind", kind.as_str())]).inc();
+            };
+            // Lent, not given: the viewer's stream must outlive the close frame sent below.
+            let mut bytes = bytes;
+            let end = consoles
+                .attach(key, connect, &mut bytes, role, &on_drop, kill)
+                .await;
+            metrics.websocket_sessions.dec();
+            let end = match end {
+                ViewerEnd::Killed(kill) => SessionEnd::Killed(kill),
+                ViewerEnd::Left(Ok(())) => SessionEnd::Closed,
+                ViewerEnd::Left(Err(e)) => {
+                    tracing::info!(error = %e, "console viewer ended");
+                    send_close((1011, "console ended"));
+                    SessionEnd::Error
+                }
+            };
+            drop(bytes);
+            metrics
+                .websocket_closed
+                .get_or_create(&[("reason", end.reason().as_str())])
+                .inc();
+            let mut outcome = opened;
+            outcome.reason = end.reason();
+            outcome.decision = match end {
+                SessionEnd::Killed(Kill::Expired | Kill::Revoked(_)) => Decision::Deny,
+                _ => Decision::Allow,
+            };
+            audit.write(&audit.record("websocket_close", &outcome, 101, 0));
+        });
     }
 
     /// Runs the WebSocket session of an upgraded request: waits for both upgrades, pipes the
@@ -336,6 +439,15 @@ where
     }
 }
 
+/// The console role a principal's token grants: `control` when the claim is absent (tokens
+/// issued before roles, the seed sample) or says so; any other value watches only (fail closed).
+pub fn console_role(principal: &Principal) -> ConsoleRole {
+    match principal.claims().map(|c| c.console_role.as_deref()) {
+        None | Some(None) | Some(Some("control")) => ConsoleRole::Control,
+        Some(Some(_)) => ConsoleRole::Observe,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -364,6 +476,26 @@ mod tests {
                 algorithm: KeyAlgorithm::EcdsaP256,
                 kid_in_header: true,
             }),
+        }
+    }
+
+    /// No claim (the seed sample, tokens from before roles) controls; `observe` and any value
+    /// this gateway does not know only watch (fail closed); pass-through never reaches here.
+    #[test]
+    fn console_role_defaults_to_control_and_fails_closed() {
+        let with = |role: Option<&str>| {
+            let mut p = principal(4_102_444_800, "j");
+            if let Principal::Token { verified, .. } = &mut p {
+                let mut v = (**verified).clone();
+                v.claims.console_role = role.map(str::to_owned);
+                *verified = Arc::new(v);
+            }
+            console_role(&p)
+        };
+        assert_eq!(with(None), ConsoleRole::Control);
+        assert_eq!(with(Some("control")), ConsoleRole::Control);
+        for other in ["observe", "Control", "admin", ""] {
+            assert_eq!(with(Some(other)), ConsoleRole::Observe, "{other:?}");
         }
     }
 

@@ -1,0 +1,8 @@
+//! Shared VNC consoles: one upstream RFB connection to a VM's VNC server, the framebuffer it
+//! shows, and an RFB server for each viewer (controllers and observers).
+
+pub mod hub;
+pub mod rfb;
+pub mod screen;
+
+pub use hub::{Hub, HubError, Role};
