@@ -7,7 +7,12 @@
 //!   JSON; an accepted token is then authorized against a few requests, and the instant its session
 //!   ends is computed as the gateway computes it;
 //! * assembled: the bytes are split into header and payload JSON and base64url-encoded, with a
-//!   garbage signature, so header parsing sees arbitrary JSON.
+//!   garbage signature, so header parsing sees arbitrary JSON;
+//! * times: the bytes are `exp`, `nbf`, `iat`, the clock and the leeway themselves (each time as
+//!   a JSON number of any form: any `u64`, negative, fractional, exponent, absent), so every
+//!   value reaches the time checks without the fuzzer having to discover JSON; an accepted token
+//!   must really be inside its window, and its session end (as the gateway computes it) must
+//!   never panic and never lie before the clock.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -73,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 3 {
+    match mode % 4 {
         0 => {
             let token = String::from_utf8_lossy(rest);
             let _ = f.verifier.verify(&token, NOW);
@@ -106,6 +111,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
+        3 => times(f, rest),
         _ => {
             let (header, payload) = match rest.iter().position(|b| *b == 0xff) {
                 Some(i) => (&rest[..i], &rest[i + 1..]),
@@ -116,3 +122,63 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Takes a `u64` from the front of `data` (zero-padded when short).
+fn take_u64(data: &mut &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = data.len().min(8);
+    bytes[..n].copy_from_slice(&data[..n]);
+    *data = &data[n..];
+    u64::from_le_bytes(bytes)
+}
+
+/// One time claim as JSON, in the form chosen by `form`: absent, as is, near the edges of the
+/// integer types, negative, fractional, with an exponent, or as a string.
+fn time_json(name: &str, value: u64, form: u8) -> Option<String> {
+    let number = match form % 8 {
+        0 => return None,
+        1 => value.to_string(),
+        2 => (u64::MAX - (value % 4)).to_string(),
+        3 => ((1u64 << 63) - 2 + (value % 4)).to_string(),
+        4 => format!("-{}", value % 1_000_000),
+        5 => format!("{value}.5"),
+        6 => format!("{}e{}", value % 100, value % 40),
+        _ => format!("\"{value}\""),
+    };
+    Some(format!("\"{name}\":{number}"))
+}
+
+fn times(f: &Fixture, mut data: &[u8]) {
+    let exp = take_u64(&mut data);
+    let nbf = take_u64(&mut data);
+    let iat = take_u64(&mut data);
+    let now = take_u64(&mut data);
+    let forms = take_u64(&mut data).to_le_bytes();
+    let leeway = Duration::from_secs(u64::from(forms[3]) * 3);
+    let fields: Vec<String> = [("exp", exp, forms[0]), ("nbf", nbf, forms[1]), ("iat", iat, forms[2])]
+        .into_iter()
+        .filter_map(|(name, value, form)| time_json(name, value, form))
+        .collect();
+    let payload = format!("{{{},\"namespace\":\"default\"}}", fields.join(","));
+    let Ok(token) = sign_payload(&f.signer, payload.as_bytes()) else {
+        return;
+    };
+    let verifier = f.verifier.clone().with_leeway(leeway);
+    let leeway_secs = verifier.leeway().as_secs();
+    for now in [now, NOW, 0, u64::MAX] {
+        let Ok(verified) = verifier.verify(&token, now) else {
+            continue;
+        };
+        let c = &verified.claims;
+        // Accepted means inside the window, with no wrap-around anywhere.
+        assert!(now <= c.exp.saturating_add(leeway_secs), "accepted after exp");
+        assert!(c.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway_secs)), "accepted before nbf");
+        assert!(c.iat.is_none_or(|iat| iat <= now.saturating_add(leeway_secs)), "accepted from the future");
+        // The session end, as the gateway computes it: never before the clock that accepted it.
+        if let Some(end) = expires_at(c.exp, verifier.leeway())
+            && let Ok(since_epoch) = end.duration_since(std::time::UNIX_EPOCH)
+        {
+            assert!(since_epoch.as_secs() > now, "a session would end before it was accepted");
+        }
+    }
+}

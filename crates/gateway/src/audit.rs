@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde::Serialize;
 
+use crate::limits::AuditLimiter;
 use crate::outcome::Outcome;
 
 /// Where audit lines go: a function called with each JSON line (without the newline).
@@ -48,7 +49,8 @@ impl fmt::Debug for AuditSink {
 pub struct AuditRecord {
     /// RFC 3339 UTC time of the record.
     pub time: String,
-    /// `request`, `websocket_open`, `websocket_close` or `auth`.
+    /// `request`, `websocket_open`, `websocket_close`, `auth`, or `connection` (refused over
+    /// `--max-connections` before any request was read).
     pub event: &'static str,
     /// Client address.
     pub client: String,
@@ -84,19 +86,46 @@ pub struct AuditRecord {
 #[derive(Clone, Debug)]
 pub struct Audit {
     sink: AuditSink,
+    limiter: Option<Arc<AuditLimiter>>,
 }
 
 impl Audit {
-    /// An audit log writing to `sink`.
+    /// An audit log writing to `sink`, every record.
     pub fn new(sink: AuditSink) -> Self {
-        Self { sink }
+        Self {
+            sink,
+            limiter: None,
+        }
     }
 
-    /// Writes one record as a JSON line.
+    /// Writes the records that anybody can cause (see [`AuditRecord::is_anonymous_refusal`])
+    /// only as fast as `limiter` admits (review §11: a flood must not fill the log).
+    #[must_use]
+    pub fn with_limiter(mut self, limiter: AuditLimiter) -> Self {
+        self.limiter = Some(Arc::new(limiter));
+        self
+    }
+
+    /// Writes one record as a JSON line (unless rate-limited).
     pub fn write(&self, record: &AuditRecord) {
+        if record.is_anonymous_refusal()
+            && let Some(limiter) = &self.limiter
+            && !limiter.admit()
+        {
+            return;
+        }
         if let Ok(line) = serde_json::to_string(record) {
             (self.sink.0)(&line);
         }
+    }
+}
+
+impl AuditRecord {
+    /// A refusal of a request that carried no verified token: anybody on the network can cause
+    /// as many as they like. Refusals of a verified token (it has a `jti`, which names who to
+    /// ask) and every allow and error are always written.
+    pub fn is_anonymous_refusal(&self) -> bool {
+        self.decision == "deny" && self.jti.is_none() && self.event != "websocket_close"
     }
 }
 
@@ -277,6 +306,37 @@ mod tests {
             redact_path("/k8s/apis/subresources.kubevirt.io/v1"),
             "/k8s/apis/subresources.kubevirt.io/v1"
         );
+    }
+
+    /// Review §11: anybody could fill the audit log with refusals; what a verified token (or an
+    /// allowed request) causes is always written.
+    #[test]
+    fn only_anonymous_refusals_are_rate_limited() {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = {
+            let lines = lines.clone();
+            AuditSink(Arc::new(move |l: &str| {
+                lines.lock().unwrap().push(l.into())
+            }))
+        };
+        let suppressed = prometheus_client::metrics::counter::Counter::default();
+        let audit = Audit::new(sink).with_limiter(AuditLimiter::new(1, suppressed.clone()));
+        let ctx = AuditCtx::new(audit, "10.0.0.1:5000".parse().unwrap(), "GET", "/k8s/x");
+        let anonymous = Outcome::refused(Decision::Deny, Reason::NoToken, "no token".into());
+        let of_token = anonymous.clone().with_jti(Some("u1"));
+        for _ in 0..1000 {
+            ctx.write(&ctx.record("request", &anonymous, 401, 0));
+            ctx.write(&ctx.record("request", &of_token, 401, 0));
+            ctx.write(&ctx.record("request", &Outcome::allowed(), 200, 0));
+        }
+        let lines = lines.lock().unwrap();
+        let anonymous_written = lines
+            .iter()
+            .filter(|l| l.contains("no_token") && !l.contains("u1"))
+            .count();
+        assert_eq!(anonymous_written, 10, "a burst of ten, then one a second");
+        assert_eq!(suppressed.get(), 990);
+        assert_eq!(lines.len(), 10 + 2000);
     }
 
     #[test]

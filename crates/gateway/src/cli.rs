@@ -197,6 +197,45 @@ pub struct Cli {
     #[arg(long, env = "KUBE_GATEWAY_MAX_CONNECTIONS", default_value_t = 2048)]
     pub max_connections: usize,
 
+    /// Open WebSocket sessions in total; more upgrades are answered 429.
+    #[arg(
+        long = "max-websockets",
+        env = "KUBE_GATEWAY_MAX_WEBSOCKETS",
+        default_value_t = 512
+    )]
+    pub max_websockets: usize,
+
+    /// Open WebSocket sessions of one token (its `jti`); more upgrades are answered 429.
+    #[arg(
+        long = "max-websockets-per-token",
+        env = "KUBE_GATEWAY_MAX_WEBSOCKETS_PER_TOKEN",
+        default_value_t = 8
+    )]
+    pub max_websockets_per_token: usize,
+
+    /// Close a WebSocket session that carried no data either way for this long (0: never).
+    #[arg(long = "websocket-idle-timeout", env = "KUBE_GATEWAY_WEBSOCKET_IDLE_TIMEOUT", default_value = "0", value_parser = parse_duration)]
+    pub websocket_idle_timeout: Duration,
+
+    /// Close a WebSocket session this long after it opened (0: only when its token expires).
+    #[arg(long = "websocket-max-duration", env = "KUBE_GATEWAY_WEBSOCKET_MAX_DURATION", default_value = "0", value_parser = parse_duration)]
+    pub websocket_max_duration: Duration,
+
+    /// Time a client has to send a whole request body (from the end of its head); slower
+    /// bodies are cut and answered 408.
+    #[arg(long, env = "KUBE_GATEWAY_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Audit records per second of refused requests that carry no verified token (anybody on
+    /// the network can cause them); a burst of ten times as many is allowed, the rest are
+    /// counted in kube_gateway_audit_suppressed_total instead of written. 0: no limit.
+    #[arg(
+        long,
+        env = "KUBE_GATEWAY_AUDIT_UNAUTHENTICATED_RATE",
+        default_value_t = 50
+    )]
+    pub audit_unauthenticated_rate: u32,
+
     /// How long the revocation watch may be broken before every token is refused (503) and
     /// /readyz reports unready, so a revocation made meanwhile cannot go unseen.
     #[arg(long, env = "KUBE_GATEWAY_REVOCATION_MAX_STALENESS", default_value = "5s", value_parser = parse_duration)]

@@ -127,6 +127,18 @@ pub struct Config {
     pub max_connections: usize,
     /// How long the revocation watch may be broken before tokens are refused.
     pub revocation_max_staleness: Duration,
+    /// Open WebSocket sessions in total.
+    pub max_websockets: usize,
+    /// Open WebSocket sessions of one token.
+    pub max_websockets_per_token: usize,
+    /// A WebSocket session without traffic for this long is closed (`None`: never).
+    pub websocket_idle_timeout: Option<Duration>,
+    /// A WebSocket session is closed this long after it opened (`None`: at token expiry only).
+    pub websocket_max_duration: Option<Duration>,
+    /// Time a request body has to arrive.
+    pub body_read_timeout: Duration,
+    /// Audit records per second of refusals without a verified token (`0`: unlimited).
+    pub audit_unauthenticated_rate: u32,
     /// Which tokens are accepted by their `aud` and `iss`.
     pub audience: virt_gateway_auth::jwt::AudiencePolicy,
     /// Serve /.well-known/jwks.json.
@@ -645,6 +657,14 @@ impl Config {
             shared_consoles: cli.shared_consoles,
             revocation_max_staleness: cli.revocation_max_staleness,
             max_connections: cli.max_connections.max(1),
+            max_websockets: cli.max_websockets.max(1),
+            max_websockets_per_token: cli.max_websockets_per_token.max(1),
+            websocket_idle_timeout: (!cli.websocket_idle_timeout.is_zero())
+                .then_some(cli.websocket_idle_timeout),
+            websocket_max_duration: (!cli.websocket_max_duration.is_zero())
+                .then_some(cli.websocket_max_duration),
+            body_read_timeout: cli.body_read_timeout.max(Duration::from_millis(1)),
+            audit_unauthenticated_rate: cli.audit_unauthenticated_rate,
             audience,
             revocation_grace: Duration::from_secs(2),
             audit: AuditSink::stdout(),

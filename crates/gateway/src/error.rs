@@ -84,6 +84,12 @@ pub enum GatewayError {
     /// A request body over the endpoint's limit.
     #[error("request body is too large")]
     PayloadTooLarge,
+    /// A request body that did not arrive within `--body-read-timeout` (slow loris).
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
+    /// Too many WebSocket sessions, in total or of this token.
+    #[error("{0}")]
+    TooManyWebSockets(String),
     /// The API server could not be reached or failed mid-request.
     #[error("upstream error: {0}")]
     Upstream(String),
@@ -122,6 +128,8 @@ impl GatewayError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyWebSockets(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) | Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::RevocationNotReady | Self::RevocationStale => StatusCode::SERVICE_UNAVAILABLE,
@@ -141,6 +149,8 @@ impl GatewayError {
             StatusCode::NOT_FOUND => "NotFound",
             StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
             StatusCode::PAYLOAD_TOO_LARGE => "RequestEntityTooLarge",
+            StatusCode::REQUEST_TIMEOUT => "Timeout",
+            StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
             StatusCode::GATEWAY_TIMEOUT => "Timeout",
             StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
             StatusCode::BAD_GATEWAY => "BadGateway",
@@ -174,11 +184,29 @@ impl GatewayError {
             Self::NotFound => Reason::NotFound,
             Self::MethodNotAllowed(_) => Reason::MethodNotAllowed,
             Self::PayloadTooLarge => Reason::TooLarge,
+            Self::BodyTimeout(_) => Reason::BodyTimeout,
+            Self::TooManyWebSockets(_) => Reason::TooManyWebSockets,
             Self::Upstream(_) => Reason::UpstreamError,
             Self::UpstreamTimeout(_) | Self::Timeout(_) => Reason::Timeout,
             Self::Internal(_) => Reason::InternalError,
             Self::ApiStatus { .. } => Reason::ApiRefused,
         }
+    }
+
+    /// The error for a request body that could not be read: too large (a
+    /// `Limited` body), too slow ([`crate::limits::DeadlineBody`]), or broken.
+    pub fn from_body_error(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(t) = e.downcast_ref::<crate::limits::BodyTimedOut>() {
+                return Self::BodyTimeout(t.0.as_secs());
+            }
+            if e.is::<http_body_util::LengthLimitError>() {
+                return Self::PayloadTooLarge;
+            }
+            next = e.source();
+        }
+        Self::BadRequest("the request body could not be read".into())
     }
 
     /// The outcome of a request answered with this error.
@@ -288,6 +316,17 @@ impl GatewayError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if code == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if code == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a body that stalled must not be read as the next request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

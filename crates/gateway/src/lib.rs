@@ -43,6 +43,7 @@ pub mod endpoints;
 pub mod error;
 pub mod exchange;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod oidc;

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub revocation_denylist_entries: Gauge,
     /// Revocation watch errors.
     pub revocation_watch_errors: Counter,
+    /// Audit records of anonymous refusals not written (over `--audit-unauthenticated-rate`).
+    pub audit_suppressed: Counter,
     /// Sessions woken by GateToken events (one per waiter of a changed `jti`): with per-`jti`
     /// channels, revoking N tokens wakes only their sessions, whatever else is open.
     pub revocation_wakeups: Counter,
@@ -171,6 +173,12 @@ impl Metrics {
             "Revocation watch errors",
             revocation_watch_errors.clone(),
         );
+        let audit_suppressed = Counter::default();
+        registry.register(
+            "audit_suppressed",
+            "Audit records of refusals without a verified token not written (rate limit)",
+            audit_suppressed.clone(),
+        );
         let revocation_wakeups = Counter::default();
         registry.register(
             "revocation_wakeups",
@@ -196,6 +204,7 @@ impl Metrics {
             revocation_index_entries,
             revocation_denylist_entries,
             revocation_watch_errors,
+            audit_suppressed,
             revocation_wakeups,
         }
     }

@@ -27,6 +27,7 @@ use crate::console::{ConsoleKey, Consoles, websocket_bytes};
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::headers::{clean_response_headers, forwarded_headers};
+use crate::limits::{SlotRefusal, is_body_timeout};
 use crate::outcome::Outcome;
 use crate::session::{ConsoleRole, Sessions, console_role};
 use crate::upstream::{HttpClient, SecretFile, upstream_uri};
@@ -41,6 +42,8 @@ pub struct Upstream {
     pub sa_token: Option<Arc<SecretFile>>,
     /// Time for the API server's response head.
     pub request_timeout: Duration,
+    /// Time for the client's request body (cut by [`crate::routes`]; named in the refusal).
+    pub body_read_timeout: Duration,
 }
 
 impl Upstream {
@@ -128,6 +131,18 @@ impl Forward {
             ));
         };
         let bearer = upstream.bearer_for(&principal);
+        // Review §11: the slot is taken before the upgrade is forwarded (or a shared console
+        // joined), so a token over its share costs the API server (and the VM) nothing.
+        let slot = if websocket {
+            match self.sessions.open_slot(&principal) {
+                Ok(slot) => Some(slot),
+                Err(refusal) => {
+                    return refuse(GatewayError::TooManyWebSockets(slot_message(refusal)));
+                }
+            }
+        } else {
+            None
+        };
         // Only the gateway's own tokens share: a pass-through credential must reach the API
         // server on every connection, so that the API server authorizes each viewer.
         if websocket
@@ -141,7 +156,10 @@ impl Forward {
                 uri,
                 bearer,
             };
-            return self.shared_console(console, request, &principal, audit, jti.as_deref());
+            let Some(slot) = slot else {
+                return refuse(GatewayError::Internal("no WebSocket slot was taken".into()));
+            };
+            return self.shared_console(console, request, &principal, audit, jti.as_deref(), slot);
         }
         // Fail closed: any other WebSocket (a console without shared consoles, exec, a serial
         // console) would carry a watch-only token's input to the VM.
@@ -173,6 +191,11 @@ impl Forward {
         .await;
         let mut response = match sent {
             Ok(Ok(response)) => response,
+            Ok(Err(e)) if is_body_timeout(&e) => {
+                return refuse(GatewayError::BodyTimeout(
+                    upstream.body_read_timeout.as_secs(),
+                ));
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "upstream request failed");
                 return refuse(GatewayError::Upstream(upstream_error_text(&e)));
@@ -191,7 +214,7 @@ impl Forward {
         .with_jti(jti.as_deref());
 
         if websocket && status == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
+            let (Some(client_upgrade), Some(slot)) = (client_upgrade, slot) else {
                 return refuse(GatewayError::Internal(
                     "client connection cannot be upgraded".into(),
                 ));
@@ -207,6 +230,7 @@ impl Forward {
                 &principal,
                 audit,
                 outcome.clone(),
+                slot,
             );
             let mut response = Response::from_parts(parts, Body::empty());
             outcome.attach(&mut response);
@@ -221,6 +245,17 @@ impl Forward {
         let mut response = Response::from_parts(parts, body);
         outcome.attach(&mut response);
         response
+    }
+}
+
+fn slot_message(refusal: SlotRefusal) -> String {
+    match refusal {
+        SlotRefusal::PerToken { max } => format!(
+            "too many WebSocket sessions of this token (at most {max}); close one and retry"
+        ),
+        SlotRefusal::Total { max } => {
+            format!("too many WebSocket sessions at this gateway (at most {max}); retry later")
+        }
     }
 }
 
@@ -253,6 +288,7 @@ impl Forward {
         principal: &Principal,
         audit: crate::audit::AuditCtx,
         jti: Option<&str>,
+        slot: crate::limits::SlotGuard,
     ) -> Response {
         let Some(accept) = request
             .headers()
@@ -286,6 +322,7 @@ impl Forward {
             principal,
             audit,
             outcome.clone(),
+            slot,
         );
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

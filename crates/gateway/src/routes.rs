@@ -22,6 +22,7 @@ use crate::endpoints::{jwks, session, signin};
 use crate::error::GatewayError;
 use crate::exchange::{ApiPath, ClientAddr, Exchange};
 use crate::headers;
+use crate::limits::DeadlineBody;
 use crate::metrics::Metrics;
 use crate::observe::{Kind, Observe, observe};
 use crate::proxy::Forward;
@@ -133,6 +134,8 @@ pub struct Routes {
     pub frame_ancestors: http::HeaderValue,
     /// Whether `/.well-known/jwks.json` is served (off unless enabled: review §2).
     pub publish_jwks: bool,
+    /// Time every request body has to arrive (review §11: slow loris).
+    pub body_read_timeout: std::time::Duration,
 }
 
 fn client_of(req: &Request) -> SocketAddr {
@@ -188,6 +191,8 @@ impl Routes {
             Route::Healthz | Route::Readyz | Route::Jwks | Route::NotFound => false,
             _ => true,
         };
+        let request = request
+            .map(|body| axum::body::Body::new(DeadlineBody::new(body, self.body_read_timeout)));
         let mut response = self.route(route, request).await;
         headers::add_security_headers(response.headers_mut(), &self.frame_ancestors, takes_token);
         response

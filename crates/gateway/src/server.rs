@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::Audit;
+use crate::audit::{Audit, AuditCtx};
 use crate::authn::Authenticator;
 use crate::config::{Config, Scheme};
 use crate::console::Consoles;
@@ -26,14 +26,16 @@ use crate::endpoints::health::Readiness;
 use crate::endpoints::login::Login;
 use crate::error::ConfigError;
 use crate::exchange::ClientAddr;
+use crate::limits::AuditLimiter;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::origin::OriginPolicy;
+use crate::outcome::{Decision, Outcome, Reason};
 use crate::proxy::{Forward, Upstream};
 use crate::revocation::Revocation;
 use crate::routes::{MetricsRoutes, Routes, api_pipeline};
 use crate::seal::Sealer;
-use crate::session::Sessions;
+use crate::session::{Sessions, WebSocketLimits};
 use crate::signin::SignIn;
 use crate::tls::ReloadingCert;
 use crate::upstream::{self, KubeClients, SecretFile};
@@ -107,7 +109,10 @@ impl Gateway {
             tracing::info!("{note}");
         }
         let metrics = Arc::new(Metrics::new());
-        let audit = Audit::new(config.audit.clone());
+        let audit = Audit::new(config.audit.clone()).with_limiter(AuditLimiter::new(
+            config.audit_unauthenticated_rate,
+            metrics.audit_suppressed.clone(),
+        ));
         let shutdown = CancellationToken::new();
         let verifier = Arc::new(
             TokenVerifier::load(&config.jwt_key_files, config.jwt_leeway, metrics.clone())?
@@ -163,17 +168,26 @@ impl Gateway {
             .with_origins(OriginPolicy::new(config.allowed_origins.clone()))
             .with_signin(signin),
         );
-        let sessions = Arc::new(Sessions::new(
-            shutdown.clone(),
-            revocation_index.clone(),
-            config.jwt_leeway,
-            metrics.clone(),
-        ));
+        let sessions = Arc::new(
+            Sessions::new(
+                shutdown.clone(),
+                revocation_index.clone(),
+                config.jwt_leeway,
+                metrics.clone(),
+            )
+            .with_websocket_limits(WebSocketLimits {
+                max_total: config.max_websockets,
+                max_per_token: config.max_websockets_per_token,
+                idle_timeout: config.websocket_idle_timeout,
+                max_duration: config.websocket_max_duration,
+            }),
+        );
         let upstream = Arc::new(Upstream {
             client: upstream::http_client(&config)?,
             api_server: config.api_server.clone(),
             sa_token: sa_token.clone(),
             request_timeout: config.request_timeout,
+            body_read_timeout: config.body_read_timeout,
         });
         let readiness = Arc::new(Readiness {
             shutdown: shutdown.clone(),
@@ -211,6 +225,7 @@ impl Gateway {
             readiness: readiness.clone(),
             frame_ancestors: crate::headers::frame_ancestors(&config.allowed_origins),
             publish_jwks: config.publish_jwks,
+            body_read_timeout: config.body_read_timeout,
         });
         let metrics_routes = Arc::new(MetricsRoutes {
             metrics: metrics.clone(),
@@ -309,7 +324,10 @@ impl Gateway {
             let routes = metrics_routes.clone();
             async move { routes.handle(req).await }
         };
-        let cap = Arc::new(tokio::sync::Semaphore::new(max_connections));
+        let cap = ConnectionCap {
+            permits: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            audit: routes.audit.clone(),
+        };
         let main_loop = accept_loop(
             listener,
             tls,
@@ -402,7 +420,7 @@ async fn accept_loop<H, Fut>(
     limits: ConnectionLimits,
     stop: CancellationToken,
     connections: TaskTracker,
-    cap: Option<Arc<tokio::sync::Semaphore>>,
+    cap: Option<ConnectionCap>,
 ) where
     H: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = axum::response::Response> + Send + 'static,
@@ -426,10 +444,11 @@ async fn accept_loop<H, Fut>(
         // the cap a connection gets a plain 503 (TLS ones are closed: no handshake is spent).
         let permit = match &cap {
             None => None,
-            Some(cap) => match cap.clone().try_acquire_owned() {
+            Some(cap) => match cap.permits.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
                     tracing::warn!(client = %peer, "connection refused: --max-connections reached");
+                    cap.audit_refusal(peer);
                     if tls.is_none() {
                         connections.spawn(refuse_connection(tcp));
                     }
@@ -459,6 +478,27 @@ async fn accept_loop<H, Fut>(
                 }
             }
         });
+    }
+}
+
+/// The connection cap of the main listener, and where its refusals are audited.
+#[derive(Clone)]
+struct ConnectionCap {
+    permits: Arc<tokio::sync::Semaphore>,
+    audit: Audit,
+}
+
+impl ConnectionCap {
+    /// One `connection` audit line (no request was read: method and path are empty). Nobody
+    /// is authenticated yet, so these lines are rate-limited with the other anonymous refusals.
+    fn audit_refusal(&self, peer: SocketAddr) {
+        let ctx = AuditCtx::new(self.audit.clone(), peer, "", "");
+        let outcome = Outcome::refused(
+            Decision::Deny,
+            Reason::TooManyConnections,
+            "too many connections".into(),
+        );
+        ctx.write(&ctx.record("connection", &outcome, 503, 0));
     }
 }
 

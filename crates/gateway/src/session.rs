@@ -27,6 +27,7 @@ use virt_gateway_console::rfb::messages::InputKind;
 use crate::audit::AuditCtx;
 use crate::authn::Principal;
 use crate::console::{self, ConsoleKey, Consoles, ViewerEnd};
+use crate::limits::{SlotGuard, SlotRefusal, WebSocketSlots};
 use crate::metrics::Metrics;
 use crate::outcome::{Decision, Outcome};
 use crate::revocation::{Refusal, Revocation};
@@ -43,14 +44,41 @@ pub fn expiry_instant(exp: u64, leeway: Duration) -> Option<tokio::time::Instant
     tokio::time::Instant::now().checked_add(remaining)
 }
 
+/// The bounds of WebSocket sessions (review §11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WebSocketLimits {
+    /// Open sessions in total.
+    pub max_total: usize,
+    /// Open sessions of one token.
+    pub max_per_token: usize,
+    /// A session without data either way for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// A session is closed this long after it opened.
+    pub max_duration: Option<Duration>,
+}
+
+impl Default for WebSocketLimits {
+    /// The flags' defaults.
+    fn default() -> Self {
+        Self {
+            max_total: 512,
+            max_per_token: 8,
+            idle_timeout: None,
+            max_duration: None,
+        }
+    }
+}
+
 /// Ends sessions: knows the shutdown signal, the revocation index and the leeway, and tracks the
-/// WebSocket session tasks.
+/// WebSocket session tasks and their slots.
 pub struct Sessions {
     shutdown: CancellationToken,
     revocation: Option<Arc<Revocation>>,
     leeway: Duration,
     tasks: TaskTracker,
     metrics: Arc<Metrics>,
+    limits: WebSocketLimits,
+    slots: Arc<WebSocketSlots>,
 }
 
 impl Sessions {
@@ -62,13 +90,76 @@ impl Sessions {
         leeway: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let limits = WebSocketLimits::default();
         Self {
             shutdown,
             revocation,
             leeway,
             tasks: TaskTracker::new(),
             metrics,
+            slots: Arc::new(WebSocketSlots::new(limits.max_total, limits.max_per_token)),
+            limits,
         }
+    }
+
+    /// Bounds WebSocket sessions by `limits`.
+    #[must_use]
+    pub fn with_websocket_limits(mut self, limits: WebSocketLimits) -> Self {
+        self.slots = Arc::new(WebSocketSlots::new(limits.max_total, limits.max_per_token));
+        self.limits = limits;
+        self
+    }
+
+    /// A slot for one more WebSocket session of `principal`, taken before the upgrade is
+    /// forwarded (so a refused one costs the API server nothing) and held until it ends.
+    pub fn open_slot(&self, principal: &Principal) -> Result<SlotGuard, SlotRefusal> {
+        self.slots.try_open(self.slots.key(principal))
+    }
+
+    /// What ends a WebSocket session: [`Sessions::kill`], and the idle timeout and maximum
+    /// length, measured on `bytes`.
+    pub fn websocket_kill(
+        &self,
+        principal: &Principal,
+        bytes: Arc<SessionBytes>,
+    ) -> BoxFuture<'static, Kill> {
+        self.bounded_kill(principal, Some(bytes))
+    }
+
+    /// [`Sessions::kill`] and the maximum length, plus the idle timeout when `bytes` are
+    /// counted (a shared console viewer's are not: it gets the maximum length only).
+    fn bounded_kill(
+        &self,
+        principal: &Principal,
+        bytes: Option<Arc<SessionBytes>>,
+    ) -> BoxFuture<'static, Kill> {
+        let kill = self.kill(principal);
+        let WebSocketLimits {
+            idle_timeout,
+            max_duration,
+            ..
+        } = self.limits;
+        let ends = max_duration.and_then(|d| tokio::time::Instant::now().checked_add(d));
+        async move {
+            let idle = async {
+                match (idle_timeout, &bytes) {
+                    (Some(limit), Some(bytes)) => bytes.idle_for(limit).await,
+                    _ => futures::future::pending().await,
+                }
+            };
+            let too_long = async {
+                match ends {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                k = kill => k,
+                () = idle => Kill::Idle,
+                () = too_long => Kill::SessionLimit,
+            }
+        }
+        .boxed()
     }
 
     /// The WebSocket session tasks (shutdown waits for them).
@@ -159,15 +250,17 @@ impl Sessions {
         principal: &Principal,
         audit: AuditCtx,
         opened: Outcome,
+        slot: SlotGuard,
     ) where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = std::io::Result<U>> + Send,
         U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let kill = self.kill(principal);
+        let kill = self.bounded_kill(principal, None);
         let role = console_role(principal);
         let metrics = self.metrics.clone();
         self.tasks.spawn(async move {
+            let _slot = slot;
             let Ok(io) = client.await else {
                 tracing::warn!("WebSocket upgrade did not complete");
                 return;
@@ -239,10 +332,13 @@ impl Sessions {
         principal: &Principal,
         audit: AuditCtx,
         opened: Outcome,
+        slot: SlotGuard,
     ) {
-        let kill = self.kill(principal);
+        let bytes = Arc::new(SessionBytes::default());
+        let kill = self.websocket_kill(principal, bytes.clone());
         let metrics = self.metrics.clone();
         self.tasks.spawn(async move {
+            let _slot = slot;
             let (client_io, upstream_io) = match tokio::join!(client, upstream) {
                 (Ok(c), Ok(u)) => (c, u),
                 _ => {
@@ -251,7 +347,6 @@ impl Sessions {
                 }
             };
             metrics.websocket_sessions.inc();
-            let bytes = Arc::new(SessionBytes::default());
             let end =
                 websocket::pipe(client_io, upstream_io, kill, bytes.clone(), metrics.clone()).await;
             metrics.websocket_sessions.dec();
@@ -262,11 +357,16 @@ impl Sessions {
             let mut outcome = opened;
             outcome.reason = end.reason();
             outcome.decision = match end {
-                SessionEnd::Killed(Kill::Expired | Kill::Revoked(_)) => Decision::Deny,
+                SessionEnd::Killed(
+                    Kill::Expired | Kill::Revoked(_) | Kill::Idle | Kill::SessionLimit,
+                ) => Decision::Deny,
                 _ => Decision::Allow,
             };
             outcome.detail = match &end {
                 SessionEnd::Killed(Kill::Revoked(text)) => Some((*text).into()),
+                SessionEnd::Killed(k @ (Kill::Idle | Kill::SessionLimit)) => {
+                    Some(k.close().1.into())
+                }
                 _ => None,
             };
             let mut record = audit.record(
@@ -450,6 +550,67 @@ mod tests {
         let kill = sessions.kill(&principal(now_unix() + 3600, "u2"));
         shutdown.cancel();
         assert_eq!(kill.await, Kill::Shutdown);
+    }
+
+    /// Review §11: an idle or endless session held its slot and the VM's console forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_websocket_ends_when_idle_for_too_long_or_at_its_maximum_length() {
+        let sessions = |idle, max| {
+            Sessions::new(
+                CancellationToken::new(),
+                None,
+                Duration::ZERO,
+                Arc::new(Metrics::new()),
+            )
+            .with_websocket_limits(WebSocketLimits {
+                idle_timeout: idle,
+                max_duration: max,
+                ..WebSocketLimits::default()
+            })
+        };
+        let token = principal(now_unix() + 3600, "u1");
+        let secs = Duration::from_secs;
+
+        // Idle: data at 9 s moves the deadline to 19 s.
+        let idle = sessions(Some(secs(10)), None);
+        let bytes = Arc::new(SessionBytes::default());
+        let mut kill = idle.websocket_kill(&token, bytes.clone());
+        tokio::time::sleep(secs(9)).await;
+        bytes.touch();
+        assert!(
+            futures::poll!(kill.as_mut()).is_pending(),
+            "not idle at 9 s"
+        );
+        tokio::time::sleep(secs(9)).await;
+        assert!(
+            futures::poll!(kill.as_mut()).is_pending(),
+            "data at 9 s keeps it open at 18 s"
+        );
+        tokio::time::sleep(secs(2)).await;
+        assert_eq!(kill.await, Kill::Idle);
+
+        // Maximum length: traffic does not extend it.
+        let limited = sessions(None, Some(secs(60)));
+        let bytes = Arc::new(SessionBytes::default());
+        let mut kill = limited.websocket_kill(&token, bytes.clone());
+        for _ in 0..59 {
+            tokio::time::sleep(secs(1)).await;
+            bytes.touch();
+        }
+        assert!(futures::poll!(kill.as_mut()).is_pending());
+        tokio::time::sleep(secs(1)).await;
+        assert_eq!(kill.await, Kill::SessionLimit);
+        assert_eq!(
+            Kill::SessionLimit.close(),
+            (4009, "session time limit reached")
+        );
+        assert_eq!(Kill::Idle.close(), (4008, "session idle for too long"));
+
+        // Neither set: only the token's own end.
+        let open = sessions(None, None);
+        let mut kill = open.websocket_kill(&token, Arc::new(SessionBytes::default()));
+        tokio::time::sleep(secs(3000)).await;
+        assert!(futures::poll!(kill.as_mut()).is_pending());
     }
 
     #[tokio::test]

@@ -23,6 +23,10 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 pub const CLOSE_TOKEN_REVOKED: u16 = 4003;
 /// Close code: going away (gateway shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: the session carried no data for `--websocket-idle-timeout`.
+pub const CLOSE_IDLE: u16 = 4008;
+/// Close code: the session reached `--websocket-max-duration`.
+pub const CLOSE_SESSION_LIMIT: u16 = 4009;
 
 /// How long a session being closed waits for the current frame to end before cutting the
 /// connection without a close frame.
@@ -37,6 +41,10 @@ pub enum Kill {
     Revoked(&'static str),
     /// The gateway is shutting down.
     Shutdown,
+    /// No data either way for the idle timeout.
+    Idle,
+    /// The session reached its maximum length.
+    SessionLimit,
 }
 
 impl Kill {
@@ -46,6 +54,8 @@ impl Kill {
             Self::Expired => (CLOSE_TOKEN_EXPIRED, "token expired"),
             Self::Revoked(_) => (CLOSE_TOKEN_REVOKED, "token revoked"),
             Self::Shutdown => (CLOSE_GOING_AWAY, "gateway shutting down"),
+            Self::Idle => (CLOSE_IDLE, "session idle for too long"),
+            Self::SessionLimit => (CLOSE_SESSION_LIMIT, "session time limit reached"),
         }
     }
 
@@ -55,6 +65,8 @@ impl Kill {
             Self::Expired => Reason::TokenExpired,
             Self::Revoked(_) => Reason::TokenRevoked,
             Self::Shutdown => Reason::Shutdown,
+            Self::Idle => Reason::IdleTimeout,
+            Self::SessionLimit => Reason::SessionLimit,
         }
     }
 }
@@ -152,13 +164,51 @@ impl FrameTracker {
     }
 }
 
-/// Counters of one session.
-#[derive(Debug, Default)]
+/// Counters of one session, and when it last carried data.
+#[derive(Debug)]
 pub struct SessionBytes {
     /// Client to upstream.
     pub from_client: AtomicU64,
     /// Upstream to client.
     pub to_client: AtomicU64,
+    opened: tokio::time::Instant,
+    /// Milliseconds from `opened` to the last data either way.
+    last_active_ms: AtomicU64,
+}
+
+impl Default for SessionBytes {
+    fn default() -> Self {
+        Self {
+            from_client: AtomicU64::new(0),
+            to_client: AtomicU64::new(0),
+            opened: tokio::time::Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SessionBytes {
+    /// Notes that data passed now.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_active_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When data last passed (the session's start when none has).
+    pub fn last_active(&self) -> tokio::time::Instant {
+        self.opened + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed))
+    }
+
+    /// Resolves once the session has carried no data for `limit`.
+    pub async fn idle_for(&self, limit: Duration) {
+        loop {
+            let at = self.last_active() + limit;
+            if at <= tokio::time::Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+    }
 }
 
 /// How a session ended.
@@ -186,7 +236,7 @@ impl SessionEnd {
 async fn copy_counting<R, W>(
     mut from: R,
     mut to: W,
-    counter: &AtomicU64,
+    bytes: &SessionBytes,
     metric: prometheus_client::metrics::counter::Counter,
 ) -> std::io::Result<()>
 where
@@ -200,9 +250,10 @@ where
             let _ = to.shutdown().await;
             return Ok(());
         }
+        bytes.touch();
         to.write_all(&buf[..n]).await?;
         to.flush().await?;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+        bytes.from_client.fetch_add(n as u64, Ordering::Relaxed);
         metric.inc_by(n as u64);
     }
 }
@@ -247,6 +298,7 @@ where
             }
         };
         tracker.feed(&buf[..n]);
+        bytes.touch();
         let written = tokio::select! {
             biased;
             reason = &mut kill => break (reason, false),
@@ -346,13 +398,7 @@ where
         .clone();
     let up_bytes = bytes.clone();
     let mut upstream_task = tokio::spawn(async move {
-        copy_counting(
-            client_read,
-            upstream_write,
-            &up_bytes.from_client,
-            up_metric,
-        )
-        .await
+        copy_counting(client_read, upstream_write, &up_bytes, up_metric).await
     });
     let input = upstream_task.abort_handle();
     let end = downstream(

@@ -1368,6 +1368,10 @@ async fn connections_over_the_cap_get_503() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("too many connections"), "{answer}");
+    let line = gw.wait_audit(|l| l["event"] == "connection").await;
+    assert_eq!(line["reason"], "too_many_connections");
+    assert_eq!(line["decision"], "deny");
+    assert_eq!(line["status"], 503);
     // Once the first is done, a new connection is served.
     held.write_all(b"Host: x\r\nConnection: close\r\n\r\n")
         .await

@@ -580,6 +580,168 @@ async fn revocation_closes_sessions_and_refuses_revoked_deleted_completed_and_un
     assert_no_token_logged();
 }
 
+fn unix_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Opens a session to the `floodvm` (which streams the screen as fast as it can), then behaves as
+/// the attacker of review §4: never reads again, and types (each keystroke stamped with the time
+/// it was sent) until the connection fails. Returns when typing failed: both directions closed.
+async fn type_without_reading(
+    gw: &TestGateway,
+    ns: &str,
+    token: &str,
+) -> tokio::task::JoinHandle<u64> {
+    let (ws, _) = ws_connect(
+        gw,
+        &Env::vnc_path(ns, "floodvm"),
+        &vnc_protocols(token),
+        &[],
+    )
+    .await
+    .expect("session opens");
+    let (mut keys, screen) = ws.split();
+    tokio::spawn(async move {
+        let _never_read = screen;
+        let mut sent = 0u64;
+        loop {
+            let stamp = unix_ms();
+            if keys
+                .send(Message::binary(stamp.to_be_bytes().to_vec()))
+                .await
+                .is_err()
+            {
+                return sent;
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+}
+
+/// Waits until typing fails and the VM's connection has ended; returns the send times of the
+/// keystrokes that reached the VM.
+async fn keystrokes_that_reached_the_vm(
+    ns: &str,
+    typing: tokio::task::JoinHandle<u64>,
+) -> Vec<u64> {
+    let sent = tokio::time::timeout(TIMEOUT, typing)
+        .await
+        .expect("typing into a killed session fails: the gateway closed the client connection")
+        .unwrap();
+    assert!(sent > 0);
+    let key = format!("{ns}/floodvm");
+    eventually("the VM's connection to be closed", || async {
+        FLOOD_ENDED.lock().unwrap().contains(&key).then_some(())
+    })
+    .await;
+    let received = FLOOD_RECEIVED
+        .lock()
+        .unwrap()
+        .remove(&key)
+        .unwrap_or_default();
+    received
+        .iter()
+        .map(|m| u64::from_be_bytes(m[..8].try_into().unwrap()))
+        .collect()
+}
+
+/// Issue 14 point 3 (review §4): a client that stops reading while it keeps typing blocked the
+/// gateway's write to it, so the kill was never polled and its input reached the VM after the
+/// token expired. Now input sent after the deadline never arrives, and both directions close.
+#[tokio::test]
+async fn input_typed_after_expiry_by_a_client_that_stopped_reading_never_reaches_the_vm() {
+    let env = Env::new(vec![], vec![]).await;
+    let gw = env.gateway().await;
+    let mut lifetime = 4;
+    let (typing, exp) = loop {
+        let exp = now() + lifetime;
+        let mut claims = seed_claims(&env.ns, exp);
+        claims.resource_names = Some(vec!["floodvm".into()]);
+        let token = mint(&env.key, &claims);
+        let path = Env::vnc_path(&env.ns, "floodvm");
+        // On a slow machine the token may expire before the session opens: try a longer one.
+        match ws_connect(&gw, &path, &vnc_protocols(&token), &[]).await {
+            Ok((ws, _)) if now() + 2 < exp => {
+                drop(ws);
+                eventually("the probe session to end", || async {
+                    FLOOD_ENDED
+                        .lock()
+                        .unwrap()
+                        .contains(&format!("{}/floodvm", env.ns))
+                        .then_some(())
+                })
+                .await;
+                FLOOD_ENDED.lock().unwrap().clear();
+                FLOOD_RECEIVED.lock().unwrap().clear();
+                break (type_without_reading(&gw, &env.ns, &token).await, exp);
+            }
+            _ if lifetime < 64 => lifetime *= 2,
+            _ => panic!("cannot open a session"),
+        }
+    };
+    let received = keystrokes_that_reached_the_vm(&env.ns, typing).await;
+    assert!(!received.is_empty(), "input before expiry reaches the VM");
+    // The token stops verifying at the start of the second after `exp` (leeway 0); the issue
+    // allows the kill 1 s to act.
+    let deadline_ms = (exp + 1) * 1000 + 1000;
+    let late: Vec<u64> = received.into_iter().filter(|t| *t >= deadline_ms).collect();
+    assert!(
+        late.is_empty(),
+        "{} keystrokes sent after the deadline reached the VM",
+        late.len()
+    );
+    // (The probe session before it ended with its client's drop.)
+    gw.wait_audit(|l| l["event"] == "websocket_close" && l["reason"] == "token_expired")
+        .await;
+    assert_no_token_logged();
+}
+
+/// The same attacker, stopped by revoking the token's GateToken.
+#[tokio::test]
+async fn input_typed_after_revocation_by_a_client_that_stopped_reading_never_reaches_the_vm() {
+    let env = revocation_env().await;
+    let api = gatetokens(env.cp.client().await, &env.ns);
+    let jti = create_gatetoken(&api, "typist", &env.ns).await;
+    let gw = revocation_gateway(&env).await;
+    let mut claims = seed_claims(&env.ns, now() + 3600);
+    claims.resource_names = Some(vec!["floodvm".into()]);
+    claims.jti = Some(jti);
+    let token = mint(&env.key, &claims);
+    let typing = type_without_reading(&gw, &env.ns, &token).await;
+    // Let the screen fill every buffer towards the client, so that the gateway's writes block.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.patch(
+        "typist",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"revoked": true}})),
+    )
+    .await
+    .unwrap();
+    // The API server has stored the revocation; the watch delivers it to the gateway, whose
+    // kill then acts within 1 s (2 s allowed in all).
+    let deadline_ms = unix_ms() + 2000;
+    let received = keystrokes_that_reached_the_vm(&env.ns, typing).await;
+    assert!(
+        !received.is_empty(),
+        "input before revocation reaches the VM"
+    );
+    let late = received.iter().filter(|t| **t >= deadline_ms).count();
+    assert_eq!(
+        late, 0,
+        "keystrokes sent after the revocation reached the VM"
+    );
+    let close = gw.wait_audit(|l| l["event"] == "websocket_close").await;
+    assert_eq!(close["reason"], "token_revoked");
+    assert_no_token_logged();
+}
+
 #[tokio::test]
 async fn auth_session_applies_the_revocation_check_of_api_requests() {
     let env = revocation_env().await;

@@ -55,6 +55,60 @@ pub mod condition {
     pub const EXPOSED: &str = "Exposed";
     /// The OAuthClient (only when generateOauthClient is set).
     pub const OAUTH_CLIENT: &str = "OAuthClient";
+    /// True (a warning) while this namespace's key is published (publishJWKS) and a GateServer
+    /// of the namespace runs an image other than this operator's gateway, which may be the
+    /// upstream Go gateway that accepts HS256 tokens forged with the public key (review §2).
+    pub const JWKS_FORGERY: &str = "JWKSForgery";
+}
+
+/// Sets (or removes) the JWKSForgery warning of `gs`, and emits a Warning event when it appears
+/// or changes. The namespace's other GateServers are read here; a change to one of them is seen
+/// at this server's next reconcile (at the latest [`RESYNC`]).
+async fn jwks_forgery(
+    ctx: &Context,
+    gs: &GateServer,
+    ns: &str,
+    status: &mut GateServerStatus,
+    events: &mut Vec<(EventType, &'static str, String)>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let peers = match Api::<GateServer>::namespaced(ctx.client.clone(), ns)
+        .list(&Default::default())
+        .await
+    {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::warn!(error = %e, namespace = ns, "cannot list the namespace's GateServers; only this one is checked for JWKS forgery");
+            Vec::new()
+        }
+    };
+    let warning =
+        crate::builders::server::jwks_forgery_warning(gs, &peers, &ctx.defaults.gateway_image);
+    let reason = "PublishedKeyWithForeignGateway";
+    match warning {
+        None => {
+            remove_condition(&mut status.conditions, condition::JWKS_FORGERY);
+        }
+        Some(message) => {
+            let old = virt_gateway_api::find_condition(&status.conditions, condition::JWKS_FORGERY)
+                .map(|c| c.message.clone());
+            if old.as_deref() != Some(message.as_str()) {
+                events.push((EventType::Warning, reason, message.clone()));
+            }
+            set_condition(
+                &mut status.conditions,
+                new_condition(
+                    condition::JWKS_FORGERY,
+                    ConditionStatus::True,
+                    reason,
+                    message,
+                    generation,
+                    now,
+                ),
+            );
+        }
+    }
 }
 
 fn key(gs: &GateServer) -> String {
@@ -589,6 +643,8 @@ async fn apply(gs: Arc<GateServer>, ctx: &Context) -> Result<Action> {
             "spec.gnerateSecret is a deprecated misspelling of spec.generateSecret; it still works, but write generateSecret".to_owned(),
         ));
     }
+
+    jwks_forgery(ctx, &gs, &ns, &mut status, &mut events, generation, now).await;
 
     let key = ensure_key_secret(&gs, &ns, ctx).await?;
     if key.created {

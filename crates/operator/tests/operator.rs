@@ -44,6 +44,19 @@ async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, Strin
         .collect()
 }
 
+/// The events of `name` once one has `reason`: the reconciler records events after it writes
+/// the status, so a test that saw the status may list the events before they exist.
+async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let events = events_for(client, ns, name).await;
+        if events.iter().any(|(r, _)| r == reason) || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
     let out = Command::new(cp.binary("kubectl"))
         .arg("--kubeconfig")
@@ -922,7 +935,7 @@ async fn revoked_tokens_are_final() {
     assert_eq!(st.token, token);
     assert_eq!(condition(&st.conditions, "Revoked").unwrap().0, "True");
     assert_eq!(condition(&st.conditions, "Ready").unwrap().0, "False");
-    let events = events_for(&client, &ns, "gatetoken-sample").await;
+    let events = wait_event(&client, &ns, "gatetoken-sample", "Revoked").await;
     assert!(events.iter().any(|(r, _)| r == "Revoked"), "{events:?}");
 }
 
@@ -1197,6 +1210,69 @@ async fn restart_mid_flight_changes_no_key_and_no_token() {
         secret.metadata.resource_version
     );
     second.stop().await.unwrap();
+}
+
+/// Review §2: the seed runs the upstream Go image, which accepts HS256 tokens forged with the
+/// public key; a second GateServer of ours publishing that key (publishJWKS) next to it is warned
+/// about, with a condition and a Warning event, and the warning goes when publishJWKS does.
+#[tokio::test]
+async fn a_published_key_next_to_the_upstream_image_is_warned_about() {
+    let (_cp, client, ns) = setup().await;
+    let _operator = Operator::in_namespace(client.clone(), &ns);
+    let seed = seed_server(&ns);
+    assert_eq!(
+        seed.spec.image.as_deref(),
+        Some("quay.io/yaacov/kube-gateway")
+    );
+    create(&client, &seed).await;
+    wait_server_phase(&client, &ns, "gateserver-sample", "Ready").await;
+    let mut ours = seed_server(&ns);
+    ours.metadata.name = Some("ours".into());
+    ours.spec.route = Some("ours.apps.example.com".into());
+    ours.spec.image = None;
+    ours.spec.publish_jwks = true;
+    create(&client, &ours).await;
+    let servers = Api::<GateServer>::namespaced(client.clone(), &ns);
+    let warned = |gs: &GateServer| {
+        gs.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "JWKSForgery"))
+    };
+    let gs = wait_for(&servers, "ours", "the JWKSForgery warning", |gs| {
+        warned(gs).is_some()
+    })
+    .await;
+    let (status, reason, message) = warned(&gs).unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "PublishedKeyWithForeignGateway")
+    );
+    assert!(
+        message.contains("gateserver-sample") && message.contains("HS256"),
+        "{message}"
+    );
+    let events = wait_event(&client, &ns, "ours", "PublishedKeyWithForeignGateway").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, _)| r == "PublishedKeyWithForeignGateway"),
+        "{events:?}"
+    );
+    // Still rolled out: a warning, not a refusal.
+    wait_server_phase(&client, &ns, "ours", "Ready").await;
+
+    servers
+        .patch(
+            "ours",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"publishJWKS": false}})),
+        )
+        .await
+        .unwrap();
+    wait_for(&servers, "ours", "the warning to go", |gs| {
+        warned(gs).is_none()
+    })
+    .await;
 }
 
 /// Issue 17: `oidc` signs people in. The sealing key is generated once and never replaced (a

@@ -79,6 +79,8 @@ pub struct ControlPlane {
     binaries: Binaries,
     identity_providers: Vec<IdentityProvider>,
     options: Options,
+    /// kube-apiserver's arguments, to restart it as it was.
+    api_server_args: Vec<String>,
 }
 
 static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
@@ -201,6 +203,7 @@ impl ControlPlane {
             binaries: binaries.clone(),
             identity_providers: Vec::new(),
             options: options.clone(),
+            api_server_args: Vec::new(),
         };
 
         let etcd_data = dir.join("etcd");
@@ -259,6 +262,7 @@ impl ControlPlane {
             api_args.push(format!("--authentication-config={}", path.display()));
         }
         cp.spawn("kube-apiserver", &api_args)?;
+        cp.api_server_args = api_args;
         cp.wait_for_api_server().await?;
 
         let kcm_args = vec![
@@ -515,6 +519,45 @@ impl ControlPlane {
         for p in self.processes.iter_mut().rev() {
             p.stop(STOP_GRACE);
         }
+    }
+
+    /// Stops kube-apiserver (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and leaves etcd and
+    /// the controller manager running: for tests of what clients do while the API server is
+    /// gone. [`ControlPlane::restart_api_server`] brings it back. Only on a control plane the
+    /// test owns: the shared one serves other tests at the same time.
+    pub fn stop_api_server(&mut self) {
+        if let Some(p) = self.api_server() {
+            p.stop(STOP_GRACE);
+        }
+    }
+
+    /// Starts kube-apiserver again with the arguments, port and certificates it had (the
+    /// earlier log is kept as `kube-apiserver.log.N`), and waits until it is ready. Objects
+    /// survive: etcd kept them.
+    pub async fn restart_api_server(&mut self) -> Result<(), Error> {
+        let name = "kube-apiserver";
+        let index = self
+            .processes
+            .iter()
+            .position(|p| p.name() == name)
+            .ok_or_else(|| Error::Start(format!("{name} was never started")))?;
+        self.processes[index].stop(STOP_GRACE);
+        let log = self.dir.join(format!("{name}.log"));
+        let kept = (1..)
+            .map(|n| self.dir.join(format!("{name}.log.{n}")))
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| self.dir.join(format!("{name}.log.old")));
+        std::fs::rename(&log, &kept).map_err(|e| io_err(&log, e))?;
+        let process = Process::spawn(name, &self.binaries.path(name), &self.api_server_args, &log)
+            .map_err(|e| Error::Start(format!("cannot restart {name}: {e}")))?;
+        self.processes[index] = process;
+        self.wait_for_api_server().await
+    }
+
+    fn api_server(&mut self) -> Option<&mut Process> {
+        self.processes
+            .iter_mut()
+            .find(|p| p.name() == "kube-apiserver")
     }
 
     fn spawn(&mut self, name: &str, args: &[String]) -> Result<(), Error> {

@@ -334,3 +334,46 @@ fn read_pids(path: &Path) -> Vec<u32> {
         .map(|l| l.parse().unwrap())
         .collect()
 }
+
+/// Tests of clients that must fail closed need the API server to go away and come back while
+/// etcd and the controller manager stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_of_an_owned_control_plane_stops_and_restarts_with_its_objects() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::Api;
+    let mut cp = ControlPlane::start(Options::default()).await.unwrap();
+    let ns = cp.fresh_namespace().await;
+    let pids = cp.pids();
+    let client = cp.client().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces.get(&ns).await.unwrap();
+
+    cp.stop_api_server();
+    let after_stop = cp.pids();
+    assert!(!alive(pids[1]), "kube-apiserver stopped");
+    assert!(
+        alive(pids[0]) && alive(pids[2]),
+        "etcd and the controller manager run on"
+    );
+    assert_eq!(after_stop.len(), 3);
+    assert!(
+        namespaces.get(&ns).await.is_err(),
+        "nothing answers while the API server is stopped"
+    );
+
+    cp.restart_api_server().await.unwrap();
+    let restarted = cp.pids();
+    assert_ne!(restarted[1], pids[1], "a new kube-apiserver process");
+    assert!(alive(restarted[1]));
+    // Same URL and certificates: a client made before the stop works again, and the objects
+    // are still there.
+    assert_eq!(namespaces.get(&ns).await.unwrap().metadata.name, Some(ns));
+    assert!(
+        cp.dir().join("kube-apiserver.log.1").exists(),
+        "the first log is kept"
+    );
+    let all = cp.pids();
+    drop(cp);
+    wait_all_gone(&all);
+    assert!(!alive(pids[1]));
+}

@@ -139,7 +139,7 @@ impl GetToken {
         let bytes = Limited::new(request.into_body(), MAX_GETTOKEN_BYTES)
             .collect()
             .await
-            .map_err(|_| GatewayError::PayloadTooLarge)?
+            .map_err(|e| GatewayError::from_body_error(e.as_ref()))?
             .to_bytes();
         let body: Value = serde_json::from_slice(&bytes)
             .map_err(|e| GatewayError::BadRequest(format!("the body is not JSON: {e}")))?;

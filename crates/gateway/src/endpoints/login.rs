@@ -126,7 +126,7 @@ impl Params {
             let bytes = Limited::new(body, MAX_FORM_BYTES)
                 .collect()
                 .await
-                .map_err(|_| GatewayError::PayloadTooLarge)?
+                .map_err(|e| GatewayError::from_body_error(e.as_ref()))?
                 .to_bytes();
             let is_form = parts
                 .headers

@@ -135,6 +135,12 @@ pub static RECORDED: LazyLock<Mutex<Vec<Recorded>>> = LazyLock::new(|| Mutex::ne
 static ACTIVE_VNC: LazyLock<Mutex<HashMap<String, usize>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// What the `floodvm` VMs received (by `ns/name`): every binary message, and whether their
+/// connection has ended.
+pub static FLOOD_RECEIVED: LazyLock<Mutex<HashMap<String, Vec<Vec<u8>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+pub static FLOOD_ENDED: LazyLock<Mutex<Vec<String>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+
 /// Requests the stand-in received whose path contains `needle`.
 pub fn recorded(needle: &str) -> Vec<Recorded> {
     RECORDED
@@ -226,6 +232,10 @@ fn kubevirt_handler() -> Handler {
                         Err(refusal) => refusal,
                         Ok((response, pending)) => {
                             *ACTIVE_VNC.lock().unwrap().entry(key.clone()).or_default() += 1;
+                            if *name == "floodvm" {
+                                tokio::spawn(flood_vm(key, pending));
+                                return response;
+                            }
                             tokio::spawn(async move {
                                 let _guard = ActiveGuard(key);
                                 let Ok(mut ws) = pending.socket().await else {
@@ -257,6 +267,36 @@ fn kubevirt_handler() -> Handler {
             }
         })
     })
+}
+
+/// The `floodvm`: streams 32 KiB screen updates as fast as it can be read and records every
+/// message it receives, and when its connection ends (for the kill tests).
+async fn flood_vm(key: String, pending: websocket::PendingSocket) {
+    let _guard = ActiveGuard(key.clone());
+    let Ok(ws) = pending.socket().await else {
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let screen = tokio::spawn(async move {
+        let _ = sink.send(Message::binary(GREETING.to_vec())).await;
+        while sink
+            .send(Message::binary(vec![7u8; 32 * 1024]))
+            .await
+            .is_ok()
+        {}
+    });
+    while let Some(Ok(msg)) = stream.next().await {
+        if let Message::Binary(data) = msg {
+            FLOOD_RECEIVED
+                .lock()
+                .unwrap()
+                .entry(key.clone())
+                .or_default()
+                .push(data.to_vec());
+        }
+    }
+    screen.abort();
+    FLOOD_ENDED.lock().unwrap().push(key);
 }
 
 /// The stand-in, started once per test binary on the shared runtime.

@@ -865,17 +865,14 @@ pub fn gateway_deployment(
     {
         env.push(var("KUBE_GATEWAY_ALLOWED_ORIGINS", origins.join(",")));
     }
-    // The limits the gateway implements so far (the others are accepted and not yet passed).
-    if let Some(limits) = &spec.limits {
-        if let Some(n) = limits.max_connections {
-            env.push(var("KUBE_GATEWAY_MAX_CONNECTIONS", n.to_string()));
-        }
-        if let Some(secs) = limits.revocation_max_staleness_sec {
-            env.push(var(
-                "KUBE_GATEWAY_REVOCATION_MAX_STALENESS",
-                format!("{secs}s"),
-            ));
-        }
+    // Every limit set on the GateServer becomes the gateway flag of the same name (as its
+    // environment variable); durations are whole seconds, which the gateway reads as such.
+    for (flag, value) in spec.limits.iter().flat_map(|l| l.flags()) {
+        let name = format!(
+            "KUBE_GATEWAY_{}",
+            flag.to_ascii_uppercase().replace('-', "_")
+        );
+        env.push(var(&name, value.to_string()));
     }
     env.extend([
         EnvVar {
@@ -988,4 +985,48 @@ pub fn gateway_deployment(
         },
         status: None,
     })
+}
+
+/// Review §2: the upstream (Go) gateway accepts HS256 tokens whose HMAC secret is the bytes of
+/// its verification key file, which anyone can rebuild from a published JWKS. Every GateServer
+/// of a namespace shares its key, so a namespace where one gateway publishes the JWKS and another
+/// (or the same one) runs an image other than ours lets anyone forge tokens for the latter. The
+/// warning for `server`, given the GateServers of its namespace (`peers`, which may include
+/// itself) and the operator's own gateway image; `None` when there is no such pairing.
+pub fn jwks_forgery_warning(
+    server: &GateServer,
+    peers: &[GateServer],
+    our_image: &str,
+) -> Option<String> {
+    let foreign = |gs: &GateServer| gs.spec.image_or(our_image) != our_image;
+    let name = |gs: &GateServer| gs.metadata.name.clone().unwrap_or_default();
+    let me = name(server);
+    let others = peers.iter().filter(|p| name(p) != me);
+    let image = server.spec.image_or(our_image);
+    if foreign(server) && server.spec.publish_jwks {
+        return Some(format!(
+            "publishJWKS is set on a GateServer running {image}, which is not this operator's gateway: if that is the upstream Go gateway it ignores publishJWKS, and it accepts HS256 tokens signed with the public key, so wherever this namespace's key is published anyone can forge tokens for it. Run this operator's gateway image, or unset publishJWKS"
+        ));
+    }
+    let pair: Vec<String> = if foreign(server) {
+        others
+            .filter(|p| p.spec.publish_jwks && !foreign(p))
+            .map(name)
+            .collect()
+    } else if server.spec.publish_jwks {
+        others.filter(|p| foreign(p)).map(name).collect()
+    } else {
+        Vec::new()
+    };
+    if pair.is_empty() {
+        return None;
+    }
+    let (publishing, upstream) = if foreign(server) {
+        (pair.join(", "), me)
+    } else {
+        (me, pair.join(", "))
+    };
+    Some(format!(
+        "GateServer(s) {publishing} publish this namespace's key (publishJWKS) while {upstream} run(s) an image other than this operator's gateway: the upstream Go gateway accepts HS256 tokens signed with the public key, so anyone can forge tokens for it. Unset publishJWKS or run this operator's gateway image everywhere in the namespace"
+    ))
 }

@@ -432,6 +432,7 @@ fn an_explicit_redirect_url_signs_in_without_a_route() {
 /// pass-through contradict each other). Every variant of the seed now starts.
 #[test]
 fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
+    let secs = std::time::Duration::from_secs;
     for (pass_through, require_audience, publish_jwks) in [
         (false, false, false),
         (true, false, false),
@@ -444,8 +445,12 @@ fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
         gs.spec.allowed_origins = Some(vec!["https://Portal.example.com".into()]);
         gs.spec.limits = Some(virt_gateway_api::GateServerLimits {
             max_connections: Some(100),
+            max_web_sockets: Some(50),
+            max_web_sockets_per_token: Some(3),
+            web_socket_idle_timeout_sec: Some(600),
+            web_socket_max_duration_sec: Some(28_800),
+            body_read_timeout_sec: Some(20),
             revocation_max_staleness_sec: Some(7),
-            ..Default::default()
         });
         let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
         let config = kube_gateway::Config::from_args(gateway_args(&d))
@@ -464,6 +469,12 @@ fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
             config.revocation_max_staleness,
             std::time::Duration::from_secs(7)
         );
+        // Every GateServer limit reaches the gateway (review §11).
+        assert_eq!(config.max_websockets, 50);
+        assert_eq!(config.max_websockets_per_token, 3);
+        assert_eq!(config.websocket_idle_timeout, Some(secs(600)));
+        assert_eq!(config.websocket_max_duration, Some(secs(28_800)));
+        assert_eq!(config.body_read_timeout, secs(20));
     }
 }
 
@@ -945,5 +956,59 @@ fn empty_lists_grant_nothing_in_service_account_mode_and_to_the_gateway() {
     assert_eq!(
         v(&d.cluster_role)["rules"][0]["resourceNames"],
         json!(["testvm"])
+    );
+}
+
+/// Review §2: publishing the namespace key next to an upstream (Go) gateway lets anyone forge
+/// HS256 tokens for it; the operator says so.
+#[test]
+fn a_published_key_next_to_an_upstream_gateway_is_warned_about() {
+    use super::server::jwks_forgery_warning;
+    let ours = defaults().gateway_image;
+    let named = |name: &str, image: Option<&str>, publish: bool| {
+        let mut gs = server(SEED);
+        gs.metadata.name = Some(name.into());
+        gs.spec.image = image.map(str::to_owned);
+        gs.spec.publish_jwks = publish;
+        gs
+    };
+    // The seed pins the upstream image; with publishJWKS it is warned about on its own.
+    let seed = server(SEED);
+    assert_eq!(
+        seed.spec.image.as_deref(),
+        Some("quay.io/yaacov/kube-gateway")
+    );
+    assert_eq!(jwks_forgery_warning(&seed, &[], &ours), None);
+    let mut published = seed.clone();
+    published.spec.publish_jwks = true;
+    let warning = jwks_forgery_warning(&published, &[], &ours).unwrap();
+    assert!(warning.contains("quay.io/yaacov/kube-gateway"), "{warning}");
+    assert!(warning.contains("HS256"), "{warning}");
+
+    // Ours publishing, an upstream one beside it: both are warned about, naming each other.
+    let publisher = named("ours", None, true);
+    let upstream = named("legacy", Some("quay.io/yaacov/kube-gateway"), false);
+    let peers = [publisher.clone(), upstream.clone()];
+    for gs in &peers {
+        let w = jwks_forgery_warning(gs, &peers, &ours).unwrap();
+        assert!(
+            w.contains("ours publish") && w.contains("legacy run"),
+            "{w}"
+        );
+    }
+    // Nobody publishes, or everybody runs ours: nothing to say.
+    let quiet = [named("ours", None, false), upstream.clone()];
+    assert!(
+        quiet
+            .iter()
+            .all(|gs| jwks_forgery_warning(gs, &quiet, &ours).is_none())
+    );
+    let safe = [
+        publisher.clone(),
+        named("second", Some(ours.as_str()), false),
+    ];
+    assert!(
+        safe.iter()
+            .all(|gs| jwks_forgery_warning(gs, &safe, &ours).is_none())
     );
 }
