@@ -197,8 +197,12 @@ fn gatetoken_spec_fields_defaults_and_validation() {
             "apiGroups",
             "revoked",
             "server",
+            "consoleRole",
         ])
     );
+    // Absent means control (no default, so the seed sample's object and JWT are unchanged).
+    assert!(p["consoleRole"].get("default").is_none());
+    assert_eq!(p["consoleRole"]["enum"], json!(["control", "observe"]));
     assert_eq!(p["durationSec"]["default"], json!(3600));
     assert_eq!(p["durationSec"]["type"], "integer");
     assert_eq!(p["durationSec"]["format"], "int64");
