@@ -30,7 +30,7 @@ use virt_gateway_demo::stack::{SAMPLES_NAMESPACE, wait_token_ready};
 use virt_gateway_demo::{Stack, StackOptions};
 use virt_gateway_testenv::{ControlPlane, helpers};
 
-use common::{build_prerequisites, repo};
+use common::{build_prerequisites, repo, rule};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const USER: &str = "console-delegate";
@@ -78,17 +78,6 @@ async fn role(admin: &Client, ns: &str, name: &str, rules: Vec<PolicyRule>) {
         )
         .await
         .unwrap();
-}
-
-fn rule(group: &str, resources: &[&str], verbs: &[&str], names: &[&str]) -> PolicyRule {
-    let strings = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    PolicyRule {
-        api_groups: Some(vec![group.into()]),
-        resources: Some(strings(resources)),
-        verbs: strings(verbs),
-        resource_names: (!names.is_empty()).then(|| strings(names)),
-        non_resource_urls: None,
-    }
 }
 
 /// Waits until RBAC lets the user `verb` `resource` named `name` in `ns`.

@@ -38,20 +38,9 @@ use virt_gateway_testenv::control_plane::{free_port, random_suffix};
 use virt_gateway_testenv::process::Process;
 use virt_gateway_testenv::{ProviderSettings, helpers, identity_provider};
 
-use common::{build_prerequisites, repo};
+use common::{build_prerequisites, repo, rule};
 
 const VMS: &str = "default";
-
-fn rule(group: &str, resources: &[&str], verbs: &[&str], names: &[&str]) -> PolicyRule {
-    let strings = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    PolicyRule {
-        api_groups: Some(vec![group.into()]),
-        resources: Some(strings(resources)),
-        verbs: strings(verbs),
-        resource_names: (!names.is_empty()).then(|| strings(names)),
-        non_resource_urls: None,
-    }
-}
 
 async fn role(admin: &Client, ns: &str, name: &str, rules: Vec<PolicyRule>) {
     let role = Role {

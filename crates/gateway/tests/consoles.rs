@@ -12,7 +12,6 @@ use http::StatusCode;
 use kubevirt_standin::rfb::Client;
 use kubevirt_standin::{Rgb, Standin, StandinOptions};
 use tokio_tungstenite::tungstenite::Message;
-use virt_gateway_auth::keys::KeyAlgorithm;
 
 const BLUE: Rgb = Rgb::new(0x20, 0x40, 0xc0);
 
@@ -32,34 +31,7 @@ async fn standin_env() -> (Env, Standin) {
     )
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.crt");
-    std::fs::write(&ca_file, cp.ca_pem()).unwrap();
-    let sa = service_account(cp, &ns, "kube-gateway", vec![seed_rule()], vec![]).await;
-    let user = format!("system:serviceaccount:{ns}:kube-gateway");
-    wait_allowed(
-        cp,
-        &user,
-        "get",
-        KUBEVIRT_GROUP,
-        "virtualmachineinstances",
-        "vnc",
-        &ns,
-    )
-    .await;
-    let sa_token_file = dir.path().join("sa-token");
-    std::fs::write(&sa_token_file, format!("{sa}\n")).unwrap();
-    let key = key(KeyAlgorithm::EcdsaP256);
-    let key_file = write_public_key(dir.path(), "cert.pem", &key);
-    let env = Env {
-        cp,
-        ns,
-        dir,
-        ca_file,
-        sa_token_file,
-        key,
-        key_file,
-    };
+    let env = Env::in_namespace(cp, ns, vec![], vec![]).await;
     (env, standin)
 }
 

@@ -69,3 +69,21 @@ fn build_web(repo: &Path) {
         Command::new("npm").args(["run", "build"]).current_dir(&web),
     );
 }
+
+/// An RBAC rule on one API group (`names` empty: every name).
+#[allow(dead_code)] // not every test binary grants roles
+pub fn rule(
+    group: &str,
+    resources: &[&str],
+    verbs: &[&str],
+    names: &[&str],
+) -> k8s_openapi::api::rbac::v1::PolicyRule {
+    let strings = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    k8s_openapi::api::rbac::v1::PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(strings(resources)),
+        verbs: strings(verbs),
+        resource_names: (!names.is_empty()).then(|| strings(names)),
+        non_resource_urls: None,
+    }
+}

@@ -509,6 +509,17 @@ impl Env {
         let cp = ControlPlane::shared().await;
         kubevirt().await;
         let ns = cp.fresh_namespace().await;
+        Self::in_namespace(cp, ns, cluster_rules, ns_rules).await
+    }
+
+    /// [`Env::new`] in an existing namespace of `cp`, for suites that bring their own KubeVirt
+    /// (the stand-in with a real Xvnc).
+    pub async fn in_namespace(
+        cp: &'static ControlPlane,
+        ns: String,
+        cluster_rules: Vec<PolicyRule>,
+        ns_rules: Vec<PolicyRule>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("ca.crt");
         std::fs::write(&ca_file, cp.ca_pem()).unwrap();
