@@ -1,21 +1,28 @@
 //! Audit lines written off the request path: workers hand each line to a channel; one writer
-//! thread drains it into a buffered writer and flushes whenever the channel runs dry. A request
-//! therefore pays a channel send instead of a stdout lock, a `write(2)` and a flush; under load
-//! many lines share one `write(2)`. Nothing is dropped: when the channel is full a sender waits
+//! thread wakes every [`FLUSH_EVERY`], drains it into a buffered writer and flushes. A request
+//! therefore pays a channel send instead of a stdout lock, a `write(2)` and a flush, and never a
+//! wake-up of the writer: a writer blocked in `recv` had to be woken (a futex call and a context
+//! switch) for nearly every line, which the full benchmark showed as a third of the gateway's
+//! CPU. Many lines share one `write(2)`; a line reaches stdout at most [`FLUSH_EVERY`] late. Nothing is dropped: when the channel is full a sender waits
 //! (back-pressure instead of loss), and [`LineWriter::close`] writes and flushes everything sent
 //! before it returns (the binary calls it on shutdown through [`close_stdout`]).
 
 use std::io::Write;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often the writer drains the channel and flushes.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 /// Lines in flight before senders wait for the writer.
 const CAPACITY: usize = 16 * 1024;
 
 /// A channel to a writer thread.
 pub struct LineWriter {
-    tx: Mutex<Option<SyncSender<String>>>,
+    // Read-locked by senders (shared, no clone per line), write-locked once by close.
+    tx: RwLock<Option<SyncSender<String>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -27,7 +34,7 @@ impl LineWriter {
             .name("audit-writer".into())
             .spawn(move || drain(rx, std::io::BufWriter::with_capacity(64 * 1024, out)))?;
         Ok(Self {
-            tx: Mutex::new(Some(tx)),
+            tx: RwLock::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -35,12 +42,7 @@ impl LineWriter {
     /// Queues one line (without its newline). After [`close`](Self::close) the line is written
     /// directly, so that a late record is still not lost.
     pub fn line(&self, line: &str) {
-        let tx = self
-            .tx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let unsent = match tx {
+        let unsent = match &*self.tx.read().unwrap_or_else(PoisonError::into_inner) {
             Some(tx) => tx.send(line.to_owned()).err().map(|e| e.0),
             None => Some(line.to_owned()),
         };
@@ -55,7 +57,7 @@ impl LineWriter {
     pub fn close(&self) {
         drop(
             self.tx
-                .lock()
+                .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
@@ -70,24 +72,26 @@ impl LineWriter {
     }
 }
 
-// Writes lines as they come; flushes when no line is waiting, and at the end.
+// Every FLUSH_EVERY: writes what has come and flushes; at the end (all senders gone) the rest.
+// It sleeps instead of blocking in recv(), so that no sender ever has to wake it.
 fn drain<W: Write>(rx: Receiver<String>, mut out: W) {
     loop {
-        let line = match rx.try_recv() {
-            Ok(line) => line,
-            Err(TryRecvError::Empty) => {
-                let _ = out.flush();
-                match rx.recv() {
-                    Ok(line) => line,
-                    Err(_) => break,
+        loop {
+            match rx.try_recv() {
+                Ok(line) => {
+                    let _ = out.write_all(line.as_bytes());
+                    let _ = out.write_all(b"\n");
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
                 }
             }
-            Err(TryRecvError::Disconnected) => break,
-        };
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.write_all(b"\n");
+        }
+        let _ = out.flush();
+        std::thread::sleep(FLUSH_EVERY);
     }
-    let _ = out.flush();
 }
 
 static STDOUT: OnceLock<Option<LineWriter>> = OnceLock::new();
