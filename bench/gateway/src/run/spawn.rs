@@ -151,6 +151,19 @@ pub async fn spawn_gateway(
         "-oauth-server-disable".into(),
         format!("-public-dir={}", files.public_dir.display()),
     ];
+    if matches!(kind, Kind::Ours) {
+        // The idle-session measurement opens thousands of WebSockets with one token: lift the
+        // production caps (issue 14), so that it measures memory rather than the 429s that
+        // protect a real gateway.
+        args.extend(
+            [
+                "--max-connections=1000000",
+                "--max-websockets=1000000",
+                "--max-websockets-per-token=1000000",
+            ]
+            .map(String::from),
+        );
+    }
     args.extend(extra.args.iter().cloned());
     if tls_listen.is_some() {
         args.push(format!("-cert-file={}", files.serving_cert.display()));
