@@ -309,16 +309,7 @@ impl Sessions {
                 }
             };
             drop(bytes);
-            metrics
-                .websocket_closed
-                .get_or_create(&[("reason", end.reason().as_str())])
-                .inc();
-            let mut outcome = opened;
-            outcome.reason = end.reason();
-            outcome.decision = match end {
-                SessionEnd::Killed(Kill::Expired | Kill::Revoked(_)) => Decision::Deny,
-                _ => Decision::Allow,
-            };
+            let outcome = closed(&metrics, opened, &end);
             audit.write(&audit.record("websocket_close", &outcome, 101, 0));
         });
     }
@@ -350,25 +341,7 @@ impl Sessions {
             let end =
                 websocket::pipe(client_io, upstream_io, kill, bytes.clone(), metrics.clone()).await;
             metrics.websocket_sessions.dec();
-            metrics
-                .websocket_closed
-                .get_or_create(&[("reason", end.reason().as_str())])
-                .inc();
-            let mut outcome = opened;
-            outcome.reason = end.reason();
-            outcome.decision = match end {
-                SessionEnd::Killed(
-                    Kill::Expired | Kill::Revoked(_) | Kill::Idle | Kill::SessionLimit,
-                ) => Decision::Deny,
-                _ => Decision::Allow,
-            };
-            outcome.detail = match &end {
-                SessionEnd::Killed(Kill::Revoked(text)) => Some((*text).into()),
-                SessionEnd::Killed(k @ (Kill::Idle | Kill::SessionLimit)) => {
-                    Some(k.close().1.into())
-                }
-                _ => None,
-            };
+            let outcome = closed(&metrics, opened, &end);
             let mut record = audit.record(
                 "websocket_close",
                 &outcome,
@@ -379,6 +352,30 @@ impl Sessions {
             audit.write(&record);
         });
     }
+}
+
+/// Counts a WebSocket session's end and turns its opening outcome into the closing one: the
+/// gateway's own ends (expiry, revocation, idle, time limit) are denials, with their reason.
+/// One place for plain and shared-console sessions, so that their audit lines cannot drift.
+fn closed(metrics: &Metrics, opened: Outcome, end: &SessionEnd) -> Outcome {
+    metrics
+        .websocket_closed
+        .get_or_create(&[("reason", end.reason().as_str())])
+        .inc();
+    let mut outcome = opened;
+    outcome.reason = end.reason();
+    outcome.decision = match end {
+        SessionEnd::Killed(Kill::Expired | Kill::Revoked(_) | Kill::Idle | Kill::SessionLimit) => {
+            Decision::Deny
+        }
+        _ => Decision::Allow,
+    };
+    outcome.detail = match end {
+        SessionEnd::Killed(Kill::Revoked(text)) => Some((*text).into()),
+        SessionEnd::Killed(k @ (Kill::Idle | Kill::SessionLimit)) => Some(k.close().1.into()),
+        _ => None,
+    };
+    outcome
 }
 
 /// Bodies up to this size with a `Content-Length` are sent without a kill future.
