@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
 use virt_gateway_testenv::ControlPlane;
 use virt_gateway_testenv::control_plane::free_port;
@@ -123,13 +123,7 @@ pub async fn run_pod(
                 .await?
                 .data
                 .unwrap_or_default();
-            let items: Vec<(String, String)> = match &secret.items {
-                Some(items) => items
-                    .iter()
-                    .map(|i| (i.key.clone(), i.path.clone()))
-                    .collect(),
-                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
-            };
+            let items = volume_items(secret.items.as_deref(), data.keys());
             for (key, path) in items {
                 let value = data.get(&key).ok_or_else(|| {
                     Error::Pod(format!(
@@ -145,13 +139,7 @@ pub async fn run_pod(
                 .await?
                 .data
                 .unwrap_or_default();
-            let items: Vec<(String, String)> = match &map.items {
-                Some(items) => items
-                    .iter()
-                    .map(|i| (i.key.clone(), i.path.clone()))
-                    .collect(),
-                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
-            };
+            let items = volume_items(map.items.as_deref(), data.keys());
             for (key, path) in items {
                 let value = data.get(&key).ok_or_else(|| {
                     Error::Pod(format!(
@@ -419,4 +407,19 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The (key, file path) pairs a Secret or ConfigMap volume projects: its `items`, or every key
+/// under its own name.
+fn volume_items<'a>(
+    items: Option<&[KeyToPath]>,
+    keys: impl Iterator<Item = &'a String>,
+) -> Vec<(String, String)> {
+    match items {
+        Some(items) => items
+            .iter()
+            .map(|i| (i.key.clone(), i.path.clone()))
+            .collect(),
+        None => keys.map(|k| (k.clone(), k.clone())).collect(),
+    }
 }
