@@ -431,3 +431,71 @@ impl rustls::client::danger::ServerCertVerifier for SameCertificate {
             .supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    use virt_gateway_testenv::certs::Authority;
+
+    fn cert(dir: &std::path::Path, name: &str, ca: &Authority) -> Arc<ReloadingCert> {
+        let pair = ca
+            .serving(&["kube-gateway.ns.svc"], &["127.0.0.1".parse().unwrap()])
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, pair.cert_pem).unwrap();
+        std::fs::write(&k, pair.key_pem).unwrap();
+        Arc::new(ReloadingCert::new(&c, &k).unwrap())
+    }
+
+    /// A replica serving `cert` over HTTPS on loopback; answers 200 to what it accepts.
+    async fn peer(cert: Arc<ReloadingCert>) -> std::net::SocketAddr {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config().unwrap()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            }
+        });
+        addr
+    }
+
+    async fn reaches(client: &HttpClient, addr: std::net::SocketAddr) -> bool {
+        let mut req = http::Request::new(Body::empty());
+        *req.uri_mut() = format!("https://{addr}/").parse().unwrap();
+        match client.request(req).await {
+            Ok(response) => {
+                let _ = response.into_body().collect().await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Attack: a forged Lease pointing at a server with another certificate, even one from the
+    /// same CA and for the same names, or at any server when this replica has no certificate.
+    /// Only a peer presenting this replica's own serving certificate is reached.
+    #[tokio::test]
+    async fn peers_must_present_our_own_serving_certificate() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Authority::new("service-ca").unwrap();
+        let ours = cert(dir.path(), "ours", &ca);
+        let other = cert(dir.path(), "other", &ca);
+        let client = peer_client(Some(ours.clone())).unwrap();
+        assert!(reaches(&client, peer(ours.clone()).await).await);
+        assert!(!reaches(&client, peer(other.clone()).await).await);
+        let no_cert = peer_client(None).unwrap();
+        assert!(!reaches(&no_cert, peer(ours).await).await);
+    }
+}
