@@ -796,6 +796,70 @@ mod tests {
         assert_eq!(c.api_prefix(), "/k8s");
     }
 
+    /// Coordination between replicas needs shared consoles, an IP (not a name: DNS would
+    /// choose where viewers go), the pod name and namespace; lease durations are whole seconds.
+    #[test]
+    fn console_replicas_need_shared_consoles_an_ip_and_the_pod() {
+        let base = [
+            "-api-server=https://kubernetes.default.svc",
+            "-jwt-token-key-file=/jwt-secret/cert.pem",
+            "-k8s-bearer-token-file=/token",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let pod = ["--pod-name=gw-0", "--pod-namespace=ns"];
+        let ok = with(
+            &[
+                &["--shared-consoles", "--console-peer-address=fd00::5"],
+                &pod[..],
+                &["--console-lease-duration=1500ms"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.console_replicas,
+            Some(ConsoleReplicas {
+                pod_name: "gw-0".into(),
+                namespace: "ns".into(),
+                peer_ip: "fd00::5".parse().unwrap(),
+                lease_duration: Duration::from_secs(2),
+            })
+        );
+        assert_eq!(with(&[]).unwrap().console_replicas, None);
+        let ignored = with(&[&["--console-peer-address=10.0.0.5"], &pod[..]].concat()).unwrap();
+        assert_eq!(ignored.console_replicas, None);
+        assert!(
+            ignored
+                .notes
+                .iter()
+                .any(|n| n.contains("--console-peer-address"))
+        );
+        for bad in [
+            vec![
+                "--shared-consoles",
+                "--console-peer-address=gw.example.com",
+                pod[0],
+                pod[1],
+            ],
+            vec![
+                "--shared-consoles",
+                "--console-peer-address=10.0.0.5",
+                pod[0],
+            ],
+            vec![
+                "--shared-consoles",
+                "--console-peer-address=10.0.0.5",
+                pod[1],
+            ],
+        ] {
+            assert!(with(&bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn boolean_flags_take_go_forms() {
         let base = ["-api-server=https://k", "-jwt-token-key-file=/k.pem"];
