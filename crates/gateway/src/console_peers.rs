@@ -24,13 +24,21 @@ use kube::Api;
 use kube::api::PostParams;
 use rustls::pki_types::CertificateDer;
 
+use axum::response::IntoResponse;
+
+use crate::audit::AuditCtx;
+use crate::authn::Principal;
 use crate::config::{ConsoleReplicas, Scheme};
 use crate::console::{ConsoleKey, Consoles};
 use crate::console_route::{
     CONSOLE_ANNOTATION, Claim, FORWARDED_TO, LeaseView, Me, PEER_ANNOTATION, Route, decide,
     lease_name, marked_for,
 };
-use crate::error::ConfigError;
+use crate::error::{ConfigError, GatewayError};
+use crate::headers::clean_response_headers;
+use crate::limits::SlotGuard;
+use crate::outcome::Outcome;
+use crate::session::Sessions;
 use crate::tls::ReloadingCert;
 use crate::upstream::HttpClient;
 
@@ -320,6 +328,81 @@ impl Replicas {
         }
         true
     }
+}
+
+/// A viewer's request as the proxy holds it: the request (its upgrade is taken when forwarded),
+/// who it is, its audit context and its WebSocket slot.
+pub type Viewer<'a> = (
+    &'a mut http::Request<Body>,
+    &'a Principal,
+    AuditCtx,
+    SlotGuard,
+);
+
+/// With replicas coordinating, answers a console viewer that another replica serves (by
+/// forwarding it there and carrying its frames, or refusing it); `Err` gives the slot and
+/// audit context back for serving it here.
+pub async fn route_console(
+    replicas: &Arc<Replicas>,
+    sessions: &Sessions,
+    key: &ConsoleKey,
+    viewer: Viewer<'_>,
+    timeout: Duration,
+) -> Result<axum::response::Response, (SlotGuard, AuditCtx)> {
+    let (request, principal, audit, slot) = viewer;
+    let (peer, holder) = match replicas.route(key, &request.headers().clone()).await {
+        Routed::Local => return Err((slot, audit)),
+        Routed::Busy => {
+            let mut response = GatewayError::ConsoleElsewhere.into_response();
+            Outcome::of(&response)
+                .with_jti(principal.jti())
+                .attach(&mut response);
+            return Ok(response);
+        }
+        Routed::Peer { uri, holder } => (uri, holder),
+    };
+    let forwarded = PeerRequest::of(request);
+    let mut response = match replicas.forward(&peer, &holder, forwarded, timeout).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(error = %e, holder = %holder, "console replica unreachable; taking the console over");
+            replicas.take_over(key).await;
+            return Err((slot, audit));
+        }
+    };
+    let status = response.status();
+    let mut outcome = Outcome {
+        upstream_status: Some(status.as_u16()),
+        detail: Some("console served by another replica".into()),
+        ..Outcome::allowed()
+    }
+    .with_jti(principal.jti());
+    if status == http::StatusCode::SWITCHING_PROTOCOLS {
+        // The holder authorized and serves the viewer; this replica carries its frames and
+        // still ends them when the token ends here.
+        let client_upgrade = hyper::upgrade::on(&mut *request);
+        let peer_upgrade = hyper::upgrade::on(&mut response);
+        let (mut parts, _) = response.into_parts();
+        clean_response_headers(&mut parts.headers, true);
+        outcome.websocket = true;
+        sessions.spawn_websocket(
+            client_upgrade,
+            peer_upgrade,
+            principal,
+            audit,
+            outcome.clone(),
+            slot,
+        );
+        let mut response = axum::response::Response::from_parts(parts, Body::empty());
+        outcome.attach(&mut response);
+        return Ok(response);
+    }
+    // The holder's refusal, as it gave it.
+    let (mut parts, body) = response.into_parts();
+    clean_response_headers(&mut parts.headers, false);
+    let mut response = axum::response::Response::from_parts(parts, Body::new(body));
+    outcome.attach(&mut response);
+    Ok(response)
 }
 
 fn now() -> f64 {

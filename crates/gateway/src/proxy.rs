@@ -24,7 +24,7 @@ use tower::Service;
 use crate::authn::Principal;
 use crate::authorize::Authorized;
 use crate::console::{ConsoleKey, Consoles, websocket_bytes};
-use crate::console_peers::{PeerRequest, Replicas, Routed};
+use crate::console_peers::{Replicas, route_console};
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::headers::{clean_response_headers, forwarded_headers};
@@ -163,12 +163,16 @@ impl Forward {
                 return refuse(GatewayError::Internal("no WebSocket slot was taken".into()));
             };
             // Several replicas: the one holding the console's Lease serves it.
-            let (slot, audit) = match self
-                .route_console(&key, &mut request, &principal, audit, slot)
-                .await
-            {
-                Ok(response) => return response,
-                Err(local) => local,
+            let (slot, audit) = match &self.replicas {
+                Some(replicas) => {
+                    let timeout = self.upstream.request_timeout;
+                    let viewer = (&mut request, &principal, audit, slot);
+                    match route_console(replicas, &self.sessions, &key, viewer, timeout).await {
+                        Ok(response) => return response,
+                        Err(local) => local,
+                    }
+                }
+                None => (slot, audit),
             };
             let console = SharedConsole {
                 consoles: consoles.clone(),
@@ -285,78 +289,6 @@ fn upstream_error_text(e: &hyper_util::client::legacy::Error) -> String {
         source = s.source();
     }
     text
-}
-
-impl Forward {
-    /// With replicas coordinating, answers a console viewer that another replica serves (by
-    /// forwarding it there, or refusing it); `Err` gives the slot and audit back for serving
-    /// it here.
-    async fn route_console(
-        &self,
-        key: &ConsoleKey,
-        request: &mut http::Request<Body>,
-        principal: &Principal,
-        audit: crate::audit::AuditCtx,
-        slot: crate::limits::SlotGuard,
-    ) -> Result<Response, (crate::limits::SlotGuard, crate::audit::AuditCtx)> {
-        let Some(replicas) = &self.replicas else {
-            return Err((slot, audit));
-        };
-        let (peer, holder) = match replicas.route(key, &request.headers().clone()).await {
-            Routed::Local => return Err((slot, audit)),
-            Routed::Busy => {
-                let mut response = GatewayError::ConsoleElsewhere.into_response();
-                Outcome::of(&response)
-                    .with_jti(principal.jti())
-                    .attach(&mut response);
-                return Ok(response);
-            }
-            Routed::Peer { uri, holder } => (uri, holder),
-        };
-        let timeout = self.upstream.request_timeout;
-        let forwarded = PeerRequest::of(request);
-        let mut response = match replicas.forward(&peer, &holder, forwarded, timeout).await {
-            Ok(response) => response,
-            Err(e) => {
-                tracing::warn!(error = %e, holder = %holder, "console replica unreachable; taking the console over");
-                replicas.take_over(key).await;
-                return Err((slot, audit));
-            }
-        };
-        let status = response.status();
-        let mut outcome = Outcome {
-            upstream_status: Some(status.as_u16()),
-            detail: Some("console served by another replica".into()),
-            ..Outcome::allowed()
-        }
-        .with_jti(principal.jti());
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            // The holder authorized and serves the viewer; this replica carries its frames and
-            // still ends them when the token ends here.
-            let client_upgrade = hyper::upgrade::on(&mut *request);
-            let peer_upgrade = hyper::upgrade::on(&mut response);
-            let (mut parts, _) = response.into_parts();
-            clean_response_headers(&mut parts.headers, true);
-            outcome.websocket = true;
-            self.sessions.spawn_websocket(
-                client_upgrade,
-                peer_upgrade,
-                principal,
-                audit,
-                outcome.clone(),
-                slot,
-            );
-            let mut response = Response::from_parts(parts, Body::empty());
-            outcome.attach(&mut response);
-            return Ok(response);
-        }
-        // The holder's refusal, as it gave it.
-        let (mut parts, body) = response.into_parts();
-        clean_response_headers(&mut parts.headers, false);
-        let mut response = Response::from_parts(parts, Body::new(body));
-        outcome.attach(&mut response);
-        Ok(response)
-    }
 }
 
 /// What a shared console viewer's request resolved to.
