@@ -46,7 +46,11 @@ async fn replicas_env() -> (Env, Standin) {
         cp,
         StandinOptions {
             namespace: ns.clone(),
-            vms: vec![("testvm".into(), BLUE), ("othervm".into(), GREEN)],
+            vms: vec![
+                ("testvm".into(), BLUE),
+                ("othervm".into(), GREEN),
+                ("thirdvm".into(), GREEN),
+            ],
             ..Default::default()
         },
     )
@@ -190,6 +194,7 @@ async fn replicas_share_one_vnc_connection_and_take_over_from_a_stopped_holder()
 
     forged_marks_grant_nothing(&env, &a, &b, &vm).await;
     a_forged_lease_is_never_forwarded_to(&env, &b, &leases, &standin).await;
+    a_stale_lease_is_taken_over(&env, &b, &leases, port).await;
 
     // gw-a stops: its viewers (and the one gw-b carried to it) end; a new viewer on gw-b finds
     // gw-a unreachable, takes the Lease over and opens the console itself.
@@ -251,31 +256,12 @@ async fn a_forged_lease_is_never_forwarded_to(
 ) {
     let trap = tokio::net::TcpListener::bind("127.0.0.4:0").await.unwrap();
     let trap_addr = trap.local_addr().unwrap();
-    let name = lease_name(&env.ns, "othervm");
-    let forged = Lease {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            annotations: Some(
-                [(PEER_ANNOTATION.to_string(), format!("http://{trap_addr}"))]
-                    .into_iter()
-                    .collect(),
-            ),
-            ..Default::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some("gw-x".into()),
-            lease_duration_seconds: Some(3600),
-            renew_time: Some(MicroTime(jiff::Timestamp::now())),
-            ..Default::default()
-        }),
-    };
+    let forged = lease_of(env, "othervm", "gw-x", &format!("http://{trap_addr}"), 0);
     leases
         .create(&PostParams::default(), &forged)
         .await
         .unwrap();
-    let mut claims = seed_claims(&env.ns, now() + 3600);
-    claims.resource_names = Some(vec!["othervm".into()]);
-    let mut viewer = open_with(b, &env.ns, "othervm", &mint(&env.key, &claims), &[]).await;
+    let mut viewer = open_with(b, &env.ns, "othervm", &token_for(env, "othervm"), &[]).await;
     sees(&mut viewer, GREEN).await;
     assert!(
         trap.accept().now_or_never().is_none(),
@@ -285,4 +271,52 @@ async fn a_forged_lease_is_never_forwarded_to(
     assert_eq!(who, "gw-b");
     let other = standin.fleet().get(&env.ns, "othervm").unwrap();
     assert_eq!(other.sessions_opened(), 1);
+}
+
+/// A Lease of `vm`'s console held by `holder` at `address`, renewed `age` seconds ago, for an
+/// hour: what a replica (or someone forging one) writes.
+fn lease_of(env: &Env, vm: &str, holder: &str, address: &str, age: i64) -> Lease {
+    let renewed = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(age);
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(lease_name(&env.ns, vm)),
+            annotations: Some(
+                [(PEER_ANNOTATION.to_string(), address.to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(3600),
+            renew_time: Some(MicroTime(renewed)),
+            ..Default::default()
+        }),
+    }
+}
+
+fn token_for(env: &Env, vm: &str) -> String {
+    let mut claims = seed_claims(&env.ns, now() + 3600);
+    claims.resource_names = Some(vec![vm.into()]);
+    mint(&env.key, &claims)
+}
+
+/// A Lease whose holder stopped renewing it (for longer than its duration; something listens at
+/// its replica-shaped address) is taken over, never forwarded to.
+async fn a_stale_lease_is_taken_over(env: &Env, b: &TestGateway, leases: &Api<Lease>, port: u16) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.5", port))
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.5:{port}");
+    let stale = lease_of(env, "thirdvm", "gw-gone", &address, 3601);
+    leases.create(&PostParams::default(), &stale).await.unwrap();
+    let mut viewer = open_with(b, &env.ns, "thirdvm", &token_for(env, "thirdvm"), &[]).await;
+    sees(&mut viewer, GREEN).await;
+    assert!(
+        listener.accept().now_or_never().is_none(),
+        "the stale Lease's holder was connected to"
+    );
+    let (who, _) = holder(leases, "thirdvm", &env.ns).await.expect("a Lease");
+    assert_eq!(who, "gw-b");
 }
