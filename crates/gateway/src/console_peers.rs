@@ -161,14 +161,17 @@ impl Replicas {
         Routed::Local
     }
 
-    /// The holder did not answer: takes its Lease over, so that this replica serves `key`.
-    pub async fn take_over(self: &Arc<Self>, key: &ConsoleKey) {
+    /// `holder` did not answer: takes its Lease over, so that this replica serves `key`. A Lease
+    /// that changed hands meanwhile is left to its new holder (this viewer is served here
+    /// anyway, once).
+    pub async fn take_over(self: &Arc<Self>, key: &ConsoleKey, holder: &str) {
         let name = lease_name(&key.namespace, &key.name);
         let lease = self.leases.get_opt(&name).await.ok().flatten();
-        let claim = if lease.is_some() {
-            Claim::Take
-        } else {
-            Claim::Create
+        let current = lease.as_ref().map(view_of);
+        let claim = match &current {
+            None => Claim::Create,
+            Some(v) if v.holder.as_deref() == Some(holder) || !v.fresh(now()) => Claim::Take,
+            Some(_) => return,
         };
         match self.claim(key, &name, lease, claim).await {
             Ok(()) => {
@@ -366,7 +369,7 @@ pub async fn route_console(
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(error = %e, holder = %holder, "console replica unreachable; taking the console over");
-            replicas.take_over(key).await;
+            replicas.take_over(key, &holder).await;
             return Err((slot, audit));
         }
     };
