@@ -999,8 +999,9 @@ fn watched_section(m: &mut String, r: &Results, targets: &mut Vec<(String, Strin
          kube-apiserver (§1b's control plane, the project's CRDs installed): RSS of our gateway \
          whose GateToken watch (`--revocation-namespaces=bench`) synced the empty namespace, \
          then of a fresh one that synced {} GateTokens created there; each read 1 s after \
-         `/readyz` turned 200 (which waits for the initial list). The index keeps the `jti`, \
-         namespace, revoked/completed flags and `exp` of each token, not the object. The Go \
+         `/readyz` turned 200 (which waits for the initial list). The index keeps, per token, its \
+         `jti` (the map's key) and 16 bytes: revoked/completed flags, `exp`, and which watch \
+         and which list delivered it; never the object, nor its namespace as a string. The Go \
          peer has no revocation watch.\n",
         r.plan.watched_tokens
     );
@@ -1050,7 +1051,9 @@ fn revocation_section(m: &mut String, r: &Results, targets: &mut Vec<(String, St
          behind the API server. Latencies in ms: p50 / p99 / max. The Go peer has no \
          revocation.\n",
         n / 5,
-        100
+        r.revocation
+            .first()
+            .map_or_else(|| "several".to_string(), |v| v.in_flight.to_string())
     );
     let Some(v) = r.revocation.first() else {
         let _ = writeln!(m, "Not run{}.\n", failure_note(r, "revocation"));

@@ -180,9 +180,9 @@ async fn closed_loop_on(
         dir,
         "gateway-apiserver",
         files,
-        &api_url,
-        &ca_file,
-        &sa_file,
+        api_url,
+        ca_file,
+        sa_file,
         None,
         &Extra::NONE,
     )
@@ -198,7 +198,7 @@ async fn closed_loop_on(
     let mut watch = vec![("gateway".to_string(), gw.pid())];
     let go_gw = match env
         .go
-        .start("go-apiserver", &api_url, &ca_file, &sa_file)
+        .start("go-apiserver", api_url, ca_file, sa_file)
         .await
     {
         Ok(g) => g,

@@ -132,6 +132,8 @@ pub struct RevocationRun {
     pub sessions: usize,
     /// GateTokens revoked (`spec.revoked: true`, as `kubectl gate revoke`).
     pub revoked: usize,
+    /// Revoking patches in flight at once.
+    pub in_flight: usize,
     /// Seconds to open the sessions.
     pub open_secs: f64,
     /// Gateway RSS with them open, KiB.

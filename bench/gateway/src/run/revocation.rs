@@ -170,6 +170,7 @@ pub async fn run(
     let run = RevocationRun {
         sessions: n,
         revoked,
+        in_flight: REVOKE_PARALLEL,
         open_secs,
         gateway_rss_open_kib: rss_open_kib,
         revoke_secs,

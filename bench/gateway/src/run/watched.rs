@@ -1,5 +1,5 @@
 //! Our gateway's memory with N watched GateTokens: its revocation index keeps a few fields per
-//! token (jti, namespace, revoked/completed, exp), never the object. Measured on the real API
+//! token (the jti as key; revoked/completed, exp, which watch and list), never the object. Measured on the real API
 //! server: RSS of a gateway whose watch synced an empty namespace, then of one that synced N
 //! GateTokens there. The Go peer has no revocation watch.
 
