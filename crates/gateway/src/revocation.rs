@@ -241,10 +241,11 @@ impl Revocation {
                 if sender.receiver_count() == 0 {
                     waiters.by_jti.remove(jti);
                 } else {
+                    // Counted before the send: a woken session on another worker can end (and
+                    // drop its receiver) before a count read afterwards.
+                    let woken = sender.receiver_count() as u64;
                     sender.send_replace(());
-                    self.metrics
-                        .revocation_wakeups
-                        .inc_by(sender.receiver_count() as u64);
+                    self.metrics.revocation_wakeups.inc_by(woken);
                 }
             }
         }
