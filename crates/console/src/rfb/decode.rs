@@ -178,6 +178,11 @@ impl ServerDecoder {
         if width > max || height > max || area > pixels {
             return Err(too_large("screen", area, pixels));
         }
+        // Xvnc answers SetEncodings with a DesktopSize of the size it already has: no change,
+        // so viewers that cannot follow a resize are not dropped for it.
+        if (fb.width(), fb.height()) == (width, height) {
+            return Ok(Event::Nothing);
+        }
         fb.resize(width, height);
         Ok(Event::Resize { width, height })
     }
@@ -295,6 +300,38 @@ mod tests {
         }
         assert_eq!(at, bytes.len());
         events
+    }
+
+    /// A DesktopSize of the size the screen already has (Xvnc's answer to SetEncodings) is no
+    /// resize: viewers without DesktopSize were dropped for it when they joined at that moment.
+    #[test]
+    fn a_desktop_size_of_the_same_size_is_no_resize() {
+        let src = Framebuffer::new(150, 90);
+        let encodings = ViewerEncodings::from_list(&[encoding::RAW, encoding::DESKTOP_SIZE]);
+        let format = PixelFormat::CANONICAL;
+        for (have, resized) in [((150, 90), false), ((100, 90), true)] {
+            let mut w = UpdateWriter::new(PixelWriter::new(format));
+            let mut bytes = BytesMut::new();
+            w.write(
+                &src,
+                Some((150, 90)),
+                &[],
+                &[],
+                &encodings,
+                false,
+                &mut bytes,
+            )
+            .unwrap();
+            let mut dec = ServerDecoder::new(format, Limits::default());
+            let mut fb = Framebuffer::new(have.0, have.1);
+            let events = drain(&mut dec, &bytes, &mut fb);
+            let resize = Event::Resize {
+                width: 150,
+                height: 90,
+            };
+            assert_eq!(events.contains(&resize), resized, "{have:?}");
+            assert_eq!((fb.width(), fb.height()), (150, 90));
+        }
     }
 
     /// What the hub's encoder writes for a viewer, the hub's decoder reads back, for every
