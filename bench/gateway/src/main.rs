@@ -46,6 +46,12 @@ enum Command {
         /// Worker threads (default: one per CPU).
         #[arg(long)]
         threads: Option<usize>,
+        /// Forward every request but WebSocket upgrades to this API server (`127.0.0.1:PORT`).
+        #[arg(long, requires = "api_ca")]
+        api_proxy: Option<std::net::SocketAddr>,
+        /// The CA of `--api-proxy` (PEM).
+        #[arg(long)]
+        api_ca: Option<PathBuf>,
     },
 }
 
@@ -59,7 +65,13 @@ fn main() -> Result<()> {
                 .build()?;
             runtime.block_on(run::run(args))
         }
-        Command::Upstream { cert, key, threads } => {
+        Command::Upstream {
+            cert,
+            key,
+            threads,
+            api_proxy,
+            api_ca,
+        } => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if let Some(t) = threads {
                 builder.worker_threads(t);
@@ -67,7 +79,19 @@ fn main() -> Result<()> {
             let runtime = builder.enable_all().build()?;
             let cert = std::fs::read_to_string(cert)?;
             let key = std::fs::read_to_string(key)?;
-            runtime.block_on(upstream::serve(([127, 0, 0, 1], 0).into(), &cert, &key))
+            let api = match (api_proxy, api_ca) {
+                (Some(addr), Some(ca)) => Some(upstream::ApiProxy {
+                    addr,
+                    tls: net::tls_client(&std::fs::read_to_string(ca)?)?,
+                }),
+                _ => None,
+            };
+            runtime.block_on(upstream::serve(
+                ([127, 0, 0, 1], 0).into(),
+                &cert,
+                &key,
+                api,
+            ))
         }
     }
 }

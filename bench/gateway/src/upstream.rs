@@ -5,7 +5,14 @@
 //! * `?mode=sink&bytes=N`: reads binary messages until N payload bytes arrived, then sends the
 //!   text message `done`;
 //! * `?mode=source&bytes=N`: sends N payload bytes in 64 KiB binary messages, then closes;
+//! * `?mode=echo`: sends every text message back (the revocation measurement checks with it that
+//!   a session still works);
 //! * `?mode=idle` (or anything else): reads until the client closes.
+//!
+//! With `--api-proxy`, every request that is not a WebSocket upgrade is forwarded to the real API
+//! server instead (the revocation measurement: the gateway's GateToken watch reaches the test
+//! control plane through here, while its WebSocket sessions end here, as KubeVirt's would behind
+//! the API server).
 //!
 //! Run as its own process (`gateway-bench upstream`), so that its CPU is counted apart.
 
@@ -16,7 +23,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -42,8 +50,24 @@ pub fn body_1k() -> Bytes {
     Bytes::from(s)
 }
 
+/// Where requests other than WebSocket upgrades go: the real API server.
+#[derive(Clone)]
+pub struct ApiProxy {
+    /// Its address (loopback).
+    pub addr: SocketAddr,
+    /// A TLS client trusting its CA.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
 /// Serves on `addr` with the PEM certificate chain and key; prints `LISTENING <port>` once bound.
-pub async fn serve(addr: SocketAddr, cert_pem: &str, key_pem: &str) -> Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    cert_pem: &str,
+    key_pem: &str,
+    api: Option<ApiProxy>,
+) -> Result<()> {
     let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .context("certificate PEM")?;
@@ -67,11 +91,12 @@ pub async fn serve(addr: SocketAddr, cert_pem: &str, key_pem: &str) -> Result<()
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let body = body.clone();
+        let api = api.clone();
         tokio::spawn(async move {
             let Ok(stream) = acceptor.accept(tcp).await else {
                 return;
             };
-            let service = service_fn(move |req| handle(req, body.clone()));
+            let service = service_fn(move |req| handle(req, body.clone(), api.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
@@ -80,14 +105,54 @@ pub async fn serve(addr: SocketAddr, cert_pem: &str, key_pem: &str) -> Result<()
     }
 }
 
+fn full(body: Bytes) -> Body {
+    boxed(Full::new(body))
+}
+
+fn boxed(body: Full<Bytes>) -> Body {
+    body.map_err(|never| match never {}).boxed()
+}
+
+/// Forwards `req` to the API server over a fresh TLS connection; streams the answer back (a
+/// watch stays open as long as the API server keeps it).
+async fn forward(req: Request<Incoming>, api: &ApiProxy) -> Result<Response<Body>> {
+    let tcp = tokio::net::TcpStream::connect(api.addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::IpAddress(api.addr.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(api.tls.clone())
+        .connect(name, tcp)
+        .await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let (mut parts, body) = req.into_parts();
+    parts
+        .headers
+        .insert(hyper::header::HOST, api.addr.to_string().parse()?);
+    let resp = sender
+        .send_request(Request::from_parts(parts, body))
+        .await?;
+    Ok(resp.map(BodyExt::boxed))
+}
+
 async fn handle(
     mut req: Request<Incoming>,
     body: Bytes,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+    api: Option<ApiProxy>,
+) -> Result<Response<Body>, Infallible> {
     if !ws::is_upgrade(&req) {
+        if let Some(api) = &api {
+            return Ok(forward(req, api).await.unwrap_or_else(|e| {
+                Response::builder()
+                    .status(502)
+                    .body(full(Bytes::from(format!("API server: {e:#}"))))
+                    .expect("static response")
+            }));
+        }
         return Ok(Response::builder()
             .header("content-type", "application/json")
-            .body(Full::new(body))
+            .body(full(body))
             .expect("static response"));
     }
     let query = req.uri().query().unwrap_or("").to_string();
@@ -100,7 +165,7 @@ async fn handle(
     let mode = param("mode").unwrap_or_else(|| "idle".into());
     let bytes: u64 = param("bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
     match ws::accept(&mut req, "plain.kubevirt.io") {
-        Err(resp) => Ok(resp),
+        Err(resp) => Ok(resp.map(boxed)),
         Ok((resp, pending)) => {
             tokio::spawn(async move {
                 let Ok(mut socket) = pending.socket().await else {
@@ -142,10 +207,19 @@ async fn handle(
                         let _ = socket.close(None).await;
                         while let Some(Ok(_)) = socket.next().await {}
                     }
+                    "echo" => {
+                        while let Some(Ok(msg)) = socket.next().await {
+                            if let Message::Text(t) = msg
+                                && socket.send(Message::Text(t)).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    }
                     _ => while let Some(Ok(_)) = socket.next().await {},
                 }
             });
-            Ok(resp)
+            Ok(resp.map(boxed))
         }
     }
 }

@@ -73,10 +73,23 @@ impl Refusal {
     }
 }
 
-/// What the index keeps of one GateToken.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the index keeps of one GateToken: what a decision reads, and which watch (scope) and
+/// list it came from. No string: the namespace is the index of its watch in `namespaces`, and
+/// the `jti` is the map's key (16 bytes per entry besides the key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
-    namespace: String,
+    revoked: bool,
+    completed: bool,
+    /// The watch (index into `Revocation::namespaces`) that delivered it.
+    scope: u16,
+    /// The (re-)list of that watch that last delivered it (`Index::lists`).
+    listed: u32,
+    exp: u64,
+}
+
+/// The fields of a GateToken that revocation decides on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fields {
     revoked: bool,
     completed: bool,
     exp: u64,
@@ -84,10 +97,13 @@ struct Entry {
 
 #[derive(Default)]
 struct Index {
-    by_jti: HashMap<String, Entry>,
-    denied: HashMap<String, u64>,
-    synced: HashSet<String>,
-    relisting: HashMap<String, HashSet<String>>,
+    /// Keyed by `jti` (the GateToken's UID), boxed to its exact length.
+    by_jti: HashMap<Box<str>, Entry>,
+    denied: HashMap<Box<str>, u64>,
+    synced: HashSet<u16>,
+    /// Per scope, the number of the list in progress or last completed: an entry that the
+    /// latest list did not deliver (older `listed`) vanished while the watch was away.
+    lists: HashMap<u16, u32>,
     healthy: bool,
     /// When the watch last went from working to broken (None while it works).
     broken_since: Option<Instant>,
@@ -138,6 +154,11 @@ pub struct Revocation {
     metrics: Arc<Metrics>,
 }
 
+/// GateTokens per page of the watch's (re-)list: each page is read and decoded whole, objects with
+/// their issued JWTs and `managedFields` (~4 KB each), before the index keeps 16 bytes of each; a
+/// smaller page than kube's 500 keeps that transient, and the heap it leaves behind, small.
+const LIST_PAGE: u32 = 100;
+
 /// Default of `--revocation-max-staleness`.
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 
@@ -151,9 +172,10 @@ pub fn strip(token: &mut GateToken) {
     }
 }
 
-/// The `jti` (the object's UID) and entry of a GateToken, from the operator's status types.
-fn entry_of(token: &GateToken) -> Option<(String, Entry)> {
-    let uid = token.metadata.uid.clone()?;
+/// The `jti` (the object's UID) and decision fields of a GateToken, from the operator's status
+/// types.
+fn fields_of(token: &GateToken) -> Option<(&str, Fields)> {
+    let uid = token.metadata.uid.as_deref()?;
     let status = token.status.as_ref();
     let phase = status.and_then(|s| s.parsed_phase().ok());
     let exp = status
@@ -161,8 +183,7 @@ fn entry_of(token: &GateToken) -> Option<(String, Entry)> {
         .unwrap_or(0);
     Some((
         uid,
-        Entry {
-            namespace: token.metadata.namespace.clone().unwrap_or_default(),
+        Fields {
             // Deleting (a finalizer holds it) counts as revoked (review §12).
             revoked: token.spec.revoked
                 || phase == Some(GateTokenPhase::Revoked)
@@ -220,10 +241,11 @@ impl Revocation {
                 if sender.receiver_count() == 0 {
                     waiters.by_jti.remove(jti);
                 } else {
+                    // Counted before the send: a woken session on another worker can end (and
+                    // drop its receiver) before a count read afterwards.
+                    let woken = sender.receiver_count() as u64;
                     sender.send_replace(());
-                    self.metrics
-                        .revocation_wakeups
-                        .inc_by(sender.receiver_count() as u64);
+                    self.metrics.revocation_wakeups.inc_by(woken);
                 }
             }
         }
@@ -244,7 +266,7 @@ impl Revocation {
     }
 
     fn all_synced(&self, index: &Index) -> bool {
-        self.namespaces.iter().all(|ns| index.synced.contains(ns))
+        (0..self.namespaces.len()).all(|i| index.synced.contains(&(i as u16)))
     }
 
     /// Decides a `jti` from the current index, without waiting.
@@ -356,7 +378,7 @@ impl Revocation {
             .set(i64::from(index.healthy));
     }
 
-    fn deny(index: &mut Index, jti: String, exp: u64) {
+    fn deny(index: &mut Index, jti: Box<str>, exp: u64) {
         let until = if exp > 0 {
             exp.saturating_add(virt_gateway_auth::jwt::MAX_LEEWAY.as_secs())
         } else {
@@ -368,47 +390,68 @@ impl Revocation {
     /// Applies one watcher event from namespace scope `scope` (`*` for all namespaces) and wakes
     /// the waiters of the `jti`s it touched.
     pub(crate) fn apply(&self, scope: &str, event: Event<GateToken>) {
-        let touched: Vec<String> = self.with_index(|index| {
+        // One watch per entry of `namespaces` (`run`), so a scope is always found there.
+        let Some(scope) = self.namespaces.iter().position(|ns| ns == scope) else {
+            tracing::warn!(scope, "a revocation event from a scope that is not watched");
+            return;
+        };
+        let scope = scope as u16;
+        let touched: Vec<Box<str>> = self.with_index(|index| {
             index.healthy = true;
             index.broken_since = None;
             index.last_ok = Some(Instant::now());
             let mut touched = Vec::new();
+            let list = index.lists.get(&scope).copied().unwrap_or(0);
+            let entry = |f: Fields| Entry {
+                revoked: f.revoked,
+                completed: f.completed,
+                scope,
+                listed: list,
+                exp: f.exp,
+            };
             match event {
                 Event::Apply(obj) => {
-                    if let Some((jti, entry)) = entry_of(&obj) {
+                    if let Some((jti, fields)) = fields_of(&obj) {
+                        let jti: Box<str> = jti.into();
                         touched.push(jti.clone());
-                        index.by_jti.insert(jti, entry);
+                        index.by_jti.insert(jti, entry(fields));
                     }
                 }
                 Event::Delete(obj) => {
-                    if let Some((jti, entry)) = entry_of(&obj) {
+                    if let Some((jti, fields)) = fields_of(&obj) {
+                        let jti: Box<str> = jti.into();
                         index.by_jti.remove(&jti);
-                        Self::deny(index, jti.clone(), entry.exp);
+                        Self::deny(index, jti.clone(), fields.exp);
                         touched.push(jti);
                     }
                 }
                 Event::Init => {
-                    index.relisting.insert(scope.to_string(), HashSet::new());
+                    index.lists.insert(scope, list.wrapping_add(1));
                 }
                 Event::InitApply(obj) => {
-                    if let Some((jti, entry)) = entry_of(&obj) {
-                        if let Some(seen) = index.relisting.get_mut(scope) {
-                            seen.insert(jti.clone());
+                    if let Some((jti, fields)) = fields_of(&obj) {
+                        let new = entry(fields);
+                        match index.by_jti.get_mut(jti) {
+                            Some(old) => {
+                                let changed = (old.revoked, old.completed, old.exp)
+                                    != (new.revoked, new.completed, new.exp);
+                                *old = new;
+                                if changed {
+                                    touched.push(jti.into());
+                                }
+                            }
+                            None => {
+                                touched.push(jti.into());
+                                index.by_jti.insert(jti.into(), new);
+                            }
                         }
-                        if index.by_jti.get(&jti) != Some(&entry) {
-                            touched.push(jti.clone());
-                        }
-                        index.by_jti.insert(jti, entry);
                     }
                 }
                 Event::InitDone => {
-                    let seen = index.relisting.remove(scope).unwrap_or_default();
-                    let vanished: Vec<(String, u64)> = index
+                    let vanished: Vec<(Box<str>, u64)> = index
                         .by_jti
                         .iter()
-                        .filter(|(jti, e)| {
-                            (scope == "*" || e.namespace == scope) && !seen.contains(*jti)
-                        })
+                        .filter(|(_, e)| e.scope == scope && e.listed != list)
                         .map(|(jti, e)| (jti.clone(), e.exp))
                         .collect();
                     for (jti, exp) in vanished {
@@ -416,7 +459,7 @@ impl Revocation {
                         Self::deny(index, jti.clone(), exp);
                         touched.push(jti);
                     }
-                    index.synced.insert(scope.to_string());
+                    index.synced.insert(scope);
                 }
             }
             let now = now_unix();
@@ -424,7 +467,7 @@ impl Revocation {
             self.update_gauges(index);
             touched
         });
-        self.wake(touched.iter().map(String::as_str));
+        self.wake(touched.iter().map(|j| &**j));
     }
 
     pub(crate) fn failed(&self, error: String) {
@@ -453,7 +496,7 @@ impl Revocation {
                 Api::namespaced(client.clone(), ns)
             };
             let scope = ns.clone();
-            let stream = watcher::watcher(api, watcher::Config::default())
+            let stream = watcher::watcher(api, watcher::Config::default().page_size(LIST_PAGE))
                 .default_backoff()
                 .modify(strip)
                 .map(move |item| (scope.clone(), item))
@@ -510,17 +553,60 @@ mod tests {
         assert_eq!(token.status.as_ref().unwrap().token, "");
         assert_eq!(token.status.as_ref().unwrap().data.exp, 4_000_000_000);
         assert_eq!(
-            entry_of(&token),
+            fields_of(&token),
             Some((
-                "u1".into(),
-                Entry {
-                    namespace: "a".into(),
+                "u1",
+                Fields {
                     revoked: false,
                     completed: false,
                     exp: 4_000_000_000
                 }
             ))
         );
+    }
+
+    /// The index keeps no namespace string: a re-list of one watched namespace must still deny
+    /// only the tokens of that namespace that vanished, never those of another.
+    #[tokio::test]
+    async fn a_relist_of_one_namespace_denies_only_its_own_vanished_tokens() {
+        let r = Revocation::new(
+            vec!["a".into(), "b".into()],
+            Duration::from_millis(10),
+            Arc::new(Metrics::new()),
+        );
+        for (ns, uid) in [("a", "ua"), ("b", "ub")] {
+            r.apply(ns, Event::Init);
+            r.apply(
+                ns,
+                Event::InitApply(obj(ns, "t", uid, false, "Ready", 4_000_000_000)),
+            );
+            r.apply(ns, Event::InitDone);
+        }
+        r.apply(
+            "a",
+            Event::Apply(obj("a", "t2", "ua2", false, "Ready", 4_000_000_000)),
+        );
+        assert_eq!(r.check_now(Some("ua2")), Ok(()));
+        // "a" is listed again while "b" is not: ua2 is in the new list, ua is not.
+        r.apply("a", Event::Init);
+        r.apply(
+            "a",
+            Event::InitApply(obj("a", "t2", "ua2", false, "Ready", 4_000_000_000)),
+        );
+        r.apply("a", Event::InitDone);
+        assert_eq!(r.check_now(Some("ua")), Err(Refusal::Deleted));
+        assert_eq!(r.check_now(Some("ua2")), Ok(()));
+        assert_eq!(
+            r.check_now(Some("ub")),
+            Ok(()),
+            "b's token is not a's to deny"
+        );
+        // An event from a namespace that is not watched changes nothing.
+        r.apply(
+            "c",
+            Event::Apply(obj("c", "t", "ub", true, "Ready", 4_000_000_000)),
+        );
+        assert_eq!(r.check_now(Some("ub")), Ok(()));
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use virt_gateway_testenv::{ControlPlane, Options};
 
 use super::closed_loop::{Loop, check_ok, closed_loop};
 use super::results::Results;
+use super::revocation;
 use super::spawn::{Extra, Kind, spawn_gateway};
 use super::watched::{self, ApiFiles};
 use super::{Env, OBJECT_PATH};
@@ -132,23 +133,56 @@ async fn grant(client: kube::Client) -> Result<String> {
 }
 
 async fn measure(env: &Env, cp: &ControlPlane, results: &mut Results) -> Result<()> {
-    let (dir, files, token) = (&env.dir, &env.setup.files, &env.setup.token);
+    let dir = &env.dir;
     let sa_token = grant(cp.client().await).await?;
     let sa_file = dir.join("apiserver-sa-token");
     std::fs::write(&sa_file, format!("{sa_token}\n"))?;
     let ca_file = dir.join("apiserver-ca.pem");
     std::fs::write(&ca_file, cp.ca_pem())?;
     let api_url = cp.api_server_url().to_string();
-    let direct = direct_target(cp, &api_url, &sa_token).await?;
+    if env.want("apiserver") {
+        closed_loop_on(env, cp, &api_url, &ca_file, &sa_file, &sa_token, results).await?;
+    }
+    // The project's CRDs, for the GateTokens of §4c and §4d.
+    cp.install_crds(&std::path::PathBuf::from("deploy/crds"))
+        .await;
+    let files = ApiFiles {
+        api_url: &api_url,
+        ca_file: &ca_file,
+        sa_file: &sa_file,
+    };
+    if env.want("watched") {
+        let r = watched::run(env, cp, &files, results).await;
+        super::record(results, "watched", r);
+    }
+    if env.want("revocation") {
+        let r = revocation::run(env, cp, &files, results).await;
+        super::record(results, "revocation", r);
+    }
+    Ok(())
+}
+
+/// §1b: the closed loop direct, through ours and through the Go peer.
+async fn closed_loop_on(
+    env: &Env,
+    cp: &ControlPlane,
+    api_url: &str,
+    ca_file: &std::path::Path,
+    sa_file: &std::path::Path,
+    sa_token: &str,
+    results: &mut Results,
+) -> Result<()> {
+    let (dir, files, token) = (&env.dir, &env.setup.files, &env.setup.token);
+    let direct = direct_target(cp, api_url, sa_token).await?;
     let (mut gw, gw_addr) = spawn_gateway(
         Kind::Ours,
         &env.args.gateway,
         dir,
         "gateway-apiserver",
         files,
-        &api_url,
-        &ca_file,
-        &sa_file,
+        api_url,
+        ca_file,
+        sa_file,
         None,
         &Extra::NONE,
     )
@@ -164,7 +198,7 @@ async fn measure(env: &Env, cp: &ControlPlane, results: &mut Results) -> Result<
     let mut watch = vec![("gateway".to_string(), gw.pid())];
     let go_gw = match env
         .go
-        .start("go-apiserver", &api_url, &ca_file, &sa_file)
+        .start("go-apiserver", api_url, ca_file, sa_file)
         .await
     {
         Ok(g) => g,
@@ -199,17 +233,7 @@ async fn measure(env: &Env, cp: &ControlPlane, results: &mut Results) -> Result<
     if let Some((mut p, _)) = go_gw {
         p.stop();
     }
-    r?;
-    if env.want("watched") {
-        let files = ApiFiles {
-            api_url: &api_url,
-            ca_file: &ca_file,
-            sa_file: &sa_file,
-        };
-        let r = watched::run(env, cp, &files, results).await;
-        super::record(results, "watched", r);
-    }
-    Ok(())
+    r
 }
 
 /// The API server with the ServiceAccount's token, once RBAC (evaluated from an informer

@@ -10,6 +10,7 @@ mod machine;
 mod plan;
 mod profile;
 mod results;
+mod revocation;
 mod setup;
 mod spawn;
 mod token;
@@ -24,7 +25,7 @@ use anyhow::Result;
 
 use self::closed_loop::{Loop, Watch, check_ok, closed_loop};
 pub use self::plan::Plan;
-pub use self::results::{FixedRun, HttpRun, Results, WsRun};
+pub use self::results::{FixedRun, HttpRun, Results, Spread, WsRun};
 use self::setup::Setup;
 use self::spawn::{Extra, GoSpawn, Kind, Proc, spawn_gateway, spawn_upstream};
 use crate::net::Target;
@@ -55,10 +56,15 @@ pub struct RunArgs {
     /// Skip the real kube-apiserver scenario (no control plane).
     #[arg(long)]
     pub skip_apiserver: bool,
-    /// Only these sections (http, fixed, ws, token, idle, apiserver, watched, profile); default
-    /// all. `watched` runs inside `apiserver` (same control plane).
+    /// Only these sections (http, fixed, ws, token, idle, apiserver, watched, revocation,
+    /// profile); default all. `watched` and `revocation` run on `apiserver`'s control plane (each
+    /// can run without the closed loop of `apiserver`).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// WebSocket sessions of the revocation-at-scale measurement, a fifth of them revoked
+    /// (default: 5,000 full, 1,000 quick); a smaller count for development.
+    #[arg(long, env = "VIRT_GATEWAY_BENCH_REVOCATION_SESSIONS")]
+    pub revocation_sessions: Option<usize>,
     /// Criterion's output directory (the auth benches of `make bench`).
     #[arg(long, default_value = "target/criterion")]
     pub criterion_dir: PathBuf,
@@ -295,7 +301,10 @@ async fn minimal_upstream(env: &mut Env, upstream_pid: u32, results: &mut Result
 
 /// Runs everything the plan asks for and writes the results.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if let Some(n) = args.revocation_sessions {
+        plan.revocation_sessions = n;
+    }
     let started_at = Instant::now();
     let (soft, hard) = procs::raise_nofile(200_000);
     eprintln!("[bench] {} run; open files limit {soft}/{hard}", plan.mode);
@@ -349,7 +358,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         record(&mut results, "idle", r);
     }
     upstream.stop();
-    if env.want("apiserver") && !env.args.skip_apiserver {
+    let on_control_plane = ["apiserver", "watched", "revocation"];
+    if on_control_plane.iter().any(|s| env.want(s)) && !env.args.skip_apiserver {
         eprintln!("[bench] 1b. real kube-apiserver (starting the test control plane)");
         let r = apiserver::run(&env, &mut results).await;
         record(&mut results, "apiserver", r);

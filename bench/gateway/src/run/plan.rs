@@ -42,6 +42,8 @@ pub struct Plan {
     pub tls_listen: bool,
     /// GateTokens watched by the gateway's revocation index in the memory measurement.
     pub watched_tokens: usize,
+    /// WebSocket sessions of the revocation-at-scale measurement (a fifth of them revoked).
+    pub revocation_sessions: usize,
 }
 
 impl Plan {
@@ -67,6 +69,7 @@ impl Plan {
                 micro_rounds: 2,
                 tls_listen: false,
                 watched_tokens: 1_000,
+                revocation_sessions: 1_000,
             }
         } else {
             Self {
@@ -89,6 +92,7 @@ impl Plan {
                 micro_rounds: 5,
                 tls_listen: true,
                 watched_tokens: 10_000,
+                revocation_sessions: 5_000,
             }
         }
     }

@@ -109,6 +109,55 @@ pub struct WatchedRun {
     pub sync_secs: f64,
 }
 
+/// Per-session delays of a revocation run, ms.
+#[derive(Clone, Debug, Serialize)]
+pub struct Spread {
+    /// Sessions measured.
+    pub n: usize,
+    /// Smallest.
+    pub min: f64,
+    /// Median (nearest rank).
+    pub p50: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// Revocation at scale: sessions open through our gateway, a fifth of their GateTokens revoked at
+/// once.
+#[derive(Clone, Debug, Serialize)]
+pub struct RevocationRun {
+    /// WebSocket sessions open, one GateToken (and token) each.
+    pub sessions: usize,
+    /// GateTokens revoked (`spec.revoked: true`, as `kubectl gate revoke`).
+    pub revoked: usize,
+    /// Revoking patches in flight at once.
+    pub in_flight: usize,
+    /// Seconds to open the sessions.
+    pub open_secs: f64,
+    /// Gateway RSS with them open, KiB.
+    pub gateway_rss_open_kib: u64,
+    /// Seconds from the first patch sent to the last answered.
+    pub revoke_secs: f64,
+    /// Seconds from the first patch sent to the last revoked session closed.
+    pub last_close_secs: f64,
+    /// Per revoked session: its close at the client minus the API server's answer to its patch.
+    pub close_after_ack_ms: Spread,
+    /// The same, minus when the patch was sent (an upper bound).
+    pub close_after_send_ms: Spread,
+    /// Revoked sessions still open after 30 s.
+    pub not_closed: usize,
+    /// `kube_gateway_revocation_wakeups_total` after − before (one per revoked session expected).
+    pub wakeups: u64,
+    /// Sessions whose GateTokens were not revoked.
+    pub others: usize,
+    /// Of those, how many echoed a message afterwards.
+    pub others_working: usize,
+    /// Of those, how many did not (closed, or no echo within 10 s).
+    pub others_failed: usize,
+}
+
 /// The upstream Go gateway run beside ours.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GoPeer {
@@ -163,6 +212,8 @@ pub struct Results {
     pub idle: Vec<IdleRun>,
     /// Gateway memory with watched GateTokens.
     pub watched: Vec<WatchedRun>,
+    /// Revocation at scale.
+    pub revocation: Vec<RevocationRun>,
     /// In-process token verification.
     pub token_micro: Vec<MicroRound>,
     /// End-to-end first vs repeated request.
@@ -218,6 +269,7 @@ impl Results {
             ws: Vec::new(),
             idle: Vec::new(),
             watched: Vec::new(),
+            revocation: Vec::new(),
             token_micro: Vec::new(),
             token_e2e: Vec::new(),
             criterion: machine::criterion_figures(&args.criterion_dir),

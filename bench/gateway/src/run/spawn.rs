@@ -57,14 +57,26 @@ pub fn free_port() -> Result<u16> {
 }
 
 pub fn spawn_upstream(dir: &Path, cert: &Path, key: &Path) -> Result<(Proc, SocketAddr)> {
+    spawn_upstream_with(dir, "upstream", cert, key, &[])
+}
+
+/// The minimal upstream with more arguments (`--api-proxy`), logging to `<label>.log`.
+pub fn spawn_upstream_with(
+    dir: &Path,
+    label: &str,
+    cert: &Path,
+    key: &Path,
+    args: &[String],
+) -> Result<(Proc, SocketAddr)> {
     let exe = std::env::current_exe()?;
-    let log = std::fs::File::create(dir.join("upstream.log"))?;
+    let log = std::fs::File::create(dir.join(format!("{label}.log")))?;
     let mut child = Command::new(exe)
         .arg("upstream")
         .arg("--cert")
         .arg(cert)
         .arg("--key")
         .arg(key)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -80,7 +92,7 @@ pub fn spawn_upstream(dir: &Path, cert: &Path, key: &Path) -> Result<(Proc, Sock
         .with_context(|| format!("upstream said {line:?}"))?;
     Ok((
         Proc {
-            name: "upstream".into(),
+            name: label.into(),
             child,
             _stdout: Some(reader.into_inner()),
         },

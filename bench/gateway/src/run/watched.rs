@@ -1,9 +1,9 @@
 //! Our gateway's memory with N watched GateTokens: its revocation index keeps a few fields per
-//! token (jti, namespace, revoked/completed, exp), never the object. Measured on the real API
+//! token (the jti as key; revoked/completed, exp, which watch and list), never the object. Measured on the real API
 //! server: RSS of a gateway whose watch synced an empty namespace, then of one that synced N
 //! GateTokens there. The Go peer has no revocation watch.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -37,7 +37,6 @@ pub async fn run(
 ) -> Result<()> {
     let n = env.plan.watched_tokens;
     eprintln!("[bench] gateway RSS with {n} watched GateTokens");
-    cp.install_crds(&PathBuf::from("deploy/crds")).await;
     let (empty, _) = synced_rss(env, api).await?;
     let tokens: Api<GateToken> = Api::namespaced(cp.client().await, "bench");
     let t0 = Instant::now();
