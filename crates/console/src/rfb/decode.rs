@@ -179,6 +179,11 @@ impl ServerDecoder {
         if width > max || height > max || area > pixels {
             return Err(too_large("screen", area, pixels));
         }
+        // Servers announce the size they already have (TigerVNC answers ExtendedDesktopSize in
+        // its first update): not a resize, or viewers that cannot follow one would be closed.
+        if (width, height) == (fb.width(), fb.height()) {
+            return Ok(Event::Nothing);
+        }
         fb.resize(width, height);
         Ok(Event::Resize { width, height })
     }
@@ -395,5 +400,24 @@ mod tests {
         ));
         let mut dec = ServerDecoder::new(PixelFormat::CANONICAL, Limits::default());
         assert!(dec.step(&[77], &mut fb).is_err());
+    }
+
+    /// A DesktopSize naming the size the screen already has keeps its pixels and is no resize.
+    #[test]
+    fn the_same_size_is_not_a_resize() {
+        let mut fb = Framebuffer::new(8, 8);
+        fb.fill(fb.bounds(), 0x00ab_cdef);
+        let kept = fb.clone();
+        let mut w = UpdateWriter::new(PixelWriter::new(PixelFormat::CANONICAL));
+        let enc = ViewerEncodings::from_list(&[encoding::RAW, encoding::DESKTOP_SIZE]);
+        let mut bytes = BytesMut::new();
+        let same = Pseudo {
+            resize: Some((8, 8)),
+            ..Pseudo::default()
+        };
+        w.write(&fb, same, &[], &[], &enc, &mut bytes).unwrap();
+        let mut dec = ServerDecoder::new(PixelFormat::CANONICAL, Limits::default());
+        assert_eq!(drain(&mut dec, &bytes, &mut fb), [Event::UpdateEnd]);
+        assert_eq!(fb, kept);
     }
 }
