@@ -205,9 +205,14 @@ impl Gateway {
                 metrics.clone(),
                 authn.clone(),
                 Forward::new(upstream, sessions.clone()).with_consoles(
-                    config
-                        .shared_consoles
-                        .then(|| Consoles::new(crate::console::DEFAULT_LINGER)),
+                    config.shared_consoles.then(|| {
+                        Consoles::new(crate::console::DEFAULT_LINGER)
+                            .with_policy(config.console_controllers)
+                            .with_metrics(crate::console::ConsoleMetrics {
+                                viewers: metrics.console_viewers.clone(),
+                                upstreams: metrics.console_upstream_connections.clone(),
+                            })
+                    }),
                 ),
             ),
             authn: authn.clone(),
