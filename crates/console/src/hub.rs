@@ -652,7 +652,10 @@ mod tests {
                 }
                 continue;
             }
-            assert!(vm.read_buf(buf).await.unwrap() > 0, "the hub closed");
+            let read = tokio::time::timeout(std::time::Duration::from_secs(10), vm.read_buf(buf))
+                .await
+                .expect("input reaching the VM in time");
+            assert!(read.unwrap() > 0, "the hub closed");
         }
     }
 
@@ -906,6 +909,21 @@ mod tests {
         assert_eq!(hub.viewers(), 0);
     }
 
+    /// Waits (a bounded time, so a broken rule fails rather than hangs) until `done`.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let wait = async {
+            while !done() {
+                tokio::task::yield_now().await;
+            }
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .is_err()
+        {
+            panic!("timed out waiting for {what}");
+        }
+    }
+
     fn key(keysym: u32) -> ClientMessage {
         ClientMessage::Key { down: true, keysym }
     }
@@ -933,21 +951,21 @@ mod tests {
         assert_eq!(init.name, "testvm · view only · 3 viewers");
         send(&mut first, &key(0x61)).await;
         send(&mut watcher, &key(0x62)).await;
-        while hub.dropped(InputKind::Key) < 2 {
-            tokio::task::yield_now().await;
-        }
+        until("hub.dropped(InputKind::Key) >= 2", || {
+            hub.dropped(InputKind::Key) >= 2
+        })
+        .await;
         send(&mut second, &key(0x63)).await;
         let mut buf = BytesMut::new();
         assert_eq!(next_input(&mut vm, &mut buf).await, key(0x63));
         // Control is not handed back when its holder leaves (fail safe).
         drop(second);
-        while hub.viewers() > 2 {
-            tokio::task::yield_now().await;
-        }
+        until("hub.viewers() <= 2", || hub.viewers() <= 2).await;
         send(&mut first, &key(0x64)).await;
-        while hub.dropped(InputKind::Key) < 3 {
-            tokio::task::yield_now().await;
-        }
+        until("hub.dropped(InputKind::Key) >= 3", || {
+            hub.dropped(InputKind::Key) >= 3
+        })
+        .await;
         // Reconnecting makes it the newest controller again.
         let (mut again, init) = viewer_init(&hub, Role::Control).await;
         assert_eq!(init.name, "testvm · you have control · 3 viewers");
