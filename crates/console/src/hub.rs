@@ -98,6 +98,53 @@ struct Slot {
     copies: Vec<Copy>,
     resize: bool,
     wake: Arc<Notify>,
+    held: Held,
+}
+
+/// Keys and buttons a controller holds down on the VM: released for it when it stops driving
+/// (it leaves or loses control), so a Ctrl held at take-over does not turn the next
+/// controller's "c" into Ctrl+C.
+#[derive(Debug, Default)]
+struct Held {
+    keys: Vec<u32>,
+    buttons: u8,
+    pointer: (u16, u16),
+}
+
+impl Held {
+    /// Notes input forwarded to the VM.
+    fn track(&mut self, msg: &ClientMessage) {
+        match *msg {
+            ClientMessage::Key { down, keysym } | ClientMessage::QemuKey { down, keysym, .. } => {
+                self.keys.retain(|k| *k != keysym);
+                // Bounded by what a keyboard can hold; a flood only keeps the newest.
+                if down && self.keys.len() < 32 {
+                    self.keys.push(keysym);
+                }
+            }
+            ClientMessage::Pointer { buttons, x, y } => {
+                self.buttons = buttons;
+                self.pointer = (x, y);
+            }
+            _ => {}
+        }
+    }
+
+    /// The messages that release everything held.
+    fn releases(&mut self) -> Vec<ClientMessage> {
+        let mut out: Vec<ClientMessage> = std::mem::take(&mut self.keys)
+            .into_iter()
+            .map(|keysym| ClientMessage::Key {
+                down: false,
+                keysym,
+            })
+            .collect();
+        if std::mem::take(&mut self.buttons) != 0 {
+            let (x, y) = self.pointer;
+            out.push(ClientMessage::Pointer { buttons: 0, x, y });
+        }
+        out
+    }
 }
 
 impl Hub {
@@ -250,7 +297,11 @@ impl Hub {
         let mut damage = Damage::new(state.fb.width(), state.fb.height());
         damage.add_all();
         let wake = Arc::new(Notify::new());
+        let before = state.control.current();
         state.control.join(id, role);
+        if let Some(previous) = before.filter(|p| state.control.current() != Some(*p)) {
+            state.release(previous, &self.shared.input);
+        }
         state.names_changed();
         state.viewers.insert(
             id,
@@ -261,6 +312,7 @@ impl Hub {
                 copies: Vec::new(),
                 resize: false,
                 wake: wake.clone(),
+                held: Held::default(),
             },
         );
         let init = ServerInit {
@@ -274,6 +326,16 @@ impl Hub {
 }
 
 impl State {
+    /// Releases what viewer `id` holds down on the VM (best effort: never waits, so a full
+    /// input queue loses the releases rather than stalling a join or a leave).
+    fn release(&mut self, id: u64, input: &mpsc::Sender<ClientMessage>) {
+        if let Some(slot) = self.viewers.get_mut(&id) {
+            for msg in slot.held.releases() {
+                let _ = input.try_send(msg);
+            }
+        }
+    }
+
     /// The desktop name viewer `id` (with `role`) should see now.
     fn name_of(&self, id: u64, role: Role) -> String {
         desktop_name(&self.name, self.control.state(id, role), self.viewers.len())
@@ -320,6 +382,7 @@ struct Leave<'a> {
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
+        state.release(self.id, &self.shared.input);
         state.viewers.remove(&self.id);
         state.control.leave(self.id);
         state.names_changed();
@@ -575,8 +638,11 @@ impl Viewer<'_> {
 
     async fn input(&mut self, kind: InputKind, msg: ClientMessage) -> Result<(), HubError> {
         let (sends, upstream_qemu_keys) = {
-            let state = self.shared.lock();
+            let mut state = self.shared.lock();
             let sends = state.control.state(self.id, self.role).sends_input();
+            if sends && let Some(slot) = state.viewers.get_mut(&self.id) {
+                slot.held.track(&msg);
+            }
             (sends, state.qemu_keys)
         };
         // An observer, or a controller whose control another took: watch only.
@@ -958,8 +1024,16 @@ mod tests {
         send(&mut second, &key(0x63)).await;
         let mut buf = BytesMut::new();
         assert_eq!(next_input(&mut vm, &mut buf).await, key(0x63));
-        // Control is not handed back when its holder leaves (fail safe).
+        // Control is not handed back when its holder leaves (fail safe); what it held down
+        // is released.
         drop(second);
+        assert_eq!(
+            next_input(&mut vm, &mut buf).await,
+            ClientMessage::Key {
+                down: false,
+                keysym: 0x63
+            }
+        );
         until("hub.viewers() <= 2", || hub.viewers() <= 2).await;
         send(&mut first, &key(0x64)).await;
         until("hub.dropped(InputKind::Key) >= 3", || {
@@ -973,6 +1047,46 @@ mod tests {
         assert_eq!(next_input(&mut vm, &mut buf).await, key(0x65));
         assert_eq!(hub.dropped(InputKind::Key), 3);
         assert_eq!(hub.viewers_by_role(), (2, 1));
+    }
+
+    /// Attack on the next controller: the one losing control holds Ctrl and a mouse button.
+    /// Both are released on the VM when control is taken, before the new controller's input.
+    #[tokio::test]
+    async fn losing_control_releases_what_was_held() {
+        let (hub, mut vm) = upstream(false).await;
+        let (mut first, _) = viewer_init(&hub, Role::Control).await;
+        let ctrl = ClientMessage::Key {
+            down: true,
+            keysym: 0xffe3,
+        };
+        let press = ClientMessage::Pointer {
+            buttons: 1,
+            x: 5,
+            y: 6,
+        };
+        send(&mut first, &ctrl).await;
+        send(&mut first, &press).await;
+        let mut buf = BytesMut::new();
+        assert_eq!(next_input(&mut vm, &mut buf).await, ctrl);
+        assert_eq!(next_input(&mut vm, &mut buf).await, press);
+        let (mut second, _) = viewer_init(&hub, Role::Control).await;
+        send(&mut second, &key(0x63)).await;
+        assert_eq!(
+            next_input(&mut vm, &mut buf).await,
+            ClientMessage::Key {
+                down: false,
+                keysym: 0xffe3
+            }
+        );
+        assert_eq!(
+            next_input(&mut vm, &mut buf).await,
+            ClientMessage::Pointer {
+                buttons: 0,
+                x: 5,
+                y: 6
+            }
+        );
+        assert_eq!(next_input(&mut vm, &mut buf).await, key(0x63));
     }
 
     /// Shared: every controller drives; observers still do not.

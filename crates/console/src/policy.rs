@@ -112,6 +112,11 @@ impl Control {
         self.policy
     }
 
+    /// Take-over: the controller in control, if any.
+    pub fn current(&self) -> Option<u64> {
+        self.current
+    }
+
     /// Viewer `id` joined with `role`: a controller takes control (take-over).
     pub fn join(&mut self, id: u64, role: Role) {
         if role == Role::Control {
