@@ -106,7 +106,8 @@ struct Slot {
 /// controller's "c" into Ctrl+C.
 #[derive(Debug, Default)]
 struct Held {
-    keys: Vec<u32>,
+    /// Keysyms held, with the scancode of a QEMU extended key event.
+    keys: Vec<(u32, Option<u32>)>,
     buttons: u8,
     pointer: (u16, u16),
 }
@@ -115,13 +116,12 @@ impl Held {
     /// Notes input forwarded to the VM.
     fn track(&mut self, msg: &ClientMessage) {
         match *msg {
-            ClientMessage::Key { down, keysym } | ClientMessage::QemuKey { down, keysym, .. } => {
-                self.keys.retain(|k| *k != keysym);
-                // Bounded by what a keyboard can hold; a flood only keeps the newest.
-                if down && self.keys.len() < 32 {
-                    self.keys.push(keysym);
-                }
-            }
+            ClientMessage::Key { down, keysym } => self.key(down, keysym, None),
+            ClientMessage::QemuKey {
+                down,
+                keysym,
+                keycode,
+            } => self.key(down, keysym, Some(keycode)),
             ClientMessage::Pointer { buttons, x, y } => {
                 self.buttons = buttons;
                 self.pointer = (x, y);
@@ -130,13 +130,28 @@ impl Held {
         }
     }
 
-    /// The messages that release everything held.
-    fn releases(&mut self) -> Vec<ClientMessage> {
+    fn key(&mut self, down: bool, keysym: u32, keycode: Option<u32>) {
+        self.keys.retain(|(k, _)| *k != keysym);
+        // Bounded by what a keyboard can hold; a flood keeps the first 32.
+        if down && self.keys.len() < 32 {
+            self.keys.push((keysym, keycode));
+        }
+    }
+
+    /// The messages that release everything held (QEMU key events when the VM takes them).
+    fn releases(&mut self, qemu_keys: bool) -> Vec<ClientMessage> {
         let mut out: Vec<ClientMessage> = std::mem::take(&mut self.keys)
             .into_iter()
-            .map(|keysym| ClientMessage::Key {
-                down: false,
-                keysym,
+            .map(|(keysym, keycode)| match keycode {
+                Some(keycode) if qemu_keys => ClientMessage::QemuKey {
+                    down: false,
+                    keysym,
+                    keycode,
+                },
+                _ => ClientMessage::Key {
+                    down: false,
+                    keysym,
+                },
             })
             .collect();
         if std::mem::take(&mut self.buttons) != 0 {
@@ -329,8 +344,9 @@ impl State {
     /// Releases what viewer `id` holds down on the VM (best effort: never waits, so a full
     /// input queue loses the releases rather than stalling a join or a leave).
     fn release(&mut self, id: u64, input: &mpsc::Sender<ClientMessage>) {
+        let qemu_keys = self.qemu_keys;
         if let Some(slot) = self.viewers.get_mut(&id) {
-            for msg in slot.held.releases() {
+            for msg in slot.held.releases(qemu_keys) {
                 let _ = input.try_send(msg);
             }
         }
