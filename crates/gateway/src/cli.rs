@@ -284,6 +284,27 @@ pub struct Cli {
               .map(|s| s.parse::<ControllerPolicy>().unwrap_or_default()))]
     pub console_controllers: ControllerPolicy,
 
+    /// This replica's IP address (the pod IP, from the downward API) at which the other replicas
+    /// reach it, on the main listener's scheme and port. With --shared-consoles, turns on
+    /// coordination: the replica serving a VM's console holds a Lease in --pod-namespace and the
+    /// others forward that VM's viewers to it. Unset: every replica serves its own viewers.
+    #[arg(long, env = "KUBE_GATEWAY_CONSOLE_PEER_ADDRESS")]
+    pub console_peer_address: Option<String>,
+
+    /// This replica's pod name (the Lease holder identity); needed with --console-peer-address.
+    #[arg(long, env = "KUBE_GATEWAY_POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// The gateway's own namespace, where the console Leases live; needed with
+    /// --console-peer-address.
+    #[arg(long, env = "KUBE_GATEWAY_POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+
+    /// How long a console Lease stays valid without renewal (whole seconds, at least 1): after
+    /// it, another replica may take the console over. Renewed every third of it.
+    #[arg(long, env = "KUBE_GATEWAY_CONSOLE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub console_lease_duration: Duration,
+
     /// Origins (scheme://host[:port], comma-separated) besides the gateway's own whose pages may
     /// use the session cookie for WebSockets, unsafe methods and sign-in.
     #[arg(long, env = "KUBE_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]

@@ -147,6 +147,9 @@ pub struct Config {
     pub shared_consoles: bool,
     /// Who of several controllers of a shared console drives.
     pub console_controllers: virt_gateway_console::ControllerPolicy,
+
+    /// Coordination of shared consoles between replicas (`None`: this replica serves alone).
+    pub console_replicas: Option<ConsoleReplicas>,
     /// Origins besides the gateway's own allowed to use the session cookie (normalised).
     pub allowed_origins: Vec<String>,
     /// How long an unknown `jti` waits for the revocation index to catch up before it is refused.
@@ -566,6 +569,51 @@ fn validate_signin(
 }
 
 /// `--allowed-origins`, normalised.
+/// Where the console Leases of the replicas live and who this replica is among them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleReplicas {
+    /// This replica's pod name: the Leases' holder identity.
+    pub pod_name: String,
+    /// The gateway's own namespace, where the Leases are.
+    pub namespace: String,
+    /// The IP address at which the other replicas reach this one.
+    pub peer_ip: std::net::IpAddr,
+    /// A Lease not renewed for this long may be taken over.
+    pub lease_duration: Duration,
+}
+
+fn validate_console_replicas(
+    cli: &Cli,
+    notes: &mut Vec<String>,
+) -> Result<Option<ConsoleReplicas>, ConfigError> {
+    let Some(address) = &cli.console_peer_address else {
+        return Ok(None);
+    };
+    if !cli.shared_consoles {
+        notes.push("--console-peer-address is ignored without --shared-consoles".into());
+        return Ok(None);
+    }
+    // An IP only: a name would make a replica's address depend on DNS.
+    let peer_ip = address.trim().parse().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "--console-peer-address: {address:?} is not an IP address (use the pod IP)"
+        ))
+    })?;
+    let required = |value: &Option<String>, flag: &str| match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v.to_string()),
+        _ => Err(ConfigError::Invalid(format!(
+            "--console-peer-address needs {flag}"
+        ))),
+    };
+    let lease_secs = cli.console_lease_duration.as_secs_f64().ceil().max(1.0);
+    Ok(Some(ConsoleReplicas {
+        pod_name: required(&cli.pod_name, "--pod-name")?,
+        namespace: required(&cli.pod_namespace, "--pod-namespace")?,
+        peer_ip,
+        lease_duration: Duration::from_secs(lease_secs as u64),
+    }))
+}
+
 fn validate_origins(cli: &Cli) -> Result<Vec<String>, ConfigError> {
     cli.allowed_origins
         .iter()
@@ -630,7 +678,9 @@ impl Config {
         let allowed_origins = validate_origins(&cli)?;
         let audience = validate_audience(&cli)?;
         let signin = validate_signin(&cli, &api_server, &mut notes)?;
+        let console_replicas = validate_console_replicas(&cli, &mut notes)?;
         Ok(Self {
+            console_replicas,
             signin,
             listen,
             metrics_listen,
@@ -748,6 +798,70 @@ mod tests {
         assert_eq!(c.jwt_key_files, vec![PathBuf::from("/jwt-secret/cert.pem")]);
         assert_eq!(c.api_path, "/k8s/");
         assert_eq!(c.api_prefix(), "/k8s");
+    }
+
+    /// Coordination between replicas needs shared consoles, an IP (not a name: DNS would
+    /// choose where viewers go), the pod name and namespace; lease durations are whole seconds.
+    #[test]
+    fn console_replicas_need_shared_consoles_an_ip_and_the_pod() {
+        let base = [
+            "-api-server=https://kubernetes.default.svc",
+            "-jwt-token-key-file=/jwt-secret/cert.pem",
+            "-k8s-bearer-token-file=/token",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let pod = ["--pod-name=gw-0", "--pod-namespace=ns"];
+        let ok = with(
+            &[
+                &["--shared-consoles", "--console-peer-address=fd00::5"],
+                &pod[..],
+                &["--console-lease-duration=1500ms"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.console_replicas,
+            Some(ConsoleReplicas {
+                pod_name: "gw-0".into(),
+                namespace: "ns".into(),
+                peer_ip: "fd00::5".parse().unwrap(),
+                lease_duration: Duration::from_secs(2),
+            })
+        );
+        assert_eq!(with(&[]).unwrap().console_replicas, None);
+        let ignored = with(&[&["--console-peer-address=10.0.0.5"], &pod[..]].concat()).unwrap();
+        assert_eq!(ignored.console_replicas, None);
+        assert!(
+            ignored
+                .notes
+                .iter()
+                .any(|n| n.contains("--console-peer-address"))
+        );
+        for bad in [
+            vec![
+                "--shared-consoles",
+                "--console-peer-address=gw.example.com",
+                pod[0],
+                pod[1],
+            ],
+            vec![
+                "--shared-consoles",
+                "--console-peer-address=10.0.0.5",
+                pod[0],
+            ],
+            vec![
+                "--shared-consoles",
+                "--console-peer-address=10.0.0.5",
+                pod[1],
+            ],
+        ] {
+            assert!(with(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

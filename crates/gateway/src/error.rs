@@ -64,6 +64,12 @@ pub enum GatewayError {
         "this token may only watch a console (consoleRole: observe): it is served only on a VM's VNC console by a gateway running shared consoles (--shared-consoles)"
     )]
     ObserverOnly,
+    /// A viewer marked as forwarded to this replica while another replica serves the console
+    /// (shared consoles across replicas): served neither here nor elsewhere.
+    #[error(
+        "this VM's console is served by another gateway replica; retry (without the x-virt-gateway-console-replica header)"
+    )]
+    ConsoleElsewhere,
     /// A request using the session cookie came from another site (review §3, §15).
     #[error(
         "cross-site request refused: the session cookie is only accepted from the gateway's own pages (or an allowed origin); other clients send 'Authorization: Bearer <token>'"
@@ -132,7 +138,9 @@ impl GatewayError {
             Self::TooManyWebSockets(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) | Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::RevocationNotReady | Self::RevocationStale => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RevocationNotReady | Self::RevocationStale | Self::ConsoleElsewhere => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ApiStatus { code, .. } => {
                 StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -186,7 +194,7 @@ impl GatewayError {
             Self::PayloadTooLarge => Reason::TooLarge,
             Self::BodyTimeout(_) => Reason::BodyTimeout,
             Self::TooManyWebSockets(_) => Reason::TooManyWebSockets,
-            Self::Upstream(_) => Reason::UpstreamError,
+            Self::Upstream(_) | Self::ConsoleElsewhere => Reason::UpstreamError,
             Self::UpstreamTimeout(_) | Self::Timeout(_) => Reason::Timeout,
             Self::Internal(_) => Reason::InternalError,
             Self::ApiStatus { .. } => Reason::ApiRefused,

@@ -39,6 +39,8 @@ pub mod authorize;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod console_peers;
+pub mod console_route;
 pub mod endpoints;
 pub mod error;
 pub mod exchange;

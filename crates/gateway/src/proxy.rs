@@ -24,6 +24,7 @@ use tower::Service;
 use crate::authn::Principal;
 use crate::authorize::Authorized;
 use crate::console::{ConsoleKey, Consoles, websocket_bytes};
+use crate::console_peers::{Replicas, route_console};
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
 use crate::headers::{clean_response_headers, forwarded_headers};
@@ -64,6 +65,7 @@ pub struct Forward {
     upstream: Arc<Upstream>,
     sessions: Arc<Sessions>,
     consoles: Option<Consoles>,
+    replicas: Option<Arc<Replicas>>,
 }
 
 impl Forward {
@@ -73,7 +75,14 @@ impl Forward {
             upstream,
             sessions,
             consoles: None,
+            replicas: None,
         }
+    }
+
+    /// Shares each console with the other replicas: one replica serves it, the others forward.
+    pub fn with_replicas(mut self, replicas: Option<Arc<Replicas>>) -> Self {
+        self.replicas = replicas;
+        self
     }
 
     /// Serves VMI VNC subresources through shared consoles (one upstream per VMI).
@@ -150,14 +159,26 @@ impl Forward {
             && matches!(principal, Principal::Token { .. })
             && let Some(key) = ConsoleKey::of_vnc_path(api_path.as_str())
         {
+            let Some(slot) = slot else {
+                return refuse(GatewayError::Internal("no WebSocket slot was taken".into()));
+            };
+            // Several replicas: the one holding the console's Lease serves it.
+            let (slot, audit) = match &self.replicas {
+                Some(replicas) => {
+                    let timeout = self.upstream.request_timeout;
+                    let viewer = (&mut request, &principal, audit, slot);
+                    match route_console(replicas, &self.sessions, &key, viewer, timeout).await {
+                        Ok(response) => return response,
+                        Err(local) => local,
+                    }
+                }
+                None => (slot, audit),
+            };
             let console = SharedConsole {
                 consoles: consoles.clone(),
                 key,
                 uri,
                 bearer,
-            };
-            let Some(slot) = slot else {
-                return refuse(GatewayError::Internal("no WebSocket slot was taken".into()));
             };
             return self.shared_console(console, request, &principal, audit, jti.as_deref(), slot);
         }

@@ -21,6 +21,7 @@ use crate::audit::{Audit, AuditCtx};
 use crate::authn::Authenticator;
 use crate::config::{Config, Scheme};
 use crate::console::Consoles;
+use crate::console_peers::Replicas;
 use crate::endpoints::gettoken::GetToken;
 use crate::endpoints::health::Readiness;
 use crate::endpoints::login::Login;
@@ -195,6 +196,33 @@ impl Gateway {
             verifier: verifier.clone(),
             revocation: revocation_index.clone(),
         });
+        // Bound first: the port is part of the address peer replicas forward viewers to.
+        let listener = bind(&config.listen.host, config.listen.port).await?;
+        let consoles = config.shared_consoles.then(|| {
+            Consoles::new(crate::console::DEFAULT_LINGER)
+                .with_policy(config.console_controllers)
+                .with_metrics(crate::console::ConsoleMetrics {
+                    viewers: metrics.console_viewers.clone(),
+                    upstreams: metrics.console_upstream_connections.clone(),
+                })
+        });
+        let replicas = match (&consoles, &config.console_replicas) {
+            (Some(consoles), Some(replicas)) => {
+                let port = listener
+                    .local_addr()
+                    .map(|a| a.port())
+                    .unwrap_or(config.listen.port);
+                Some(Arc::new(Replicas::new(
+                    replicas,
+                    config.listen.scheme,
+                    port,
+                    cert.clone(),
+                    kube_clients.service_account(sa_token.clone())?,
+                    consoles.clone(),
+                )?))
+            }
+            _ => None,
+        };
         let routes = Arc::new(Routes {
             audit,
             metrics: metrics.clone(),
@@ -204,16 +232,9 @@ impl Gateway {
             api: api_pipeline(
                 metrics.clone(),
                 authn.clone(),
-                Forward::new(upstream, sessions.clone()).with_consoles(
-                    config.shared_consoles.then(|| {
-                        Consoles::new(crate::console::DEFAULT_LINGER)
-                            .with_policy(config.console_controllers)
-                            .with_metrics(crate::console::ConsoleMetrics {
-                                viewers: metrics.console_viewers.clone(),
-                                upstreams: metrics.console_upstream_connections.clone(),
-                            })
-                    }),
-                ),
+                Forward::new(upstream, sessions.clone())
+                    .with_consoles(consoles)
+                    .with_replicas(replicas),
             ),
             authn: authn.clone(),
             login: Arc::new(Login {
@@ -238,7 +259,6 @@ impl Gateway {
             readiness,
         });
 
-        let listener = bind(&config.listen.host, config.listen.port).await?;
         let metrics_listener = match &config.metrics_listen {
             Some((host, port)) => Some(bind(host, *port).await?),
             None => None,

@@ -99,6 +99,12 @@ impl ReloadingCert {
         }
     }
 
+    /// The certificate served now (the chain's first), which peer replicas must present.
+    pub fn leaf(&self) -> Option<CertificateDer<'static>> {
+        let current = self.current.read().ok()?;
+        current.cert.first().cloned()
+    }
+
     /// A server configuration using this resolver (HTTP/1.1 only: WebSocket upgrades need it).
     pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, ConfigError> {
         let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())

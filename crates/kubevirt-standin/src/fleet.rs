@@ -38,7 +38,12 @@ pub struct Vm {
     next_session: AtomicU64,
     /// Keysyms of the last key presses its sessions sent, oldest first.
     keys: Mutex<Vec<u32>>,
+    /// What viewers sent the VM (RFB bytes, capped), so tests can see that input arrived.
+    from_viewers: Mutex<Vec<u8>>,
 }
+
+/// How much of what viewers send a VM is kept for [`Vm::received`].
+const RECEIVED_CAP: usize = 1 << 20;
 
 #[derive(Debug)]
 struct Active {
@@ -99,6 +104,26 @@ impl Vm {
             kept.extend(keys);
             let over = kept.len().saturating_sub(KEYS_KEPT);
             kept.drain(..over);
+        }
+    }
+
+    /// How many VNC sessions were ever opened (each upstream connection is one).
+    pub fn sessions_opened(&self) -> u64 {
+        self.next_session.load(Ordering::SeqCst).saturating_sub(1)
+    }
+
+    /// The RFB bytes viewers sent this VM (the first MiB), to check that input reached it.
+    pub fn received(&self) -> Vec<u8> {
+        self.from_viewers
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    fn record(&self, data: &[u8]) {
+        if let Ok(mut r) = self.from_viewers.lock() {
+            let room = RECEIVED_CAP.saturating_sub(r.len());
+            r.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
 
@@ -180,6 +205,7 @@ impl Fleet {
             session: Mutex::new(None),
             next_session: AtomicU64::new(1),
             keys: Mutex::new(Vec::new()),
+            from_viewers: Mutex::new(Vec::new()),
         });
         let mut vms = self.lock();
         if vms.contains_key(&key) {
@@ -262,6 +288,7 @@ where
             message = ws.next() => match message {
                 Some(Ok(Message::Binary(data))) => {
                     claim.vm.record_keys(tap.feed(&data));
+                    claim.vm.record(&data);
                     if rfb_out.write_all(&data).await.is_err() {
                         break (Ended::ServerClosed, Some(close(CloseCode::Normal, "VNC server closed the connection")));
                     }
