@@ -313,16 +313,12 @@ mod tests {
         for (have, resized) in [((150, 90), false), ((100, 90), true)] {
             let mut w = UpdateWriter::new(PixelWriter::new(format));
             let mut bytes = BytesMut::new();
-            w.write(
-                &src,
-                Some((150, 90)),
-                &[],
-                &[],
-                &encodings,
-                false,
-                &mut bytes,
-            )
-            .unwrap();
+            let pseudo = Pseudo {
+                resize: Some((150, 90)),
+                ..Pseudo::default()
+            };
+            w.write(&src, pseudo, &[], &[], &encodings, &mut bytes)
+                .unwrap();
             let mut dec = ServerDecoder::new(format, Limits::default());
             let mut fb = Framebuffer::new(have.0, have.1);
             let events = drain(&mut dec, &bytes, &mut fb);
