@@ -374,8 +374,9 @@ async fn take_over_gives_the_vm_to_the_newest_controller_only(env: &Env, standin
     wait_metric(&gw, &gauge("control"), 1.0).await;
     first.press(0x71).await; // 'q'
     wait_metric(&gw, DROPPED_KEYS, dropped + 6.0).await;
-    // Reconnecting makes it the newest controller: its keys reach the VM again.
-    let mut again = NamedViewer::open(&gw, &path, &token_with(env, "ctl-1", None)).await;
+    // Reconnecting makes it the newest controller: its keys reach the VM again. (Another jti,
+    // so that the audit lines below tell the two sessions apart.)
+    let mut again = NamedViewer::open(&gw, &path, &token_with(env, "ctl-1-again", None)).await;
     assert_eq!(again.names[0], "testvm · you have control · 3 viewers");
     again.press(0x77).await; // 'w'
     vm_gets(standin, &env.ns, 0x77, &[0x78, 0x7a, 0x71]).await;
