@@ -209,28 +209,37 @@ pub fn now_rfc3339() -> String {
         .to_string()
 }
 
-/// Whether a path segment looks like a compact JWS (three base64url parts).
+/// Whether a path segment looks like a compact JWS (three base64url parts). Checked for every
+/// segment of every request: the cheap tests come first and nothing is allocated.
 fn looks_like_jwt(segment: &str) -> bool {
-    let parts: Vec<&str> = segment.split('.').collect();
-    parts.len() == 3
-        && parts[0].starts_with("eyJ")
-        && segment.len() >= 32
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'%')
-        })
+    if segment.len() < 32 || !segment.starts_with("eyJ") {
+        return false;
+    }
+    let mut parts = 0;
+    for part in segment.split('.') {
+        parts += 1;
+        let base64url = part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'%');
+        if parts > 3 || part.is_empty() || !base64url {
+            return false;
+        }
+    }
+    parts == 3
 }
 
 /// The path with any query removed, truncated to 2 KiB, and JWT-like segments replaced by
 /// `<redacted>`, so that a token pasted into a URL path never reaches the log.
 pub fn redact_path(raw: &str) -> String {
     let path = raw.split(['?', '#']).next().unwrap_or("");
-    let mut out: String = path
-        .split('/')
-        .map(|s| if looks_like_jwt(s) { "<redacted>" } else { s })
-        .collect::<Vec<_>>()
-        .join("/");
+    let mut out = if path.split('/').any(looks_like_jwt) {
+        path.split('/')
+            .map(|s| if looks_like_jwt(s) { "<redacted>" } else { s })
+            .collect::<Vec<_>>()
+            .join("/")
+    } else {
+        path.to_owned()
+    };
     if out.len() > 2048 {
         let mut cut = 2048;
         while !out.is_char_boundary(cut) {

@@ -6,6 +6,12 @@ use clap::Parser;
 use kube_gateway::{Cli, Config, LogFormat, normalize_args};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: every proxied request allocates and frees a few dozen
+/// small objects (header maps, URIs, boxed futures, the audit line) across two worker threads,
+/// and glibc's allocator was ~12 % of the gateway's CPU under load (perf, bench/gateway/NOTES.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .or_else(|_| EnvFilter::try_new(level))

@@ -54,10 +54,7 @@ pub fn observe(kind: Kind, metrics: &Metrics, ctx: AuditCtx, response: Response)
         kind.metric()
     };
     metrics.request(metric_kind, &outcome);
-    metrics
-        .latency
-        .get_or_create(&[("kind", metric_kind)])
-        .observe(ctx.start.elapsed().as_secs_f64());
+    metrics.observe_latency(metric_kind, ctx.start.elapsed().as_secs_f64());
     if outcome.websocket && status == 101 {
         ctx.write(&ctx.record("websocket_open", &outcome, status, 0));
         return response;

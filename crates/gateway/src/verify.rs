@@ -185,18 +185,12 @@ impl TokenVerifier {
             && let Some(entry) = cache.get(&key)
         {
             if now <= entry.valid_until {
-                self.metrics
-                    .token_cache
-                    .get_or_create(&[("result", "hit")])
-                    .inc();
+                self.metrics.token_cache(true);
                 return Ok(entry.token.clone());
             }
             cache.remove(&key);
         }
-        self.metrics
-            .token_cache
-            .get_or_create(&[("result", "miss")])
-            .inc();
+        self.metrics.token_cache(false);
         let verifier = self.current();
         let verified = Arc::new(verifier.verify(token, now)?);
         let valid_until = verified.claims.exp.saturating_add(self.leeway.as_secs());

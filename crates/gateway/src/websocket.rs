@@ -236,6 +236,29 @@ impl SessionEnd {
     }
 }
 
+/// Smallest and largest copy buffer of one direction of a session.
+const MIN_BUF: usize = 4 * 1024;
+const MAX_BUF: usize = 128 * 1024;
+
+/// A copy buffer that starts small and grows (×4, up to [`MAX_BUF`]) whenever a read fills it.
+/// An idle console keeps 4 KiB per direction instead of 16 KiB; a bulk transfer moves up to
+/// 128 KiB per read, so a session pays its wake-ups, syscalls and TLS flushes per 128 KiB
+/// instead of per 16 KiB (these were most of the gateway's CPU per byte, bench/gateway/NOTES.md).
+struct CopyBuf(Vec<u8>);
+
+impl CopyBuf {
+    fn new() -> Self {
+        Self(vec![0u8; MIN_BUF])
+    }
+
+    /// Notes that a read returned `n` bytes: a full buffer means more is waiting.
+    fn filled(&mut self, n: usize) {
+        if n == self.0.len() && n < MAX_BUF {
+            self.0.resize((n * 4).min(MAX_BUF), 0);
+        }
+    }
+}
+
 async fn copy_counting<R, W>(
     mut from: R,
     mut to: W,
@@ -246,18 +269,19 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = CopyBuf::new();
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = from.read(&mut buf.0).await?;
         if n == 0 {
             let _ = to.shutdown().await;
             return Ok(());
         }
         bytes.touch();
-        to.write_all(&buf[..n]).await?;
+        to.write_all(&buf.0[..n]).await?;
         to.flush().await?;
         bytes.from_client.fetch_add(n as u64, Ordering::Relaxed);
         metric.inc_by(n as u64);
+        buf.filled(n);
     }
 }
 
@@ -284,14 +308,14 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut tracker = FrameTracker::default();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = CopyBuf::new();
     tokio::pin!(kill);
     // (why, whether the client stream is still at a byte we know: false after a cut write)
     let (reason, intact) = loop {
         let n = tokio::select! {
             biased;
             reason = &mut kill => break (reason, true),
-            read = from.read(&mut buf) => match read {
+            read = from.read(&mut buf.0) => match read {
                 Ok(0) => {
                     let _ = tokio::time::timeout(DRAIN_LIMIT, to.shutdown()).await;
                     return Downstream::UpstreamClosed;
@@ -300,13 +324,13 @@ where
                 Err(_) => return Downstream::Error,
             }
         };
-        tracker.feed(&buf[..n]);
+        tracker.feed(&buf.0[..n]);
         bytes.touch();
         let written = tokio::select! {
             biased;
             reason = &mut kill => break (reason, false),
             written = async {
-                to.write_all(&buf[..n]).await?;
+                to.write_all(&buf.0[..n]).await?;
                 to.flush().await
             } => written,
         };
@@ -315,11 +339,12 @@ where
         }
         bytes.to_client.fetch_add(n as u64, Ordering::Relaxed);
         metric.inc_by(n as u64);
+        buf.filled(n);
     };
     input.abort();
     // Finish the frame in flight and close, or give up (the caller then drops the connection).
     let _ = tokio::time::timeout(DRAIN_LIMIT, async {
-        if intact && finish_frame(&mut from, &mut to, &mut tracker, &mut buf, bytes).await {
+        if intact && finish_frame(&mut from, &mut to, &mut tracker, &mut buf.0, bytes).await {
             let (code, text) = reason.close();
             let _ = to.write_all(&close_frame(code, text)).await;
             let _ = to.flush().await;
