@@ -4,7 +4,9 @@
 //! The upstream task reads the VM's updates into the framebuffer and adds what changed to every
 //! viewer's [`Damage`]; it never waits for a viewer. Each viewer's task answers that viewer's
 //! update requests from the framebuffer, so a slow viewer's damage coalesces (it gets fewer,
-//! newer frames) while the others go on. Observers' input is dropped here and counted.
+//! newer frames) while the others go on. Observers' input is dropped here and counted, and so
+//! is a controller's whose control another took ([`crate::policy`]). Each viewer is told its
+//! state and the number of viewers in the desktop name (ServerInit, then DesktopName updates).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::policy::{Control, ControllerPolicy, desktop_name};
 use crate::rfb::decode::{Event, ServerDecoder};
-use crate::rfb::encode::{Copy, UpdateWriter, ViewerEncodings};
+use crate::rfb::encode::{Copy, Pseudo, UpdateWriter, ViewerEncodings};
 use crate::rfb::handshake::{self, HandshakeError, ServerInit};
 use crate::rfb::messages::{ClientMessage, InputKind};
 use crate::rfb::{Limits, PixelFormat, PixelWriter, ProtocolError, Rect, encoding};
@@ -49,6 +52,16 @@ pub enum HubError {
     Ended(String),
 }
 
+/// How a console is set up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HubSettings {
+    /// The name viewers see first in the desktop name (the VMI's); the VNC server's own
+    /// desktop name when `None`.
+    pub vmi: Option<String>,
+    /// Who of several controllers drives.
+    pub policy: ControllerPolicy,
+}
+
 /// A shared console. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Hub {
@@ -66,8 +79,10 @@ struct Shared {
 #[derive(Debug)]
 struct State {
     fb: Framebuffer,
+    /// The VMI's name, as viewers see it.
     name: String,
     qemu_keys: bool,
+    control: Control,
     viewers: HashMap<u64, Slot>,
     next_id: u64,
     ended: Option<String>,
@@ -76,18 +91,95 @@ struct State {
 /// What one viewer has not been sent yet.
 #[derive(Debug)]
 struct Slot {
+    role: Role,
+    /// The viewer count or this viewer's state changed: its desktop name may be out of date.
+    name_changed: bool,
     damage: Damage,
     copies: Vec<Copy>,
     resize: bool,
     wake: Arc<Notify>,
+    held: Held,
+}
+
+/// Keys and buttons a controller holds down on the VM: released for it when it stops driving
+/// (it leaves or loses control), so a Ctrl held at take-over does not turn the next
+/// controller's "c" into Ctrl+C.
+#[derive(Debug, Default)]
+struct Held {
+    /// Keysyms held, with the scancode of a QEMU extended key event.
+    keys: Vec<(u32, Option<u32>)>,
+    buttons: u8,
+    pointer: (u16, u16),
+}
+
+impl Held {
+    /// Notes input forwarded to the VM.
+    fn track(&mut self, msg: &ClientMessage) {
+        match *msg {
+            ClientMessage::Key { down, keysym } => self.key(down, keysym, None),
+            ClientMessage::QemuKey {
+                down,
+                keysym,
+                keycode,
+            } => self.key(down, keysym, Some(keycode)),
+            ClientMessage::Pointer { buttons, x, y } => {
+                self.buttons = buttons;
+                self.pointer = (x, y);
+            }
+            _ => {}
+        }
+    }
+
+    fn key(&mut self, down: bool, keysym: u32, keycode: Option<u32>) {
+        self.keys.retain(|(k, _)| *k != keysym);
+        // Bounded by what a keyboard can hold; a flood keeps the first 32.
+        if down && self.keys.len() < 32 {
+            self.keys.push((keysym, keycode));
+        }
+    }
+
+    /// The messages that release everything held (QEMU key events when the VM takes them).
+    fn releases(&mut self, qemu_keys: bool) -> Vec<ClientMessage> {
+        let mut out: Vec<ClientMessage> = std::mem::take(&mut self.keys)
+            .into_iter()
+            .map(|(keysym, keycode)| match keycode {
+                Some(keycode) if qemu_keys => ClientMessage::QemuKey {
+                    down: false,
+                    keysym,
+                    keycode,
+                },
+                _ => ClientMessage::Key {
+                    down: false,
+                    keysym,
+                },
+            })
+            .collect();
+        if std::mem::take(&mut self.buttons) != 0 {
+            let (x, y) = self.pointer;
+            out.push(ClientMessage::Pointer { buttons: 0, x, y });
+        }
+        out
+    }
 }
 
 impl Hub {
     /// Sets up the upstream connection (RFB client, shared session) and starts reading it.
     /// The task ends, with the reason, when the VNC server closes or breaks the protocol.
     pub async fn connect<S>(
+        upstream: S,
+        limits: Limits,
+    ) -> Result<(Self, JoinHandle<Result<(), HubError>>), HubError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::connect_with(upstream, limits, HubSettings::default()).await
+    }
+
+    /// [`Hub::connect`] with `settings`.
+    pub async fn connect_with<S>(
         mut upstream: S,
         limits: Limits,
+        settings: HubSettings,
     ) -> Result<(Self, JoinHandle<Result<(), HubError>>), HubError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -122,8 +214,9 @@ impl Hub {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 fb: Framebuffer::new(init.width, init.height),
-                name: init.name,
+                name: settings.vmi.unwrap_or(init.name),
                 qemu_keys: false,
+                control: Control::new(settings.policy),
                 viewers: HashMap::new(),
                 next_id: 0,
                 ended: None,
@@ -140,7 +233,18 @@ impl Hub {
         self.shared.lock().viewers.len()
     }
 
-    /// Observers' input of `kind` dropped so far.
+    /// Viewers connected now, with the control role and with the observer role.
+    pub fn viewers_by_role(&self) -> (usize, usize) {
+        let state = self.shared.lock();
+        let controllers = state
+            .viewers
+            .values()
+            .filter(|s| s.role == Role::Control)
+            .count();
+        (controllers, state.viewers.len() - controllers)
+    }
+
+    /// Input of `kind` dropped so far (observers', and controllers' without control).
     pub fn dropped(&self, kind: InputKind) -> u64 {
         self.shared.dropped[kind_index(kind)].load(Ordering::Relaxed)
     }
@@ -156,7 +260,9 @@ impl Hub {
     }
 
     /// Serves one viewer over `io` until it leaves (`Ok`), breaks the protocol, or the console
-    /// ends. The viewer's first update is the whole current screen.
+    /// ends. The viewer's first update is the whole current screen. It counts as joined (and,
+    /// as a controller under take-over, takes control) from before its handshake, so that the
+    /// desktop name in its ServerInit is already right.
     pub async fn serve<S>(&self, io: S, role: Role) -> Result<(), HubError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -175,21 +281,12 @@ impl Hub {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let init = {
-            let state = self.shared.lock();
-            ServerInit {
-                width: state.fb.width(),
-                height: state.fb.height(),
-                format: PixelFormat::CANONICAL,
-                name: state.name.clone(),
-            }
-        };
-        handshake::server(&mut io, &init).await?;
-        let (id, wake) = self.join();
+        let (id, wake, init) = self.join(role);
         let _leave = Leave {
             shared: &self.shared,
             id,
         };
+        handshake::server(&mut io, &init).await?;
         Viewer {
             shared: &self.shared,
             id,
@@ -200,29 +297,72 @@ impl Hub {
             enc: ViewerEncodings::from_list(&[encoding::RAW]),
             requested: false,
             qemu_keys_sent: false,
+            sent_name: init.name,
             skip: 0,
         }
         .run(&mut io)
         .await
     }
 
-    fn join(&self) -> (u64, Arc<Notify>) {
+    /// Counts a viewer in; returns its id, its wake-up and the ServerInit it is greeted with.
+    fn join(&self, role: Role) -> (u64, Arc<Notify>, ServerInit) {
         let mut state = self.shared.lock();
         let id = state.next_id;
         state.next_id += 1;
         let mut damage = Damage::new(state.fb.width(), state.fb.height());
         damage.add_all();
         let wake = Arc::new(Notify::new());
+        let before = state.control.current();
+        state.control.join(id, role);
+        if let Some(previous) = before.filter(|p| state.control.current() != Some(*p)) {
+            state.release(previous, &self.shared.input);
+        }
+        state.names_changed();
         state.viewers.insert(
             id,
             Slot {
+                role,
+                name_changed: false,
                 damage,
                 copies: Vec::new(),
                 resize: false,
                 wake: wake.clone(),
+                held: Held::default(),
             },
         );
-        (id, wake)
+        let init = ServerInit {
+            width: state.fb.width(),
+            height: state.fb.height(),
+            format: PixelFormat::CANONICAL,
+            name: state.name_of(id, role),
+        };
+        (id, wake, init)
+    }
+}
+
+impl State {
+    /// Releases what viewer `id` holds down on the VM (best effort: never waits, so a full
+    /// input queue loses the releases rather than stalling a join or a leave).
+    fn release(&mut self, id: u64, input: &mpsc::Sender<ClientMessage>) {
+        let qemu_keys = self.qemu_keys;
+        if let Some(slot) = self.viewers.get_mut(&id) {
+            for msg in slot.held.releases(qemu_keys) {
+                let _ = input.try_send(msg);
+            }
+        }
+    }
+
+    /// The desktop name viewer `id` (with `role`) should see now.
+    fn name_of(&self, id: u64, role: Role) -> String {
+        desktop_name(&self.name, self.control.state(id, role), self.viewers.len())
+    }
+
+    /// The viewer count or who controls changed: every viewer's name is to be checked.
+    fn names_changed(&mut self) {
+        for slot in self.viewers.values_mut() {
+            slot.name_changed = true;
+            slot.wake.notify_one();
+        }
     }
 }
 
@@ -257,7 +397,11 @@ struct Leave<'a> {
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
-        self.shared.lock().viewers.remove(&self.id);
+        let mut state = self.shared.lock();
+        state.release(self.id, &self.shared.input);
+        state.viewers.remove(&self.id);
+        state.control.leave(self.id);
+        state.names_changed();
     }
 }
 
@@ -363,7 +507,8 @@ fn apply(
                 }
                 ended = Some((state.fb.width(), state.fb.height()));
             }
-            Event::Bell | Event::CutText(_) | Event::Nothing => {}
+            // The VM's own name is not shown: viewers see the VMI's name and their state.
+            Event::Bell | Event::CutText(_) | Event::Name(_) | Event::Nothing => {}
         }
         if buf.is_empty() && ended.is_some() {
             break;
@@ -383,6 +528,8 @@ struct Viewer<'a> {
     enc: ViewerEncodings,
     requested: bool,
     qemu_keys_sent: bool,
+    /// The desktop name this viewer was last told.
+    sent_name: String,
     /// Bytes of an oversized clipboard text still to discard.
     skip: usize,
 }
@@ -421,22 +568,45 @@ impl Viewer<'_> {
             return Err(HubError::Ended(reason.clone()));
         }
         let qemu_keys = state.qemu_keys && self.enc.qemu_keys && !self.qemu_keys_sent;
+        let name = self.new_name(&mut state);
         let state = &mut *state;
         let Some(slot) = state.viewers.get_mut(&self.id) else {
             return Err(HubError::Ended("viewer removed".into()));
         };
-        if slot.damage.is_empty() && slot.copies.is_empty() && !slot.resize && !qemu_keys {
+        if slot.damage.is_empty()
+            && slot.copies.is_empty()
+            && !slot.resize
+            && !qemu_keys
+            && name.is_none()
+        {
             return Ok(false);
         }
-        let resize =
-            std::mem::take(&mut slot.resize).then(|| (state.fb.width(), state.fb.height()));
+        let pseudo = Pseudo {
+            resize: std::mem::take(&mut slot.resize).then(|| (state.fb.width(), state.fb.height())),
+            qemu_keys,
+            name: name.as_deref(),
+        };
         let copies = std::mem::take(&mut slot.copies);
         let rects = slot.damage.take();
-        self.writer.write(
-            &state.fb, resize, &copies, &rects, &self.enc, qemu_keys, out,
-        )?;
+        self.writer
+            .write(&state.fb, pseudo, &copies, &rects, &self.enc, out)?;
         self.qemu_keys_sent |= qemu_keys;
+        if let Some(name) = name {
+            self.sent_name = name;
+        }
         Ok(true)
+    }
+
+    /// This viewer's desktop name, when it changed since it was last told and it can be told
+    /// (it asked for DesktopName).
+    fn new_name(&self, state: &mut State) -> Option<String> {
+        let slot = state.viewers.get_mut(&self.id)?;
+        // Kept for later when the viewer has not asked for DesktopName (yet).
+        if !self.enc.desktop_name || !std::mem::take(&mut slot.name_changed) {
+            return None;
+        }
+        let name = state.name_of(self.id, self.role);
+        (name != self.sent_name).then_some(name)
     }
 
     /// Handles every complete message in `buf`.
@@ -483,12 +653,20 @@ impl Viewer<'_> {
     }
 
     async fn input(&mut self, kind: InputKind, msg: ClientMessage) -> Result<(), HubError> {
-        if self.role == Role::Observe {
+        let (sends, upstream_qemu_keys) = {
+            let mut state = self.shared.lock();
+            let sends = state.control.state(self.id, self.role).sends_input();
+            if sends && let Some(slot) = state.viewers.get_mut(&self.id) {
+                slot.held.track(&msg);
+            }
+            (sends, state.qemu_keys)
+        };
+        // An observer, or a controller whose control another took: watch only.
+        if !sends {
             self.shared.dropped[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
             (self.on_drop)(kind);
             return Ok(());
         }
-        let upstream_qemu_keys = self.shared.lock().qemu_keys;
         let msg = match msg {
             // Resizing the VM's screen is not a viewer's to do; text too long was skipped.
             ClientMessage::SetDesktopSize { .. } | ClientMessage::SkippedCutText { .. } => {
@@ -514,6 +692,10 @@ mod tests {
 
     /// A scripted VNC server: answers the hub's handshake, then hands back the stream.
     async fn upstream(qemu_keys: bool) -> (Hub, DuplexStream) {
+        upstream_with(qemu_keys, HubSettings::default()).await
+    }
+
+    async fn upstream_with(qemu_keys: bool, settings: HubSettings) -> (Hub, DuplexStream) {
         let (hub_side, mut vm) = tokio::io::duplex(1 << 16);
         let init = ServerInit {
             width: 32,
@@ -531,7 +713,9 @@ mod tests {
             }
             vm
         });
-        let (hub, _task) = Hub::connect(hub_side, Limits::default()).await.unwrap();
+        let (hub, _task) = Hub::connect_with(hub_side, Limits::default(), settings)
+            .await
+            .unwrap();
         let mut vm = vm_task.await.unwrap();
         // SetPixelFormat, SetEncodings, the first full request.
         let mut setup = vec![0u8; 20 + 4 + 8 * 4 + 10];
@@ -550,19 +734,27 @@ mod tests {
                 }
                 continue;
             }
-            assert!(vm.read_buf(buf).await.unwrap() > 0, "the hub closed");
+            let read = tokio::time::timeout(std::time::Duration::from_secs(10), vm.read_buf(buf))
+                .await
+                .expect("input reaching the VM in time");
+            assert!(read.unwrap() > 0, "the hub closed");
         }
     }
 
     async fn viewer(hub: &Hub, role: Role) -> DuplexStream {
+        viewer_init(hub, role).await.0
+    }
+
+    /// A viewer after its handshake, with the ServerInit it got.
+    async fn viewer_init(hub: &Hub, role: Role) -> (DuplexStream, ServerInit) {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
         let hub = hub.clone();
         tokio::spawn(async move { hub.serve(theirs, role).await });
         let mut ours = ours;
-        handshake::client(&mut ours, &Limits::default())
+        let init = handshake::client(&mut ours, &Limits::default())
             .await
             .unwrap();
-        ours
+        (ours, init)
     }
 
     /// An observer's keys, pointer, clipboard and resize requests never reach the VM; they are
@@ -670,7 +862,11 @@ mod tests {
 
     impl TestViewer {
         async fn new(hub: &Hub, encodings: Vec<i32>) -> Self {
-            let mut io = viewer(hub, Role::Control).await;
+            Self::with_role(hub, Role::Control, encodings).await
+        }
+
+        async fn with_role(hub: &Hub, role: Role, encodings: Vec<i32>) -> Self {
+            let mut io = viewer(hub, role).await;
             io.write_all(&ClientMessage::SetEncodings(encodings).to_bytes())
                 .await
                 .unwrap();
@@ -718,7 +914,11 @@ mod tests {
         ]);
         let mut w = UpdateWriter::new(PixelWriter::new(PixelFormat::CANONICAL));
         let mut out = BytesMut::new();
-        w.write(screen, resize, copies, rects, &enc, false, &mut out)
+        let pseudo = Pseudo {
+            resize,
+            ..Pseudo::default()
+        };
+        w.write(screen, pseudo, copies, rects, &enc, &mut out)
             .unwrap();
         vm.write_all(&out).await.unwrap();
     }
@@ -789,5 +989,184 @@ mod tests {
         v.read_to_end(&mut rest).await.unwrap();
         assert!(hub.ended().is_some());
         assert_eq!(hub.viewers(), 0);
+    }
+
+    /// Waits (a bounded time, so a broken rule fails rather than hangs) until `done`.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let wait = async {
+            while !done() {
+                tokio::task::yield_now().await;
+            }
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .is_err()
+        {
+            panic!("timed out waiting for {what}");
+        }
+    }
+
+    fn key(keysym: u32) -> ClientMessage {
+        ClientMessage::Key { down: true, keysym }
+    }
+
+    /// Sends `msg` from `viewer`.
+    async fn send(viewer: &mut DuplexStream, msg: &ClientMessage) {
+        viewer.write_all(&msg.to_bytes()).await.unwrap();
+    }
+
+    /// Take-over (the default), attacked as a controller who lost control would: after a
+    /// second controller joins, the first one's keys are dropped and counted, the second one's
+    /// reach the VM; an observer never drives. Each is told its state in ServerInit.
+    #[tokio::test]
+    async fn take_over_drops_the_earlier_controllers_input() {
+        let settings = HubSettings {
+            vmi: Some("testvm".into()),
+            policy: ControllerPolicy::TakeOver,
+        };
+        let (hub, mut vm) = upstream_with(false, settings).await;
+        let (mut first, init) = viewer_init(&hub, Role::Control).await;
+        assert_eq!(init.name, "testvm · you have control · 1 viewer");
+        let (mut second, init) = viewer_init(&hub, Role::Control).await;
+        assert_eq!(init.name, "testvm · you have control · 2 viewers");
+        let (mut watcher, init) = viewer_init(&hub, Role::Observe).await;
+        assert_eq!(init.name, "testvm · view only · 3 viewers");
+        send(&mut first, &key(0x61)).await;
+        send(&mut watcher, &key(0x62)).await;
+        until("hub.dropped(InputKind::Key) >= 2", || {
+            hub.dropped(InputKind::Key) >= 2
+        })
+        .await;
+        send(&mut second, &key(0x63)).await;
+        let mut buf = BytesMut::new();
+        assert_eq!(next_input(&mut vm, &mut buf).await, key(0x63));
+        // Control is not handed back when its holder leaves (fail safe); what it held down
+        // is released.
+        drop(second);
+        assert_eq!(
+            next_input(&mut vm, &mut buf).await,
+            ClientMessage::Key {
+                down: false,
+                keysym: 0x63
+            }
+        );
+        until("hub.viewers() <= 2", || hub.viewers() <= 2).await;
+        send(&mut first, &key(0x64)).await;
+        until("hub.dropped(InputKind::Key) >= 3", || {
+            hub.dropped(InputKind::Key) >= 3
+        })
+        .await;
+        // Reconnecting makes it the newest controller again.
+        let (mut again, init) = viewer_init(&hub, Role::Control).await;
+        assert_eq!(init.name, "testvm · you have control · 3 viewers");
+        send(&mut again, &key(0x65)).await;
+        assert_eq!(next_input(&mut vm, &mut buf).await, key(0x65));
+        assert_eq!(hub.dropped(InputKind::Key), 3);
+        assert_eq!(hub.viewers_by_role(), (2, 1));
+    }
+
+    /// Attack on the next controller: the one losing control holds Ctrl and a mouse button.
+    /// Both are released on the VM when control is taken, before the new controller's input.
+    #[tokio::test]
+    async fn losing_control_releases_what_was_held() {
+        let (hub, mut vm) = upstream(false).await;
+        let (mut first, _) = viewer_init(&hub, Role::Control).await;
+        let ctrl = ClientMessage::Key {
+            down: true,
+            keysym: 0xffe3,
+        };
+        let press = ClientMessage::Pointer {
+            buttons: 1,
+            x: 5,
+            y: 6,
+        };
+        send(&mut first, &ctrl).await;
+        send(&mut first, &press).await;
+        let mut buf = BytesMut::new();
+        assert_eq!(next_input(&mut vm, &mut buf).await, ctrl);
+        assert_eq!(next_input(&mut vm, &mut buf).await, press);
+        let (mut second, _) = viewer_init(&hub, Role::Control).await;
+        send(&mut second, &key(0x63)).await;
+        assert_eq!(
+            next_input(&mut vm, &mut buf).await,
+            ClientMessage::Key {
+                down: false,
+                keysym: 0xffe3
+            }
+        );
+        assert_eq!(
+            next_input(&mut vm, &mut buf).await,
+            ClientMessage::Pointer {
+                buttons: 0,
+                x: 5,
+                y: 6
+            }
+        );
+        assert_eq!(next_input(&mut vm, &mut buf).await, key(0x63));
+    }
+
+    /// Shared: every controller drives; observers still do not.
+    #[tokio::test]
+    async fn shared_control_lets_every_controller_drive() {
+        let settings = HubSettings {
+            vmi: Some("testvm".into()),
+            policy: ControllerPolicy::Shared,
+        };
+        let (hub, mut vm) = upstream_with(false, settings).await;
+        let (mut first, _) = viewer_init(&hub, Role::Control).await;
+        let (mut second, init) = viewer_init(&hub, Role::Control).await;
+        assert_eq!(init.name, "testvm · shared control · 2 viewers");
+        let (mut watcher, _) = viewer_init(&hub, Role::Observe).await;
+        send(&mut watcher, &key(0x62)).await;
+        send(&mut first, &key(0x61)).await;
+        let mut buf = BytesMut::new();
+        assert_eq!(next_input(&mut vm, &mut buf).await, key(0x61));
+        send(&mut second, &key(0x63)).await;
+        assert_eq!(next_input(&mut vm, &mut buf).await, key(0x63));
+        assert_eq!(hub.dropped(InputKind::Key), 1);
+    }
+
+    /// A viewer that asked for DesktopName is told when the count or its state changes, in
+    /// its next update; one that did not ask gets no DesktopName rectangle.
+    #[tokio::test]
+    async fn desktop_name_follows_joins_leaves_and_take_over() {
+        let settings = HubSettings {
+            vmi: Some("testvm".into()),
+            policy: ControllerPolicy::TakeOver,
+        };
+        let (hub, _vm) = upstream_with(false, settings).await;
+        let mut named = TestViewer::with_role(
+            &hub,
+            Role::Control,
+            vec![encoding::RAW, encoding::DESKTOP_NAME],
+        )
+        .await;
+        let mut plain = TestViewer::with_role(&hub, Role::Observe, vec![encoding::RAW]).await;
+        let names = |events: Vec<Event>| -> Vec<String> {
+            events
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::Name(n) => Some(n),
+                    _ => None,
+                })
+                .collect()
+        };
+        // The observer joined after this viewer's ServerInit: the new count comes with the
+        // next update.
+        assert_eq!(
+            names(named.update(false).await),
+            ["testvm · you have control · 2 viewers"]
+        );
+        let (later, _) = viewer_init(&hub, Role::Control).await;
+        assert_eq!(
+            names(named.update(true).await),
+            ["testvm · control taken by another viewer · 3 viewers"]
+        );
+        drop(later);
+        assert_eq!(
+            names(named.update(true).await),
+            ["testvm · control taken by another viewer · 2 viewers"]
+        );
+        assert!(names(plain.update(false).await).is_empty());
     }
 }

@@ -132,7 +132,11 @@ async fn viewers_share_one_xvnc_connection() {
     let mut raw = Client::handshake(TcpStream::connect(control).await.unwrap())
         .await
         .unwrap();
-    assert_eq!(raw.server_init().name, "hubvm");
+    // The desktop name tells the viewer its state (the VNC server's own name first).
+    assert_eq!(
+        raw.server_init().name,
+        "hubvm · you have control · 1 viewer"
+    );
     let seen = raw.framebuffer().await.unwrap();
     assert_eq!(seen.pixel(SAMPLE.0, SAMPLE.1), blue);
     assert_eq!(

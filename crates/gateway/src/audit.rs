@@ -49,8 +49,9 @@ impl fmt::Debug for AuditSink {
 pub struct AuditRecord {
     /// RFC 3339 UTC time of the record.
     pub time: String,
-    /// `request`, `websocket_open`, `websocket_close`, `auth`, or `connection` (refused over
-    /// `--max-connections` before any request was read).
+    /// `request`, `websocket_open`, `websocket_close`, `auth`, `connection` (refused over
+    /// `--max-connections` before any request was read), or `console_join` / `console_leave`
+    /// (a viewer of a shared console).
     pub event: &'static str,
     /// Client address.
     pub client: String,
@@ -80,6 +81,15 @@ pub struct AuditRecord {
     pub bytes_from_client: Option<u64>,
     /// Milliseconds from the request to the end of the response (for a WebSocket close: the session).
     pub duration_ms: f64,
+    /// For a console viewer: the VMI, as `namespace/name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm: Option<String>,
+    /// For a console viewer: its role (`control` or `observe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    /// For a console viewer leaving: its input dropped at the gateway (watch only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_dropped: Option<u64>,
 }
 
 /// Writes records to the sink.
@@ -179,6 +189,9 @@ impl AuditCtx {
             bytes,
             bytes_from_client: None,
             duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+            vm: None,
+            role: None,
+            input_dropped: None,
         }
     }
 

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+use virt_gateway_console::ControllerPolicy;
 
 /// The command line. Build a [`crate::Config`] from it with [`crate::Config::from_cli`].
 #[derive(Parser, Debug, Clone)]
@@ -272,6 +274,15 @@ pub struct Cli {
           default_value = "false", default_missing_value = "true", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub shared_consoles: bool,
+
+    /// With shared consoles, what several viewers holding control tokens for one VM may do:
+    /// `take-over` (only the newest controller's input reaches the VM; the earlier ones watch
+    /// until they reconnect) or `shared` (every controller's input does). Observers never send
+    /// input.
+    #[arg(long, env = "KUBE_GATEWAY_CONSOLE_CONTROLLERS", default_value = "take-over",
+          value_parser = PossibleValuesParser::new(["take-over", "shared"])
+              .map(|s| s.parse::<ControllerPolicy>().unwrap_or_default()))]
+    pub console_controllers: ControllerPolicy,
 
     /// This replica's IP address (the pod IP, from the downward API) at which the other replicas
     /// reach it, on the main listener's scheme and port. With --shared-consoles, turns on

@@ -145,6 +145,9 @@ pub struct Config {
     pub publish_jwks: bool,
     /// One upstream VNC connection per VMI, shared by its viewers.
     pub shared_consoles: bool,
+    /// Who of several controllers of a shared console drives.
+    pub console_controllers: virt_gateway_console::ControllerPolicy,
+
     /// Coordination of shared consoles between replicas (`None`: this replica serves alone).
     pub console_replicas: Option<ConsoleReplicas>,
     /// Origins besides the gateway's own allowed to use the session cookie (normalised).
@@ -704,6 +707,7 @@ impl Config {
             allowed_origins,
             publish_jwks: cli.publish_jwks,
             shared_consoles: cli.shared_consoles,
+            console_controllers: cli.console_controllers,
             revocation_max_staleness: cli.revocation_max_staleness,
             max_connections: cli.max_connections.max(1),
             max_websockets: cli.max_websockets.max(1),

@@ -4,7 +4,8 @@
 //! The first viewer's arrival opens the upstream connection; when the last viewer leaves, the
 //! connection stays for [`DEFAULT_LINGER`] (a page reload should not reconnect to the VM) and is
 //! then closed. One viewer's token ending (expiry, revocation, shutdown: the gateway's kill
-//! future) ends that viewer only.
+//! future) ends that viewer only. Who of several controllers drives is the hub's
+//! [`ControllerPolicy`] (`--console-controllers`).
 //!
 //! Used by the proxy when the gateway runs with `--shared-consoles` (see the gateway README).
 
@@ -15,6 +16,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::AbortHandle;
@@ -23,8 +27,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use virt_gateway_console::rfb::Limits;
 use virt_gateway_console::rfb::messages::InputKind;
-use virt_gateway_console::{Hub, HubError, Role};
+use virt_gateway_console::{ControllerPolicy, Hub, HubError, HubSettings, Role};
 
+use crate::metrics::{ConsoleLabels, L1};
 use crate::websocket::Kill;
 
 /// How long an upstream connection outlives its last viewer.
@@ -64,6 +69,9 @@ impl ConsoleKey {
 /// How one viewer's session ended.
 #[derive(Debug)]
 pub enum ViewerEnd {
+    /// The console could not be opened: the API server refused the upstream connection (e.g.
+    /// KubeVirt's 503, a 404) or the VNC server's handshake failed.
+    Unavailable(HubError),
     /// The viewer left, or its session broke (the hub's reason).
     Left(Result<(), HubError>),
     /// The gateway ended it (its token expired or was revoked, or shutdown).
@@ -77,7 +85,58 @@ struct Live {
     /// Tells this connection from a later one for the same VMI.
     generation: u64,
     viewers: usize,
+    /// Viewers by role: control, observe (the gauge's values).
+    by_role: [usize; 2],
     linger: Option<AbortHandle>,
+}
+
+/// The consoles' metrics (see [`crate::metrics::Metrics`]).
+#[derive(Clone, Debug, Default)]
+pub struct ConsoleMetrics {
+    /// Viewers per open console and role; a console's series go when its upstream closes.
+    pub viewers: Family<ConsoleLabels, Gauge>,
+    /// Upstream connections by result (`opened`, `failed`).
+    pub upstreams: Family<L1, Counter>,
+}
+
+impl ConsoleMetrics {
+    fn labels(key: &ConsoleKey, role: Role) -> ConsoleLabels {
+        [
+            ("namespace", key.namespace.clone()),
+            ("vmi", key.name.clone()),
+            ("role", role_label(role).to_string()),
+        ]
+    }
+
+    /// Sets `key`'s gauges to `live`'s counts.
+    fn set(&self, key: &ConsoleKey, live: &Live) {
+        for (i, role) in [Role::Control, Role::Observe].into_iter().enumerate() {
+            let n = i64::try_from(live.by_role[i]).unwrap_or(i64::MAX);
+            self.viewers.get_or_create(&Self::labels(key, role)).set(n);
+        }
+    }
+
+    /// Removes `key`'s series: its console closed.
+    fn remove(&self, key: &ConsoleKey) {
+        for role in [Role::Control, Role::Observe] {
+            self.viewers.remove(&Self::labels(key, role));
+        }
+    }
+}
+
+/// The label (and audit) value of a role: `control` or `observe`.
+pub fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Control => "control",
+        Role::Observe => "observe",
+    }
+}
+
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Control => 0,
+        Role::Observe => 1,
+    }
 }
 
 type Cell = Arc<Mutex<Option<Live>>>;
@@ -88,12 +147,15 @@ pub struct Consoles {
     cells: Arc<SyncMutex<HashMap<ConsoleKey, Cell>>>,
     linger: Duration,
     generations: Arc<std::sync::atomic::AtomicU64>,
+    policy: ControllerPolicy,
+    metrics: ConsoleMetrics,
 }
 
 impl std::fmt::Debug for Consoles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consoles")
             .field("linger", &self.linger)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -105,9 +167,24 @@ impl Consoles {
             cells: Arc::default(),
             linger,
             generations: Arc::default(),
+            policy: ControllerPolicy::default(),
+            metrics: ConsoleMetrics::default(),
         }
     }
 
+    /// Who of several controllers drives (default: take-over).
+    #[must_use]
+    pub fn with_policy(mut self, policy: ControllerPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Counts viewers and upstream connections in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: ConsoleMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
     /// Viewers attached to `key`'s console now (0 when it has no upstream connection).
     pub async fn viewers(&self, key: &ConsoleKey) -> usize {
         let Some(cell) = self.cell_if_any(key) else {
@@ -143,20 +220,26 @@ impl Consoles {
             let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
             cells.entry(key.clone()).or_default().clone()
         };
-        let (hub, generation) = match self.join(&cell, connect).await {
+        let (hub, generation) = match self.join(&cell, &key, role, connect).await {
             Ok(joined) => joined,
-            Err(e) => return ViewerEnd::Left(Err(e)),
+            Err(e) => return ViewerEnd::Unavailable(e),
         };
         let end = tokio::select! {
             result = hub.serve_with(io, role, on_drop) => ViewerEnd::Left(result),
             kill = kill => ViewerEnd::Killed(kill),
         };
-        self.leave(key, cell, generation).await;
+        self.leave(key, cell, generation, role).await;
         end
     }
 
     /// Counts a viewer in, opening the upstream connection if there is none.
-    async fn join<U, F, Fut>(&self, cell: &Cell, connect: F) -> Result<(Hub, u64), HubError>
+    async fn join<U, F, Fut>(
+        &self,
+        cell: &Cell,
+        key: &ConsoleKey,
+        role: Role,
+        connect: F,
+    ) -> Result<(Hub, u64), HubError>
     where
         U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         F: FnOnce() -> Fut,
@@ -168,8 +251,22 @@ impl Consoles {
             if let Some(old) = live.take() {
                 old.upstream.abort();
             }
-            let upstream = connect().await?;
-            let (hub, task) = Hub::connect(upstream, Limits::default()).await?;
+            let (hub, task) = match self.open(key, connect).await {
+                Ok(opened) => {
+                    self.metrics
+                        .upstreams
+                        .get_or_create(&[("result", "opened")])
+                        .inc();
+                    opened
+                }
+                Err(e) => {
+                    self.metrics
+                        .upstreams
+                        .get_or_create(&[("result", "failed")])
+                        .inc();
+                    return Err(e);
+                }
+            };
             let generation = self
                 .generations
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -178,6 +275,7 @@ impl Consoles {
                 upstream: task.abort_handle(),
                 generation,
                 viewers: 0,
+                by_role: [0; 2],
                 linger: None,
             });
         }
@@ -185,23 +283,48 @@ impl Consoles {
             return Err(HubError::Ended("no upstream connection".into()));
         };
         l.viewers += 1;
+        l.by_role[role_index(role)] += 1;
+        self.metrics.set(key, l);
         if let Some(linger) = l.linger.take() {
             linger.abort();
         }
         Ok((l.hub.clone(), l.generation))
     }
 
+    /// Opens the upstream connection and the hub on it.
+    async fn open<U, F, Fut>(
+        &self,
+        key: &ConsoleKey,
+        connect: F,
+    ) -> Result<(Hub, tokio::task::JoinHandle<Result<(), HubError>>), HubError>
+    where
+        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::io::Result<U>>,
+    {
+        let upstream = connect().await?;
+        let settings = HubSettings {
+            vmi: Some(key.name.clone()),
+            policy: self.policy,
+        };
+        Hub::connect_with(upstream, Limits::default(), settings).await
+    }
+
     /// Counts a viewer out; the last one starts the linger, after which the upstream closes.
-    async fn leave(&self, key: ConsoleKey, cell: Cell, generation: u64) {
+    async fn leave(&self, key: ConsoleKey, cell: Cell, generation: u64, role: Role) {
         let mut live = cell.lock().await;
         let Some(l) = live.as_mut().filter(|l| l.generation == generation) else {
             return;
         };
         l.viewers = l.viewers.saturating_sub(1);
+        let count = &mut l.by_role[role_index(role)];
+        *count = count.saturating_sub(1);
+        self.metrics.set(&key, l);
         if l.viewers > 0 {
             return;
         }
         let (linger, cells, cell2) = (self.linger, self.cells.clone(), cell.clone());
+        let metrics = self.metrics.clone();
         let task = tokio::spawn(async move {
             tokio::time::sleep(linger).await;
             let mut live = cell2.lock().await;
@@ -212,6 +335,7 @@ impl Consoles {
                 if let Some(old) = live.take() {
                     old.upstream.abort();
                 }
+                metrics.remove(&key);
                 let mut cells = cells.lock().unwrap_or_else(|e| e.into_inner());
                 if cells.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell2)) {
                     cells.remove(&key);
@@ -219,6 +343,82 @@ impl Consoles {
             }
         });
         l.linger = Some(task.abort_handle());
+    }
+}
+
+/// Bytes one viewer sent and was sent, for its audit line.
+#[derive(Debug, Default)]
+pub struct ViewerBytes {
+    /// From the viewer to the gateway.
+    pub from_viewer: std::sync::atomic::AtomicU64,
+    /// From the gateway to the viewer.
+    pub to_viewer: std::sync::atomic::AtomicU64,
+}
+
+/// A viewer's byte stream, counted into its [`ViewerBytes`] and the `console_bytes` metric.
+pub struct Counted<S> {
+    inner: S,
+    bytes: Arc<ViewerBytes>,
+    /// `console_bytes{direction="from_viewer"}` and `{direction="to_viewer"}`.
+    metric: (Counter, Counter),
+}
+
+impl<S> Counted<S> {
+    /// Counts `inner`'s bytes into `bytes` and the two counters (from, to the viewer).
+    pub fn new(inner: S, bytes: Arc<ViewerBytes>, metric: (Counter, Counter)) -> Self {
+        Self {
+            inner,
+            bytes,
+            metric,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            self.bytes.from_viewer.fetch_add(n, relaxed);
+            self.metric.0.inc_by(n);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            self.bytes.to_viewer.fetch_add(n as u64, relaxed);
+            self.metric.1.inc_by(n as u64);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -427,6 +627,40 @@ mod tests {
         assert_eq!(none.viewers(&key("vm1")).await, 0);
         let (_c, _tc, _kc) = viewer(&none, &vms, "vm1").await;
         assert_eq!(vms.opened.load(Ordering::SeqCst), 2);
+    }
+
+    /// The viewer gauge follows joins and leaves by role, and a console's series go when its
+    /// upstream closes (after the linger), so the gauge holds live consoles only.
+    #[tokio::test]
+    async fn viewer_gauges_live_only_as_long_as_the_console() {
+        let metrics = ConsoleMetrics::default();
+        let consoles = Consoles::new(Duration::ZERO).with_metrics(metrics.clone());
+        let vms = Vms::default();
+        let labels = |role| ConsoleMetrics::labels(&key("vm1"), role);
+        let value = |role| metrics.viewers.get(&labels(role)).map(|g| g.get());
+        let (a, ta, _ka) = viewer(&consoles, &vms, "vm1").await;
+        let (b, tb, _kb) = viewer(&consoles, &vms, "vm1").await;
+        assert_eq!(value(Role::Control), Some(2));
+        assert_eq!(value(Role::Observe), Some(0));
+        assert_eq!(
+            metrics
+                .upstreams
+                .get(&[("result", "opened")])
+                .map(|c| c.get()),
+            Some(1)
+        );
+        drop(a);
+        ta.await.unwrap();
+        assert_eq!(value(Role::Control), Some(1));
+        drop(b);
+        tb.await.unwrap();
+        while vms.closed.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        while value(Role::Control).is_some() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(value(Role::Observe), None);
     }
 
     /// Bytes cross the WebSocket bridge both ways as binary messages.

@@ -1,5 +1,8 @@
 //! Prometheus metrics. Every label set is bounded: outcomes, reason codes, directions, kinds. No
-//! path, namespace, name or token id is ever a label.
+//! path or token id is ever a label. One exception names objects: the shared-console viewer gauge
+//! is labelled by the VMI's namespace and name, and its series are removed when that console's
+//! upstream connection closes, so its size is bounded by the consoles open at once (each a
+//! verified token's VM), not by history.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +28,9 @@ struct HotSeries {
 /// A label set of one pair.
 pub type L1 = [(&'static str, &'static str); 1];
 
+/// The labels of a console's viewer gauge: `namespace`, `vmi`, `role`.
+pub type ConsoleLabels = [(&'static str, String); 3];
+
 /// All gateway metrics.
 pub struct Metrics {
     registry: Registry,
@@ -38,9 +44,16 @@ pub struct Metrics {
     pub websocket_closed: Family<L1, Counter>,
     /// Bytes piped through WebSockets, by direction.
     pub websocket_bytes: Family<L1, Counter>,
-    /// Console input from observers dropped at the gateway, by kind (key, pointer, clipboard,
-    /// resize).
+    /// Console input dropped at the gateway, by kind (key, pointer, clipboard, resize): an
+    /// observer's, or a controller's whose control another took.
     pub console_input_dropped: Family<L1, Counter>,
+    /// Viewers of each open shared console, by namespace, VMI and role (control, observe).
+    pub console_viewers: Family<ConsoleLabels, Gauge>,
+    /// Bytes between the gateway and shared-console viewers, by direction (to_viewer,
+    /// from_viewer).
+    pub console_bytes: Family<L1, Counter>,
+    /// Upstream VNC connections of shared consoles, by result (opened, failed).
+    pub console_upstream_connections: Family<L1, Counter>,
     /// Token cache lookups by result (hit, miss).
     pub token_cache: Family<L1, Counter>,
     /// Key file reloads by result.
@@ -116,8 +129,26 @@ impl Metrics {
         let console_input_dropped = Family::default();
         registry.register(
             "console_input_dropped",
-            "Console input from observers dropped at the gateway, by kind",
+            "Console input dropped at the gateway (observers', controllers' without control), by kind",
             console_input_dropped.clone(),
+        );
+        let console_viewers = Family::default();
+        registry.register(
+            "console_viewers",
+            "Viewers of each open shared console, by namespace, VMI and role",
+            console_viewers.clone(),
+        );
+        let console_bytes = Family::default();
+        registry.register(
+            "console_bytes",
+            "Bytes between the gateway and shared-console viewers, by direction",
+            console_bytes.clone(),
+        );
+        let console_upstream_connections = Family::default();
+        registry.register(
+            "console_upstream_connections",
+            "Upstream VNC connections of shared consoles, by result",
+            console_upstream_connections.clone(),
         );
         let token_cache = Family::default();
         registry.register(
@@ -205,6 +236,9 @@ impl Metrics {
             websocket_closed,
             websocket_bytes,
             console_input_dropped,
+            console_viewers,
+            console_bytes,
+            console_upstream_connections,
             token_cache,
             key_reloads,
             verification_keys,

@@ -116,6 +116,8 @@ pub enum Reason {
     IdleTimeout,
     /// A WebSocket session reached its maximum length.
     SessionLimit,
+    /// A shared console's upstream VNC connection could not be opened or ended.
+    ConsoleUnavailable,
 }
 
 impl Reason {
@@ -153,6 +155,7 @@ impl Reason {
             Self::Shutdown => "shutdown",
             Self::IdleTimeout => "idle_timeout",
             Self::SessionLimit => "session_limit",
+            Self::ConsoleUnavailable => "console_unavailable",
         }
     }
 

@@ -198,9 +198,14 @@ impl Gateway {
         });
         // Bound first: the port is part of the address peer replicas forward viewers to.
         let listener = bind(&config.listen.host, config.listen.port).await?;
-        let consoles = config
-            .shared_consoles
-            .then(|| Consoles::new(crate::console::DEFAULT_LINGER));
+        let consoles = config.shared_consoles.then(|| {
+            Consoles::new(crate::console::DEFAULT_LINGER)
+                .with_policy(config.console_controllers)
+                .with_metrics(crate::console::ConsoleMetrics {
+                    viewers: metrics.console_viewers.clone(),
+                    upstreams: metrics.console_upstream_connections.clone(),
+                })
+        });
         let replicas = match (&consoles, &config.console_replicas) {
             (Some(consoles), Some(replicas)) => {
                 let port = listener

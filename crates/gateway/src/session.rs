@@ -289,28 +289,63 @@ impl Sessions {
                 .boxed()
             };
             metrics.websocket_sessions.inc();
-            let dropped = metrics.console_input_dropped.clone();
+            let viewer = ConsoleViewer::new(&key, role);
+            audit.write(&viewer.record(&audit, "console_join", &opened));
+            let dropped_metric = metrics.console_input_dropped.clone();
+            let dropped = viewer.dropped.clone();
             let on_drop = move |kind: InputKind| {
-                dropped.get_or_create(&[("kind", kind.as_str())]).inc();
+                dropped.fetch_add(1, Ordering::Relaxed);
+                dropped_metric
+                    .get_or_create(&[("kind", kind.as_str())])
+                    .inc();
             };
+            // One statement each: a Family guard held while another label set is created
+            // (a write lock) would deadlock.
+            let from_viewer = metrics
+                .console_bytes
+                .get_or_create(&[("direction", "from_viewer")])
+                .clone();
+            let to_viewer = metrics
+                .console_bytes
+                .get_or_create(&[("direction", "to_viewer")])
+                .clone();
+            let counters = (from_viewer, to_viewer);
             // Lent, not given: the viewer's stream must outlive the close frame sent below.
-            let mut bytes = bytes;
+            let mut bytes = console::Counted::new(bytes, viewer.bytes.clone(), counters);
             let end = consoles
                 .attach(key, connect, &mut bytes, role, &on_drop, kill)
                 .await;
             metrics.websocket_sessions.dec();
-            let end = match end {
-                ViewerEnd::Killed(kill) => SessionEnd::Killed(kill),
-                ViewerEnd::Left(Ok(())) => SessionEnd::Closed,
+            let (end, detail) = match end {
+                ViewerEnd::Killed(kill) => (SessionEnd::Killed(kill), None),
+                ViewerEnd::Left(Ok(())) => (SessionEnd::Closed, None),
+                // The viewer hears only that the console is gone; the audit line says why (an
+                // API server's status or a protocol error: never a credential).
+                ViewerEnd::Unavailable(e) => {
+                    tracing::info!(error = %e, "console unavailable");
+                    send_close((1011, "console unavailable"));
+                    (SessionEnd::ConsoleUnavailable, Some(e.to_string()))
+                }
                 ViewerEnd::Left(Err(e)) => {
                     tracing::info!(error = %e, "console viewer ended");
                     send_close((1011, "console ended"));
-                    SessionEnd::Error
+                    (SessionEnd::ConsoleUnavailable, Some(e.to_string()))
                 }
             };
             drop(bytes);
-            let outcome = closed(&metrics, opened, &end);
-            audit.write(&audit.record("websocket_close", &outcome, 101, 0));
+            let mut outcome = closed(&metrics, opened, &end);
+            if let Some(detail) = detail {
+                outcome.detail = Some(detail.into());
+            }
+            audit.write(&viewer.leave_record(&audit, &outcome));
+            let mut record = audit.record(
+                "websocket_close",
+                &outcome,
+                101,
+                viewer.bytes.to_viewer.load(Ordering::Relaxed),
+            );
+            record.bytes_from_client = Some(viewer.bytes.from_viewer.load(Ordering::Relaxed));
+            audit.write(&record);
         });
     }
 
@@ -354,6 +389,47 @@ impl Sessions {
     }
 }
 
+/// One shared-console viewer, as its `console_join` and `console_leave` audit lines see it.
+struct ConsoleViewer {
+    vm: String,
+    role: ConsoleRole,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+    bytes: Arc<console::ViewerBytes>,
+}
+
+impl ConsoleViewer {
+    fn new(key: &ConsoleKey, role: ConsoleRole) -> Self {
+        Self {
+            vm: format!("{}/{}", key.namespace, key.name),
+            role,
+            dropped: Arc::default(),
+            bytes: Arc::default(),
+        }
+    }
+
+    /// A record of `event` naming the VM and the role (and, through `outcome`, the `jti`).
+    fn record(
+        &self,
+        audit: &AuditCtx,
+        event: &'static str,
+        outcome: &Outcome,
+    ) -> crate::audit::AuditRecord {
+        let mut record = audit.record(event, outcome, 101, 0);
+        record.vm = Some(self.vm.clone());
+        record.role = Some(console::role_label(self.role));
+        record
+    }
+
+    /// The `console_leave` line: how it ended, how long it lasted, bytes each way, input dropped.
+    fn leave_record(&self, audit: &AuditCtx, outcome: &Outcome) -> crate::audit::AuditRecord {
+        let mut record = self.record(audit, "console_leave", outcome);
+        record.bytes = self.bytes.to_viewer.load(Ordering::Relaxed);
+        record.bytes_from_client = Some(self.bytes.from_viewer.load(Ordering::Relaxed));
+        record.input_dropped = Some(self.dropped.load(Ordering::Relaxed));
+        record
+    }
+}
+
 /// Counts a WebSocket session's end and turns its opening outcome into the closing one: the
 /// gateway's own ends (expiry, revocation, idle, time limit) are denials, with their reason.
 /// One place for plain and shared-console sessions, so that their audit lines cannot drift.
@@ -368,6 +444,7 @@ fn closed(metrics: &Metrics, opened: Outcome, end: &SessionEnd) -> Outcome {
         SessionEnd::Killed(Kill::Expired | Kill::Revoked(_) | Kill::Idle | Kill::SessionLimit) => {
             Decision::Deny
         }
+        SessionEnd::ConsoleUnavailable => Decision::Error,
         _ => Decision::Allow,
     };
     outcome.detail = match end {

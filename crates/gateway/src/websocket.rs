@@ -220,6 +220,8 @@ pub enum SessionEnd {
     Killed(Kill),
     /// An I/O error.
     Error,
+    /// A shared console's upstream connection could not be opened, or it ended.
+    ConsoleUnavailable,
 }
 
 impl SessionEnd {
@@ -229,6 +231,7 @@ impl SessionEnd {
             Self::Closed => Reason::Closed,
             Self::Killed(k) => k.reason(),
             Self::Error => Reason::IoError,
+            Self::ConsoleUnavailable => Reason::ConsoleUnavailable,
         }
     }
 }

@@ -35,7 +35,9 @@ pub enum Event {
     Bell,
     /// Clipboard text from the VM (Latin-1).
     CutText(Vec<u8>),
-    /// A message that changes nothing the hub keeps (colour map, desktop name, oversized text).
+    /// The desktop's new name (DesktopName pseudo-rectangle; invalid UTF-8 replaced).
+    Name(String),
+    /// A message that changes nothing the hub keeps (colour map, oversized text).
     Nothing,
 }
 
@@ -156,8 +158,7 @@ impl ServerDecoder {
                 if len > self.limits.max_name {
                     return Err(too_large("desktop name", len, self.limits.max_name));
                 }
-                r.skip(len)?;
-                Event::Nothing
+                Event::Name(String::from_utf8_lossy(r.bytes(len)?).into_owned())
             }
             _ => self.pixels(r, rect, enc, fb)?,
         };
@@ -283,7 +284,7 @@ impl ServerDecoder {
 mod tests {
     use super::*;
     use crate::rfb::PixelWriter;
-    use crate::rfb::encode::{UpdateWriter, ViewerEncodings};
+    use crate::rfb::encode::{Pseudo, UpdateWriter, ViewerEncodings};
     use bytes::BytesMut;
 
     fn drain(dec: &mut ServerDecoder, bytes: &[u8], fb: &mut Framebuffer) -> Vec<Event> {
@@ -312,16 +313,12 @@ mod tests {
         for (have, resized) in [((150, 90), false), ((100, 90), true)] {
             let mut w = UpdateWriter::new(PixelWriter::new(format));
             let mut bytes = BytesMut::new();
-            w.write(
-                &src,
-                Some((150, 90)),
-                &[],
-                &[],
-                &encodings,
-                false,
-                &mut bytes,
-            )
-            .unwrap();
+            let pseudo = Pseudo {
+                resize: Some((150, 90)),
+                ..Pseudo::default()
+            };
+            w.write(&src, pseudo, &[], &[], &encodings, &mut bytes)
+                .unwrap();
             let mut dec = ServerDecoder::new(format, Limits::default());
             let mut fb = Framebuffer::new(have.0, have.1);
             let events = drain(&mut dec, &bytes, &mut fb);
@@ -346,19 +343,20 @@ mod tests {
         src.fill(Rect::new(0, 0, 150, 30), 0x00ff_0000);
         for enc in [encoding::RAW, encoding::ZRLE] {
             for format in [PixelFormat::CANONICAL, PixelFormat::NOVNC] {
-                let encodings = ViewerEncodings::from_list(&[enc, encoding::DESKTOP_SIZE]);
+                let encodings = ViewerEncodings::from_list(&[
+                    enc,
+                    encoding::DESKTOP_SIZE,
+                    encoding::DESKTOP_NAME,
+                ]);
                 let mut w = UpdateWriter::new(PixelWriter::new(format));
                 let mut bytes = BytesMut::new();
-                w.write(
-                    &src,
-                    Some((150, 90)),
-                    &[],
-                    &[src.bounds()],
-                    &encodings,
-                    false,
-                    &mut bytes,
-                )
-                .unwrap();
+                let pseudo = Pseudo {
+                    resize: Some((150, 90)),
+                    qemu_keys: false,
+                    name: Some("vm · view only · 1 viewer"),
+                };
+                w.write(&src, pseudo, &[], &[src.bounds()], &encodings, &mut bytes)
+                    .unwrap();
                 let mut dec = ServerDecoder::new(format, Limits::default());
                 let mut fb = Framebuffer::new(1, 1);
                 let events = drain(&mut dec, &bytes, &mut fb);
@@ -369,6 +367,7 @@ mod tests {
                         height: 90
                     }
                 );
+                assert_eq!(events[1], Event::Name("vm · view only · 1 viewer".into()));
                 assert_eq!(events.last(), Some(&Event::UpdateEnd));
                 assert_eq!(fb, src, "encoding {enc} {format:?}");
                 // Byte by byte: nothing is applied twice, nothing is lost.

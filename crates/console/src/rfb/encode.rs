@@ -18,6 +18,8 @@ pub struct ViewerEncodings {
     pub desktop_size: bool,
     pub extended_desktop_size: bool,
     pub qemu_keys: bool,
+    /// DesktopName (-307): the viewer can be told a new desktop name.
+    pub desktop_name: bool,
     /// zlib level for ZRLE, from the CompressLevel pseudo-encodings (default 6).
     pub compress_level: u32,
 }
@@ -36,6 +38,7 @@ impl ViewerEncodings {
             desktop_size: list.contains(&encoding::DESKTOP_SIZE),
             extended_desktop_size: list.contains(&encoding::EXTENDED_DESKTOP_SIZE),
             qemu_keys: list.contains(&encoding::QEMU_EXTENDED_KEY),
+            desktop_name: list.contains(&encoding::DESKTOP_NAME),
             compress_level: list
                 .iter()
                 .find(|e| level.contains(e))
@@ -50,6 +53,17 @@ pub struct Copy {
     pub src_x: u16,
     pub src_y: u16,
     pub dst: Rect,
+}
+
+/// The pseudo-rectangles of one update, besides pixels and copies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pseudo<'a> {
+    /// The screen's new size.
+    pub resize: Option<(u16, u16)>,
+    /// Acknowledge QEMU extended key events.
+    pub qemu_keys: bool,
+    /// A new desktop name (only for a viewer that asked for DesktopName).
+    pub name: Option<&'a str>,
 }
 
 /// Writes one viewer's updates; holds its ZRLE zlib stream, which lives as long as the
@@ -78,25 +92,33 @@ impl UpdateWriter {
         self.writer = writer;
     }
 
-    /// Appends one FramebufferUpdate: a resize first when `resize` is set, the QEMU key
-    /// pseudo-rectangle when `qemu_keys`, then `copies` (as damage when the viewer cannot copy),
+    /// Appends one FramebufferUpdate: a resize first when `pseudo.resize` is set, the QEMU key
+    /// pseudo-rectangle when `pseudo.qemu_keys`, the desktop name when `pseudo.name` is set and
+    /// the viewer asked for DesktopName, then `copies` (as damage when the viewer cannot copy),
     /// then `rects`, all read from `fb`.
-    #[allow(clippy::too_many_arguments)]
     pub fn write(
         &mut self,
         fb: &Framebuffer,
-        resize: Option<(u16, u16)>,
+        pseudo: Pseudo<'_>,
         copies: &[Copy],
         rects: &[Rect],
         enc: &ViewerEncodings,
-        qemu_keys: bool,
         out: &mut BytesMut,
     ) -> Result<(), ProtocolError> {
+        let Pseudo {
+            resize,
+            qemu_keys,
+            name,
+        } = pseudo;
+        let name = name.filter(|_| enc.desktop_name);
         let copied: &[Copy] = if enc.copy_rect { copies } else { &[] };
         let as_damage = copies.iter().filter(|_| !enc.copy_rect).map(|c| c.dst);
         let rects: Vec<Rect> = as_damage.chain(rects.iter().copied()).collect();
-        let count =
-            usize::from(resize.is_some()) + usize::from(qemu_keys) + copied.len() + rects.len();
+        let count = usize::from(resize.is_some())
+            + usize::from(qemu_keys)
+            + usize::from(name.is_some())
+            + copied.len()
+            + rects.len();
         let count = u16::try_from(count)
             .map_err(|_| ProtocolError::Invalid(format!("{count} rectangles in one update")))?;
         out.put_slice(&[server_kind::FRAMEBUFFER_UPDATE, 0]);
@@ -107,6 +129,13 @@ impl UpdateWriter {
         if qemu_keys {
             put_rect(out, &Rect::default());
             out.put_i32(encoding::QEMU_EXTENDED_KEY);
+        }
+        if let Some(name) = name {
+            // rfbproto: an empty rectangle, then the UTF-8 name with its u32 length.
+            put_rect(out, &Rect::default());
+            out.put_i32(encoding::DESKTOP_NAME);
+            out.put_u32(name.len() as u32);
+            out.put_slice(name.as_bytes());
         }
         for c in copied {
             put_rect(out, &c.dst);
@@ -203,7 +232,7 @@ mod tests {
         let mut w = UpdateWriter::new(PixelWriter::new(PixelFormat::CANONICAL));
         let mut out = BytesMut::new();
         let raw = ViewerEncodings::from_list(&[encoding::RAW]);
-        w.write(&fb, None, &[copy], &[], &raw, false, &mut out)
+        w.write(&fb, Pseudo::default(), &[copy], &[], &raw, &mut out)
             .unwrap();
         // One Raw rectangle of 4x4 pixels at the destination.
         assert_eq!(&out[..4], [0, 0, 0, 1]);
@@ -211,7 +240,7 @@ mod tests {
         assert_eq!(out.len(), 4 + 12 + 16 * 4);
         out.clear();
         let with_copy = ViewerEncodings::from_list(&[encoding::RAW, encoding::COPY_RECT]);
-        w.write(&fb, None, &[copy], &[], &with_copy, false, &mut out)
+        w.write(&fb, Pseudo::default(), &[copy], &[], &with_copy, &mut out)
             .unwrap();
         assert_eq!(&out[12..16], 1i32.to_be_bytes());
         assert_eq!(out.len(), 4 + 12 + 4);
@@ -225,14 +254,40 @@ mod tests {
         assert!(
             w.write(
                 &fb,
-                Some((4, 4)),
+                Pseudo {
+                    resize: Some((4, 4)),
+                    ..Pseudo::default()
+                },
                 &[],
                 &[],
                 &raw,
-                false,
                 &mut BytesMut::new()
             )
             .is_err()
         );
+    }
+
+    /// The name goes out only to a viewer that asked for DesktopName, as rfbproto lays it out.
+    #[test]
+    fn desktop_name_only_for_viewers_that_asked() {
+        let fb = Framebuffer::new(4, 4);
+        let mut w = UpdateWriter::new(PixelWriter::new(PixelFormat::CANONICAL));
+        let name = Pseudo {
+            name: Some("vm · view only · 2 viewers"),
+            ..Pseudo::default()
+        };
+        let mut out = BytesMut::new();
+        let raw = ViewerEncodings::from_list(&[encoding::RAW]);
+        w.write(&fb, name, &[], &[], &raw, &mut out).unwrap();
+        assert_eq!(&out[..], [0, 0, 0, 0]);
+        out.clear();
+        let named = ViewerEncodings::from_list(&[encoding::RAW, encoding::DESKTOP_NAME]);
+        w.write(&fb, name, &[], &[], &named, &mut out).unwrap();
+        let text = "vm · view only · 2 viewers".as_bytes();
+        assert_eq!(&out[..4], [0, 0, 0, 1]);
+        assert_eq!(&out[4..12], [0; 8]);
+        assert_eq!(&out[12..16], encoding::DESKTOP_NAME.to_be_bytes());
+        assert_eq!(&out[16..20], (text.len() as u32).to_be_bytes());
+        assert_eq!(&out[20..], text);
     }
 }
