@@ -3,9 +3,9 @@
 # gateway (bench/gateway/build-go-peer.sh, run beside ours), then runs
 # `gateway-bench run` (HTTP overhead against a minimal upstream and the real kube-apiserver, CPU per
 # request, latency at a fixed rate, WebSocket throughput and memory per idle session, the token
-# cache). Loopback only; every loop is bounded. Writes bench/RESULTS.md and bench/results/full/
+# cache, a shared console: 1 controller + 10 observers vs one direct viewer). Loopback only; every loop is bounded. Writes bench/RESULTS.md and bench/results/full/
 # (with --quick: bench/results/quick/, a smoke run of a few minutes). Not a test.
-#   bench/gateway/run.sh [--quick] [--skip-apiserver] [--no-profile] [--only http,fixed,ws,token,idle,apiserver,profile]
+#   bench/gateway/run.sh [--quick] [--skip-apiserver] [--no-profile] [--only http,fixed,ws,token,idle,console,apiserver,profile]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 say() { printf '[bench] %s\n' "$*" >&2; }

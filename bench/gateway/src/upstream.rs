@@ -5,7 +5,9 @@
 //! * `?mode=sink&bytes=N`: reads binary messages until N payload bytes arrived, then sends the
 //!   text message `done`;
 //! * `?mode=source&bytes=N`: sends N payload bytes in 64 KiB binary messages, then closes;
-//! * `?mode=idle` (or anything else): reads until the client closes.
+//! * `?mode=idle` (or anything else): reads until the client closes;
+//! * the VNC subresource of the VMI `screen`: a VNC server whose screen changes continuously
+//!   ([`crate::consolescreen`]), for the shared-console measurement.
 //!
 //! Run as its own process (`gateway-bench upstream`), so that its CPU is counted apart.
 
@@ -97,7 +99,15 @@ async fn handle(
             .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
             .map(str::to_string)
     };
-    let mode = param("mode").unwrap_or_else(|| "idle".into());
+    let screen = req.uri().path().ends_with(&format!(
+        "/virtualmachineinstances/{}/vnc",
+        crate::consolescreen::VMI
+    ));
+    let mode = if screen {
+        "screen".into()
+    } else {
+        param("mode").unwrap_or_else(|| "idle".into())
+    };
     let bytes: u64 = param("bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
     match ws::accept(&mut req, "plain.kubevirt.io") {
         Err(resp) => Ok(resp),
@@ -107,6 +117,7 @@ async fn handle(
                     return;
                 };
                 match mode.as_str() {
+                    "screen" => crate::consolescreen::serve(socket).await,
                     "sink" => {
                         let mut got = 0u64;
                         let mut done = false;

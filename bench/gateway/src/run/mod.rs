@@ -4,6 +4,7 @@
 mod apiserver;
 mod callgrind;
 mod closed_loop;
+pub(crate) mod console;
 mod fixed;
 mod idle;
 mod machine;
@@ -55,8 +56,8 @@ pub struct RunArgs {
     /// Skip the real kube-apiserver scenario (no control plane).
     #[arg(long)]
     pub skip_apiserver: bool,
-    /// Only these sections (http, fixed, ws, token, idle, apiserver, watched, profile); default
-    /// all. `watched` runs inside `apiserver` (same control plane).
+    /// Only these sections (http, fixed, ws, token, idle, console, apiserver, watched,
+    /// profile); default all. `watched` runs inside `apiserver` (same control plane).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Criterion's output directory (the auth benches of `make bench`).
@@ -347,6 +348,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if env.want("idle") {
         let r = idle::run(&env, upstream.pid(), &mut results).await;
         record(&mut results, "idle", r);
+    }
+    if env.want("console") {
+        let r = console::run(&env, &mut results).await;
+        record(&mut results, "console", r);
     }
     upstream.stop();
     if env.want("apiserver") && !env.args.skip_apiserver {
