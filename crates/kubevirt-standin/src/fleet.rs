@@ -18,7 +18,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::keys::{ClientReader, Key, REMEMBERED};
 use crate::xvnc::VncServer;
 use crate::{Error, Rgb};
 
@@ -33,7 +32,6 @@ pub struct Vm {
     server: VncServer,
     session: Mutex<Option<Active>>,
     next_session: AtomicU64,
-    keys: Mutex<std::collections::VecDeque<Key>>,
 }
 
 #[derive(Debug)]
@@ -75,35 +73,6 @@ impl Vm {
     /// Its VNC server.
     pub fn server(&self) -> &VncServer {
         &self.server
-    }
-
-    /// The key events the VM received over its VNC sessions, oldest first (the last
-    /// [`REMEMBERED`] of them).
-    pub fn keys_received(&self) -> Vec<Key> {
-        self.keys_lock().iter().copied().collect()
-    }
-
-    /// The last key event the VM received.
-    pub fn last_key(&self) -> Option<Key> {
-        self.keys_lock().back().copied()
-    }
-
-    fn record_keys(&self, keys: Vec<Key>) {
-        if keys.is_empty() {
-            return;
-        }
-        let mut remembered = self.keys_lock();
-        for key in keys {
-            tracing::debug!(vm = %self.name, keysym = key.keysym, down = key.down, "key received");
-            if remembered.len() == REMEMBERED {
-                remembered.pop_front();
-            }
-            remembered.push_back(key);
-        }
-    }
-
-    fn keys_lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Key>> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether a VNC session is open.
@@ -183,7 +152,6 @@ impl Fleet {
             server,
             session: Mutex::new(None),
             next_session: AtomicU64::new(1),
-            keys: Mutex::default(),
         });
         let mut vms = self.lock();
         if vms.contains_key(&key) {
@@ -259,13 +227,11 @@ where
     let _ = tcp.set_nodelay(true);
     let (mut rfb_in, mut rfb_out) = tcp.into_split();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut keys = ClientReader::default();
     tokio::pin!(stop);
     let (ended, frame) = loop {
         tokio::select! {
             message = ws.next() => match message {
                 Some(Ok(Message::Binary(data))) => {
-                    claim.vm.record_keys(keys.feed(&data));
                     if rfb_out.write_all(&data).await.is_err() {
                         break (Ended::ServerClosed, Some(close(CloseCode::Normal, "VNC server closed the connection")));
                     }

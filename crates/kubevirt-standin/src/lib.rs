@@ -22,7 +22,6 @@ pub mod colour;
 pub mod dev_gateway;
 pub mod fleet;
 pub mod handler;
-pub mod keys;
 pub mod register;
 pub mod rfb;
 pub mod standin;
