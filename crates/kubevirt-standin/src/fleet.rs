@@ -18,8 +18,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::keys::KeyTap;
 use crate::xvnc::VncServer;
 use crate::{Error, Rgb};
+
+/// How many of the last key presses a VM remembers.
+const KEYS_KEPT: usize = 64;
 
 /// The close reason sent to a session that a newer connection took over.
 pub const TAKEN_OVER_REASON: &str = "VNC session taken over by a new connection";
@@ -32,6 +36,8 @@ pub struct Vm {
     server: VncServer,
     session: Mutex<Option<Active>>,
     next_session: AtomicU64,
+    /// Keysyms of the last key presses its sessions sent, oldest first.
+    keys: Mutex<Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -73,6 +79,27 @@ impl Vm {
     /// Its VNC server.
     pub fn server(&self) -> &VncServer {
         &self.server
+    }
+
+    /// The keysym of the last key press a session sent this VM, if any.
+    pub fn last_key(&self) -> Option<u32> {
+        self.keys().last().copied()
+    }
+
+    /// The keysyms of the last key presses sessions sent this VM (at most 64), oldest first.
+    pub fn keys(&self) -> Vec<u32> {
+        self.keys.lock().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    fn record_keys(&self, keys: Vec<u32>) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Ok(mut kept) = self.keys.lock() {
+            kept.extend(keys);
+            let over = kept.len().saturating_sub(KEYS_KEPT);
+            kept.drain(..over);
+        }
     }
 
     /// Whether a VNC session is open.
@@ -152,6 +179,7 @@ impl Fleet {
             server,
             session: Mutex::new(None),
             next_session: AtomicU64::new(1),
+            keys: Mutex::new(Vec::new()),
         });
         let mut vms = self.lock();
         if vms.contains_key(&key) {
@@ -227,11 +255,13 @@ where
     let _ = tcp.set_nodelay(true);
     let (mut rfb_in, mut rfb_out) = tcp.into_split();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut tap = KeyTap::default();
     tokio::pin!(stop);
     let (ended, frame) = loop {
         tokio::select! {
             message = ws.next() => match message {
                 Some(Ok(Message::Binary(data))) => {
+                    claim.vm.record_keys(tap.feed(&data));
                     if rfb_out.write_all(&data).await.is_err() {
                         break (Ended::ServerClosed, Some(close(CloseCode::Normal, "VNC server closed the connection")));
                     }

@@ -10,6 +10,8 @@
 //!   `plain.kubevirt.io` subprotocol and carries raw RFB bytes to and from that VM's Xvnc
 //!   ([`handler`]). One session per VMI, as KubeVirt: a new connection takes over the old one,
 //!   and with `?preserveSession=true` a second connection gets 503 instead ([`fleet`]).
+//! - Each VM remembers the keys its VNC sessions pressed ([`keys`], [`fleet::Vm::last_key`]), so
+//!   tests can tell whose keystrokes reached it.
 //! - [`rfb`] is a minimal RFB client (raw encoding, 32 bpp) for tests that check pixels.
 //! - [`dev_gateway`] is a tiny stand-in for the gateway's browser-facing side, used to test the
 //!   web app in a real browser before (and independently of) the real gateway.
@@ -22,6 +24,7 @@ pub mod colour;
 pub mod dev_gateway;
 pub mod fleet;
 pub mod handler;
+pub mod keys;
 pub mod register;
 pub mod rfb;
 pub mod standin;
