@@ -104,7 +104,7 @@ impl StalledViewer {
 }
 
 /// The test's control endpoint for the browser test (loopback, one request at a time):
-/// `GET /keys` (the keys testvm received), `POST /repaint?colour=%23rrggbb` (testvm's screen),
+/// `GET /keys` (the keysyms of the last key presses testvm received), `POST /repaint?colour=%23rrggbb` (testvm's screen),
 /// `POST /revoke` (the observer's GateToken gets `spec.revoked: true`).
 fn serve_control(vm: Arc<Vm>, client: kube::Client) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -136,14 +136,7 @@ fn serve_control(vm: Arc<Vm>, client: kube::Client) -> String {
 async fn control(vm: &Vm, client: &kube::Client, target: &str) -> (&'static str, String) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     match path {
-        "/keys" => {
-            let keys: Vec<_> = vm
-                .keys_received()
-                .iter()
-                .map(|k| serde_json::json!({"keysym": k.keysym, "down": k.down}))
-                .collect();
-            ("200 OK", serde_json::Value::from(keys).to_string())
-        }
+        "/keys" => ("200 OK", serde_json::Value::from(vm.keys()).to_string()),
         "/repaint" => {
             let colour = form_urlencoded::parse(query.as_bytes())
                 .find_map(|(k, v)| (k == "colour").then(|| v.into_owned()))
