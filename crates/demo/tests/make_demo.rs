@@ -568,7 +568,7 @@ fn link_token(link: &str) -> String {
 
 /// Issue 16: consoles are shared, and the view-only link printed next to the console link
 /// (consoleRole: observe) opens testvm's VNC console through the same gateway, served by the
-/// gateway itself (its RFB banner).
+/// gateway itself (its RFB banner after the upgrade).
 fn the_printed_view_only_link_opens(stdout: &str, gateway: &str) {
     let link = stdout
         .lines()
@@ -588,8 +588,9 @@ fn the_printed_view_only_link_opens(stdout: &str, gateway: &str) {
     .expect("JSON claims");
     assert_eq!(claims["consoleRole"], "observe", "{claims}");
     let answer = vnc_answer(gateway, &token);
+    // The banner comes only after the upgrade (curl prints the body alone).
     assert!(
-        answer.contains(" 101 ") && answer.contains("RFB 003"),
+        answer.contains("RFB 003"),
         "the view-only link's VNC WebSocket: {answer:?}"
     );
 }
