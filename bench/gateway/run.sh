@@ -3,9 +3,10 @@
 # gateway (bench/gateway/build-go-peer.sh, run beside ours), then runs
 # `gateway-bench run` (HTTP overhead against a minimal upstream and the real kube-apiserver, CPU per
 # request, latency at a fixed rate, WebSocket throughput and memory per idle session, the token
-# cache, the gateway's memory with 10,000 watched GateTokens, revocation at scale). Loopback only; every loop is bounded. Writes bench/RESULTS.md and bench/results/full/
+# cache, the gateway's memory with 10,000 watched GateTokens, revocation at scale, a shared console: 1 controller
+# + 10 observers vs one direct viewer). Loopback only; every loop is bounded. Writes bench/RESULTS.md and bench/results/full/
 # (with --quick: bench/results/quick/, a smoke run of a few minutes). Not a test.
-#   bench/gateway/run.sh [--quick] [--skip-apiserver] [--no-profile] [--only http,fixed,ws,token,idle,apiserver,watched,revocation,profile]
+#   bench/gateway/run.sh [--quick] [--skip-apiserver] [--no-profile] [--only http,fixed,ws,token,idle,console,apiserver,watched,revocation,profile]
 #   [--revocation-sessions N]   (revocation at scale with N sessions instead of 5,000; a fifth revoked)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

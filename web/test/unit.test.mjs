@@ -118,3 +118,39 @@ test('what a link opens is described, and only paths on this server are opened',
     assert.equal(isLocalPath(bad), false, bad);
   }
 });
+
+test('a shared console status reads the gateway\'s desktop name, and nothing else', async () => {
+  const { parseConsoleStatus, describeConsoleStatus } = await import('../src/assets/explain.js');
+  assert.deepEqual(parseConsoleStatus('testvm · you have control · 1 viewer'), {
+    vm: 'testvm', state: 'you have control', kind: 'control', viewers: 1,
+  });
+  assert.equal(parseConsoleStatus('testvm · shared control · 3 viewers').kind, 'shared');
+  assert.equal(parseConsoleStatus('testvm · view only · 2 viewers').kind, 'observe');
+  const taken = parseConsoleStatus('testvm · control taken by another viewer · 3 viewers');
+  assert.equal(taken.kind, 'taken-over');
+  assert.equal(taken.viewers, 3);
+  assert.equal(parseConsoleStatus('a · b · view only · 4 viewers').vm, 'a · b', 'the VM name may hold the separator');
+  // A VNC server's own desktop name, or anything malformed, is no status.
+  for (const other of ['testvm', 'QEMU (testvm)', '', null, undefined, 42,
+    'testvm · you have control', 'testvm · in charge · 1 viewer', 'testvm · view only · many viewers',
+    'testvm · view only · 1 viewers', 'testvm · view only · 2 viewer', ' · view only · 1 viewer',
+    'testvm · constructor · 1 viewer', 'testvm · view only · -1 viewers']) {
+    assert.equal(parseConsoleStatus(other), null, JSON.stringify(other));
+  }
+});
+
+test('the status bar offers "Take control" only when control was taken', async () => {
+  const { parseConsoleStatus, describeConsoleStatus } = await import('../src/assets/explain.js');
+  const show = (name) => describeConsoleStatus(parseConsoleStatus(name));
+  assert.deepEqual(show('vm · you have control · 1 viewer'), { text: 'You have control · 1 viewer', detail: '', takeControl: false });
+  assert.equal(show('vm · shared control · 2 viewers').text, 'Shared control · 2 viewers');
+  const observer = show('vm · view only · 3 viewers');
+  assert.equal(observer.text, 'View only · 3 viewers');
+  assert.equal(observer.takeControl, false);
+  assert.match(observer.detail, /do not reach the VM/);
+  const taken = show('vm · control taken by another viewer · 2 viewers');
+  assert.equal(taken.text, 'Control taken by another viewer · 2 viewers');
+  assert.equal(taken.takeControl, true);
+  assert.match(taken.detail, /took control/);
+  assert.equal(describeConsoleStatus(null), null);
+});

@@ -8,6 +8,7 @@
 //! the raw runs (JSON and CSV) and a Markdown report. Every address is on loopback, every loop is
 //! bounded in count and time. Not a test: nothing here passes or fails on a figure.
 
+mod consolescreen;
 mod net;
 mod openloop;
 mod procs;

@@ -615,6 +615,7 @@ pub fn markdown(r: &Results, raw_dir: &Path, report: &Path, notes: &str) -> Stri
 
     watched_section(&mut m, r, &mut targets);
     revocation_section(&mut m, r, &mut targets);
+    console_section(&mut m, r);
 
     // ---- 5. Auth.
     let _ = writeln!(m, "## 5. Auth cost\n");
@@ -1107,4 +1108,62 @@ fn revocation_section(m: &mut String, r: &Results, targets: &mut Vec<(String, St
             v.others
         ),
     ));
+}
+
+/// §4e: issue 16's shared console against one direct viewer.
+fn console_section(m: &mut String, r: &Results) {
+    use crate::consolescreen::{BAND, CHANGES_PER_SEC, HEIGHT, WIDTH};
+    let _ = writeln!(
+        m,
+        "### 4e. Shared consoles (issue 16): 1 controller + {} observers vs one direct viewer\n\n\
+         The minimal upstream serves the VMI `{}` as a VNC server whose {WIDTH}×{HEIGHT} screen \
+         changes continuously: {CHANGES_PER_SEC} times a second a {BAND}-row band of a moving \
+         gradient is repainted (the whole screen turns over {} times a second), sent Raw to \
+         whoever asked. Viewers behave as noVNC does (its pixel format; ZRLE, CopyRect, Raw, \
+         desktop size and name; each update decoded, the next one asked for at once; the \
+         controller also moves the pointer once per update). **direct**: one viewer through a \
+         gateway without `--shared-consoles` (the WebSocket passed through, the upstream's Raw \
+         bytes relayed). **shared**: a fresh gateway with `--shared-consoles`, one controller \
+         and {} observers (tokens with `consoleRole: observe`) on one upstream connection: the \
+         gateway decodes the screen once and encodes each viewer's updates (ZRLE). Gateway CPU \
+         (`utime+stime` of `/proc/<pid>/stat`, percent of one core) over {} s after a warm-up, \
+         RSS at the end and its peak (`VmHWM`). {} round(s).\n",
+        crate::run::console::OBSERVERS,
+        crate::consolescreen::VMI,
+        CHANGES_PER_SEC * u64::from(BAND) / u64::from(HEIGHT),
+        crate::run::console::OBSERVERS,
+        r.plan.console_secs,
+        r.plan.console_rounds
+    );
+    if r.console.is_empty() {
+        let _ = writeln!(m, "Not run{}.\n", failure_note(r, "console"));
+        return;
+    }
+    let _ = writeln!(
+        m,
+        "| scenario | viewers | gateway CPU % | RSS before → end (KiB) | peak RSS (KiB) | updates/s per viewer (slowest, fastest) | MB/s to viewers |\n|---|---:|---:|---|---:|---|---:|"
+    );
+    for scenario in ["direct", "shared"] {
+        let v: Vec<_> = r
+            .console
+            .iter()
+            .filter(|c| c.scenario == scenario)
+            .collect();
+        if v.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            m,
+            "| {scenario} | {} | {} | {} → {} | {} | {}, {} | {} |",
+            v[0].controllers + v[0].observers,
+            fmt(s_of(&v, |c| c.gateway_cpu_percent), 1),
+            fmt(s_of(&v, |c| c.gateway_rss_before_kib as f64), 0),
+            fmt(s_of(&v, |c| c.gateway_rss_kib as f64), 0),
+            fmt(s_of(&v, |c| c.gateway_peak_rss_kib as f64), 0),
+            fmt(s_of(&v, |c| c.updates_per_s_min), 1),
+            fmt(s_of(&v, |c| c.updates_per_s_max), 1),
+            fmt(s_of(&v, |c| c.mb_per_s_to_viewers), 1),
+        );
+    }
+    let _ = writeln!(m);
 }

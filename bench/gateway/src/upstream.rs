@@ -7,7 +7,9 @@
 //! * `?mode=source&bytes=N`: sends N payload bytes in 64 KiB binary messages, then closes;
 //! * `?mode=echo`: sends every text message back (the revocation measurement checks with it that
 //!   a session still works);
-//! * `?mode=idle` (or anything else): reads until the client closes.
+//! * `?mode=idle` (or anything else): reads until the client closes;
+//! * the VNC subresource of the VMI `screen`: a VNC server whose screen changes continuously
+//!   ([`crate::consolescreen`]), for the shared-console measurement.
 //!
 //! With `--api-proxy`, every request that is not a WebSocket upgrade is forwarded to the real API
 //! server instead (the revocation measurement: the gateway's GateToken watch reaches the test
@@ -162,7 +164,15 @@ async fn handle(
             .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
             .map(str::to_string)
     };
-    let mode = param("mode").unwrap_or_else(|| "idle".into());
+    let screen = req.uri().path().ends_with(&format!(
+        "/virtualmachineinstances/{}/vnc",
+        crate::consolescreen::VMI
+    ));
+    let mode = if screen {
+        "screen".into()
+    } else {
+        param("mode").unwrap_or_else(|| "idle".into())
+    };
     let bytes: u64 = param("bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
     match ws::accept(&mut req, "plain.kubevirt.io") {
         Err(resp) => Ok(resp.map(boxed)),
@@ -172,6 +182,7 @@ async fn handle(
                     return;
                 };
                 match mode.as_str() {
+                    "screen" => crate::consolescreen::serve(socket).await,
                     "sink" => {
                         let mut got = 0u64;
                         let mut done = false;

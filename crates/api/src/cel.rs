@@ -65,6 +65,14 @@ pub const TOKEN_REVOKED_IS_FINAL: &str = "self || !oldSelf";
 /// Message of [`TOKEN_REVOKED_IS_FINAL`].
 pub const TOKEN_REVOKED_IS_FINAL_MESSAGE: &str = "revoked cannot be set back to false: a revoked token stays revoked; create a new GateToken instead";
 
+/// GateServer, on `spec.consoles`: a policy for several controllers only means something when
+/// consoles are shared (without sharing, a second viewer takes the one VNC session over anyway).
+pub const SERVER_CONTROLLERS_NEED_SHARED: &str =
+    "!has(self.controllers) || (has(self.shared) && self.shared)";
+
+/// Message of [`SERVER_CONTROLLERS_NEED_SHARED`].
+pub const SERVER_CONTROLLERS_NEED_SHARED_MESSAGE: &str = "consoles.controllers needs consoles.shared: true: the policy for several controllers applies to shared consoles only; set shared: true or remove controllers";
+
 /// GateServer, on `spec`: the proxy's API groups and non-resource URLs exclude each other.
 /// An absent `serviceAccountAPIGroups` counts as its default `[subresources.kubevirt.io]`: the
 /// API server checks the CRD's `spec` default `{}` against the rules before nested defaults
@@ -123,5 +131,10 @@ pub const GATESERVER_RULES: &[(&str, &str, &str)] = &[
         "spec",
         SERVER_TLS_NEEDS_ROUTE,
         SERVER_TLS_NEEDS_ROUTE_MESSAGE,
+    ),
+    (
+        "spec.consoles",
+        SERVER_CONTROLLERS_NEED_SHARED,
+        SERVER_CONTROLLERS_NEED_SHARED_MESSAGE,
     ),
 ];

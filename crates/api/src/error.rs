@@ -63,6 +63,9 @@ pub enum SpecError {
         "ingressTLSSecretName needs route: the Ingress TLS section is issued for the host name in route"
     )]
     TlsWithoutRoute,
+    /// `consoles.controllers` without `consoles.shared: true`.
+    #[error("{}", crate::cel::SERVER_CONTROLLERS_NEED_SHARED_MESSAGE)]
+    ControllersWithoutSharedConsoles,
     /// A field of `oidc` is unusable.
     #[error("oidc.{field} {reason}")]
     InvalidOidc {

@@ -9,8 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cel::{
-    SERVER_GROUPS_XOR_URLS, SERVER_GROUPS_XOR_URLS_MESSAGE, SERVER_RULE_NOT_EMPTY,
-    SERVER_RULE_NOT_EMPTY_MESSAGE, SERVER_TLS_NEEDS_ROUTE, SERVER_TLS_NEEDS_ROUTE_MESSAGE,
+    SERVER_CONTROLLERS_NEED_SHARED, SERVER_CONTROLLERS_NEED_SHARED_MESSAGE, SERVER_GROUPS_XOR_URLS,
+    SERVER_GROUPS_XOR_URLS_MESSAGE, SERVER_RULE_NOT_EMPTY, SERVER_RULE_NOT_EMPTY_MESSAGE,
+    SERVER_TLS_NEEDS_ROUTE, SERVER_TLS_NEEDS_ROUTE_MESSAGE,
 };
 use crate::error::{SpecError, UnknownPhase};
 use crate::rule::{EffectiveRule, non_empty};
@@ -250,6 +251,73 @@ pub struct GateServerSpec {
     /// https://<route>/auth/callback) or oidc.redirectURL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<GateServerOidc>,
+
+    /// virt-gateway extension: VM consoles shared by several viewers through one VNC connection
+    /// per VM (issue 16). Absent: every viewer gets a VNC connection of its own, and a second
+    /// viewer takes the VM's one session over (KubeVirt's rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = (SERVER_CONTROLLERS_NEED_SHARED, SERVER_CONTROLLERS_NEED_SHARED_MESSAGE))]
+    pub consoles: Option<GateServerConsoles>,
+}
+
+/// GateServerConsoles: how the gateway serves VM consoles.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateServerConsoles {
+    /// One VNC connection per VM, shared by all its viewers: each sees the same screen, a viewer
+    /// joining late gets the whole screen, GateTokens with consoleRole: observe watch only, and
+    /// revoking one viewer's token closes that viewer alone (default false).
+    #[serde(default)]
+    pub shared: bool,
+
+    /// What happens when several viewers may control the same console: TakeOver (only the
+    /// newest controller's keys and pointer reach the VM, earlier ones watch until they take
+    /// control back) or Shared (every controller's input reaches the VM). Absent: the gateway's
+    /// default, TakeOver. Needs shared: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controllers: Option<ConsoleControllers>,
+}
+
+/// The policy for several controllers of one shared console.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConsoleControllers {
+    /// Only the newest controller's input reaches the VM; earlier controllers become watch-only.
+    TakeOver,
+    /// Every controller's input reaches the VM.
+    Shared,
+}
+
+impl ConsoleControllers {
+    /// The value of the gateway's `--console-controllers` flag.
+    pub const fn flag(self) -> &'static str {
+        match self {
+            Self::TakeOver => "take-over",
+            Self::Shared => "shared",
+        }
+    }
+}
+
+impl GateServerConsoles {
+    /// The gateway's flags for these settings (flag name, value): `shared-consoles` when shared,
+    /// `console-controllers` when a policy is written (absent: the gateway's own default).
+    pub fn flags(&self) -> Vec<(&'static str, &'static str)> {
+        let mut flags = Vec::new();
+        if self.shared {
+            flags.push(("shared-consoles", "true"));
+        }
+        if let Some(policy) = self.controllers {
+            flags.push(("console-controllers", policy.flag()));
+        }
+        flags
+    }
+
+    /// Checks what the CEL rule on `consoles` checks, for objects stored before it existed.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.controllers.is_some() && !self.shared {
+            return Err(SpecError::ControllersWithoutSharedConsoles);
+        }
+        Ok(())
+    }
 }
 
 /// GateServerOidc: the OpenID Connect provider people sign in with.
@@ -548,6 +616,7 @@ impl Default for GateServerSpec {
             publish_jwks: false,
             limits: None,
             oidc: None,
+            consoles: None,
         }
     }
 }
@@ -651,6 +720,9 @@ impl GateServerSpec {
         self.origins()?;
         if let Some(limits) = &self.limits {
             limits.validate()?;
+        }
+        if let Some(consoles) = &self.consoles {
+            consoles.validate()?;
         }
         if let Some(oidc) = &self.oidc {
             oidc.validate()?;
@@ -917,6 +989,48 @@ mod tests {
         );
         let s = spec(json!({"requireAudience": true, "publishJWKS": true}));
         assert!(s.require_audience && s.publish_jwks);
+    }
+
+    #[test]
+    fn consoles_become_gateway_flags_and_a_policy_needs_sharing() {
+        assert_eq!(spec(json!({})).consoles, None);
+        let flags = |v: serde_json::Value| {
+            let s = spec(json!({ "consoles": v }));
+            s.validate().map(|()| s.consoles.unwrap().flags())
+        };
+        assert_eq!(flags(json!({})), Ok(vec![]));
+        assert_eq!(
+            flags(json!({"shared": true})),
+            Ok(vec![("shared-consoles", "true")])
+        );
+        assert_eq!(
+            flags(json!({"shared": true, "controllers": "TakeOver"})),
+            Ok(vec![
+                ("shared-consoles", "true"),
+                ("console-controllers", "take-over")
+            ])
+        );
+        assert_eq!(
+            flags(json!({"shared": true, "controllers": "Shared"})),
+            Ok(vec![
+                ("shared-consoles", "true"),
+                ("console-controllers", "shared")
+            ])
+        );
+        let err = flags(json!({"controllers": "Shared"})).unwrap_err();
+        assert_eq!(err, SpecError::ControllersWithoutSharedConsoles);
+        assert!(err.to_string().starts_with("consoles.controllers needs"));
+        // Values outside the enum are not read at all (the schema refuses them at admission).
+        for bad in ["takeover", "take-over", "shared", ""] {
+            let v = json!({"consoles": {"shared": true, "controllers": bad}});
+            assert!(
+                serde_json::from_value::<GateServerSpec>(v).is_err(),
+                "{bad}"
+            );
+        }
+        // Written back as read: no field appears that was not written.
+        let out = serde_json::to_value(spec(json!({"consoles": {"shared": true}}))).unwrap();
+        assert_eq!(out["consoles"], json!({"shared": true}));
     }
 
     #[test]

@@ -48,8 +48,8 @@ pub use conditions::{
 };
 pub use error::{CrdError, SpecError, TimeError, UnknownPhase};
 pub use gateserver::{
-    GateServer, GateServerLimits, GateServerOidc, GateServerPhase, GateServerSpec,
-    GateServerStatus, OIDC_CLIENT_SECRET_KEY,
+    ConsoleControllers, GateServer, GateServerConsoles, GateServerLimits, GateServerOidc,
+    GateServerPhase, GateServerSpec, GateServerStatus, OIDC_CLIENT_SECRET_KEY,
 };
 pub use gatetoken::{
     ConsoleRole, GateToken, GateTokenData, GateTokenPhase, GateTokenSpec, GateTokenStatus,

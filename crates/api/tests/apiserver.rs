@@ -1032,6 +1032,7 @@ async fn gateserver_rules() {
     let not_both: &[&str] = &[SERVER_GROUPS_XOR_URLS_MESSAGE];
     let not_empty: &[&str] = &[SERVER_RULE_NOT_EMPTY_MESSAGE];
     let tls: &[&str] = &[SERVER_TLS_NEEDS_ROUTE_MESSAGE];
+    let consoles: &[&str] = &[SERVER_CONTROLLERS_NEED_SHARED_MESSAGE];
     let ok: &[&str] = &[];
     check_cases(
         &raw_api(&client, &ns, SERVER),
@@ -1070,9 +1071,29 @@ async fn gateserver_rules() {
             ),
             // Both spellings of generateSecret side by side are kept.
             (json!({"generateSecret": false, "gnerateSecret": true}), ok),
+            // Issue 16: a policy for several controllers needs shared consoles.
+            (json!({"consoles": {"shared": true}}), ok),
+            (json!({"consoles": {"shared": true, "controllers": "TakeOver"}}), ok),
+            (json!({"consoles": {"shared": true, "controllers": "Shared"}}), ok),
+            (json!({"consoles": {"controllers": "Shared"}}), consoles),
+            (json!({"consoles": {"shared": false, "controllers": "TakeOver"}}), consoles),
         ],
     )
     .await;
+    // A policy outside the enum (the gateway flag's spelling, say) is refused by the schema,
+    // with the field and the values it takes.
+    let api = raw_api(&client, &ns, SERVER);
+    for bad in ["take-over", "shared", "Bogus"] {
+        let spec = json!({"consoles": {"shared": true, "controllers": bad}});
+        let status = create(&api, SERVER, "bad-policy", Some(spec))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+        for want in ["spec.consoles.controllers", "\"TakeOver\"", "\"Shared\""] {
+            assert!(status.message.contains(want), "{bad}: {}", status.message);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

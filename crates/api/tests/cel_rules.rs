@@ -247,6 +247,25 @@ fn server_tls_secret_needs_route() {
 }
 
 #[test]
+fn server_console_controllers_need_shared_consoles() {
+    let refused = Some(SERVER_CONTROLLERS_NEED_SHARED_MESSAGE);
+    check_server(json!({"consoles": {}}), None);
+    check_server(json!({"consoles": {"shared": true}}), None);
+    check_server(json!({"consoles": {"shared": false}}), None);
+    for policy in ["TakeOver", "Shared"] {
+        check_server(
+            json!({"consoles": {"shared": true, "controllers": policy}}),
+            None,
+        );
+        check_server(json!({"consoles": {"controllers": policy}}), refused);
+        check_server(
+            json!({"consoles": {"shared": false, "controllers": policy}}),
+            refused,
+        );
+    }
+}
+
+#[test]
 fn rules_compile() {
     // A rule that does not compile would surface as an error on every object; make that
     // explicit for both CRDs.

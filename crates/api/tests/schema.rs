@@ -275,7 +275,23 @@ fn gateserver_spec_fields_defaults_and_validation() {
             "publishJWKS",
             "limits",
             "oidc",
+            "consoles",
         ])
+    );
+    // Issue 16: shared consoles, off unless written; the controllers policy is an enum without
+    // a default (absent: the gateway's own default, take-over), refused without shared: true.
+    assert!(p["consoles"].get("default").is_none());
+    let consoles = &p["consoles"]["properties"];
+    assert_eq!(consoles["shared"]["default"], false);
+    assert_eq!(consoles["shared"]["type"], "boolean");
+    assert!(consoles["controllers"].get("default").is_none());
+    assert_eq!(
+        consoles["controllers"]["enum"],
+        json!(["TakeOver", "Shared"])
+    );
+    assert_eq!(
+        p["consoles"]["x-kubernetes-validations"][0]["message"],
+        virt_gateway_api::cel::SERVER_CONTROLLERS_NEED_SHARED_MESSAGE
     );
     // Issue 17: OIDC sign-in, off unless written; the issuer must be https.
     assert!(p["oidc"].get("default").is_none());

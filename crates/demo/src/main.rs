@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use virt_gateway_demo::stack::{SAMPLE_TOKEN, SAMPLES_NAMESPACE};
+use virt_gateway_demo::stack::{OBSERVER_TOKEN, SAMPLE_TOKEN, SAMPLES_NAMESPACE};
 use virt_gateway_demo::{Stack, StackOptions};
 use virt_gateway_testenv::leftovers;
 use virt_gateway_testenv::shutdown::{Signals, Stopped};
@@ -80,6 +80,7 @@ async fn run(signals: &mut Signals, repo: &Path, dir: &Path) -> Outcome {
     let mut options = StackOptions::from_repo(repo);
     options.dir = Some(dir.to_path_buf());
     options.sign_in = true;
+    options.shared_consoles = true;
     let plugin = options.operator_binary.with_file_name("kubectl-gate");
     if !plugin.is_file() {
         eprintln!(
@@ -226,6 +227,17 @@ async fn print_instructions(stack: &Stack, setup_seconds: f64, bin: &Path, dir: 
     println!();
     println!("  {}", stack.console_link(&token, "testvm"));
     println!();
+    if let Some(observer) = &stack.observer_token {
+        println!(
+            "Consoles are shared (spec.consoles.shared): open it twice, or hand out the view-only link"
+        );
+        println!(
+            "(GateToken `{OBSERVER_TOKEN}`, consoleRole: observe): the same screen, its keys and mouse never reach the VM:"
+        );
+        println!();
+        println!("  {}", stack.console_link(observer, "testvm"));
+        println!();
+    }
     if let Some(sign_in) = &stack.sign_in {
         println!("Or sign in with Dex (the cluster's identity provider) and see \"Your VMs\":");
         println!();

@@ -14,7 +14,7 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kubevirt_standin::{Standin, StandinOptions};
 use virt_gateway_api::gateserver::GATEWAY_URL_ANNOTATION;
-use virt_gateway_api::{GateServer, GateToken, GateTokenSpec};
+use virt_gateway_api::{ConsoleRole, GateServer, GateToken, GateTokenSpec};
 use virt_gateway_testenv::control_plane::free_port;
 use virt_gateway_testenv::process::Process;
 use virt_gateway_testenv::{ControlPlane, Options, ProviderSettings};
@@ -28,6 +28,9 @@ pub const SAMPLES_NAMESPACE: &str = "kube-gateway";
 pub const SAMPLE_SERVER: &str = "gateserver-sample";
 /// The seed GateToken's name.
 pub const SAMPLE_TOKEN: &str = "gatetoken-sample";
+/// The view-only GateToken for testvm (`consoleRole: observe`), with
+/// [`StackOptions::shared_consoles`].
+pub const OBSERVER_TOKEN: &str = "gatetoken-sample-viewer";
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the gateway and the operator may take to exit after SIGTERM (both at once) before
 /// SIGKILL. The whole stop takes at most about this plus the control plane's three
@@ -53,6 +56,10 @@ pub struct StackOptions {
     /// too, gives the GateServer `oidc` with the gateway's loopback callback as `redirectURL`,
     /// and lets Dex's user open testvm and share it. Off by default.
     pub sign_in: bool,
+    /// Shared consoles on the seed GateServer (`spec.consoles.shared: true`, set after the seed
+    /// samples are applied as written) and a view-only GateToken for testvm,
+    /// [`OBSERVER_TOKEN`]. Off by default.
+    pub shared_consoles: bool,
 }
 
 impl StackOptions {
@@ -70,6 +77,7 @@ impl StackOptions {
             web_public: repo.join("web/dist"),
             identity_providers: Vec::new(),
             sign_in: false,
+            shared_consoles: false,
         }
     }
 }
@@ -103,6 +111,8 @@ pub struct Stack {
     cp: ControlPlane,
     /// The seed GateToken's JWT.
     pub sample_token: String,
+    /// The view-only GateToken's JWT, with [`StackOptions::shared_consoles`].
+    pub observer_token: Option<String>,
     /// How to sign in, with [`StackOptions::sign_in`].
     pub sign_in: Option<SignInDetails>,
     _temp: Option<tempfile::TempDir>,
@@ -194,6 +204,24 @@ impl Stack {
             None => None,
         };
 
+        if options.shared_consoles {
+            progress(
+                "sharing consoles on the seed GateServer (spec.consoles.shared) and adding a view-only GateToken for testvm",
+            );
+            let shared = serde_json::json!({"spec": {"consoles": {"shared": true}}});
+            Api::<GateServer>::namespaced(client.clone(), SAMPLES_NAMESPACE)
+                .patch(
+                    SAMPLE_SERVER,
+                    &PatchParams::default(),
+                    &Patch::Merge(&shared),
+                )
+                .await?;
+            let observer = console_token(OBSERVER_TOKEN, "testvm", 3600, ConsoleRole::Observe);
+            Api::<GateToken>::namespaced(client.clone(), SAMPLES_NAMESPACE)
+                .create(&PostParams::default(), &observer)
+                .await?;
+        }
+
         progress("starting the KubeVirt stand-in (VMIs testvm and testvm2 with real VNC servers)");
         let standin = Standin::start(
             &cp,
@@ -208,8 +236,21 @@ impl Stack {
         wait_server_ready(&client, SAMPLE_SERVER, &operator).await?;
         let sample_token = wait_token_ready(&client, SAMPLES_NAMESPACE, SAMPLE_TOKEN).await?;
         if sign_in.is_some() {
-            wait_deployment_signs_in(&client, &operator).await?;
+            wait_deployment_has(
+                &client,
+                &operator,
+                "--signin-redirect-url=",
+                "sign-in flags",
+            )
+            .await?;
         }
+        let observer_token = if options.shared_consoles {
+            let shared = "KUBE_GATEWAY_SHARED_CONSOLES";
+            wait_deployment_has(&client, &operator, shared, "shared consoles").await?;
+            Some(wait_token_ready(&client, SAMPLES_NAMESPACE, OBSERVER_TOKEN).await?)
+        } else {
+            None
+        };
 
         progress(
             "running the gateway with the command line and mounts of the operator's Deployment",
@@ -245,6 +286,7 @@ impl Stack {
             operator,
             cp,
             sample_token,
+            observer_token,
             sign_in,
             _temp: temp,
         })
@@ -258,6 +300,11 @@ impl Stack {
     /// The gateway's URL, `http://127.0.0.1:<port>`.
     pub fn gateway_url(&self) -> &str {
         &self.gateway.url
+    }
+
+    /// The gateway's metrics listener (`127.0.0.1:<port>`), when its Deployment has one.
+    pub fn gateway_metrics_addr(&self) -> Option<&str> {
+        self.gateway.metrics_addr.as_deref()
     }
 
     /// The gateway's command line as run (for display).
@@ -289,25 +336,31 @@ impl Stack {
         vm: &str,
         duration_sec: i64,
     ) -> Result<String, Error> {
+        self.create_console_token(name, vm, duration_sec, ConsoleRole::Control)
+            .await
+    }
+
+    /// Like [`Stack::create_vnc_token`], with the holder's console role.
+    pub async fn create_console_token(
+        &self,
+        name: &str,
+        vm: &str,
+        duration_sec: i64,
+        role: ConsoleRole,
+    ) -> Result<String, Error> {
         let client = self.cp.client().await;
-        let token = GateToken {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(SAMPLES_NAMESPACE.into()),
-                ..Default::default()
-            },
-            spec: GateTokenSpec {
-                namespace: "default".into(),
-                duration_sec,
-                resource_names: Some(vec![vm.into()]),
-                ..GateTokenSpec::default()
-            },
-            status: None,
-        };
+        let token = console_token(name, vm, duration_sec, role);
         Api::<GateToken>::namespaced(client.clone(), SAMPLES_NAMESPACE)
             .create(&PostParams::default(), &token)
             .await?;
         wait_token_ready(&client, SAMPLES_NAMESPACE, name).await
+    }
+
+    /// The KubeVirt stand-in (its VMs, the keys they received).
+    pub fn standin(&self) -> &Standin {
+        self.standin
+            .as_ref()
+            .expect("the stand-in runs until shutdown")
     }
 
     /// A `kubectl` command line against this control plane (for printing and scripts).
@@ -336,6 +389,26 @@ impl Stack {
         self.operator.stop(STOP_GRACE);
         drop(self.standin.take());
         self.cp.stop();
+    }
+}
+
+/// A GateToken (in the samples' namespace) for `vm`'s VNC console in `default`. `Control` is
+/// written as absent, as the seed sample does.
+fn console_token(name: &str, vm: &str, duration_sec: i64, role: ConsoleRole) -> GateToken {
+    GateToken {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(SAMPLES_NAMESPACE.into()),
+            ..Default::default()
+        },
+        spec: GateTokenSpec {
+            namespace: "default".into(),
+            duration_sec,
+            resource_names: Some(vec![vm.into()]),
+            console_role: (role == ConsoleRole::Observe).then_some(role),
+            ..GateTokenSpec::default()
+        },
+        status: None,
     }
 }
 
@@ -445,21 +518,26 @@ fn role_binding(namespace: &str, role: &str, user: &str) -> serde_json::Value {
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
 }
 
-/// Waits until the operator wrote the sign-in flags into the gateway's Deployment (the
-/// GateServer was Ready before `spec.oidc` was reconciled, perhaps).
-async fn wait_deployment_signs_in(client: &kube::Client, operator: &Process) -> Result<(), Error> {
+/// Waits until the operator wrote `needle` (a flag or variable: `what`) into the gateway's
+/// Deployment (the GateServer was Ready before the patch was reconciled, perhaps).
+async fn wait_deployment_has(
+    client: &kube::Client,
+    operator: &Process,
+    needle: &str,
+    what: &str,
+) -> Result<(), Error> {
     let api = Api::<Deployment>::namespaced(client.clone(), SAMPLES_NAMESPACE);
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
         if let Some(d) = api.get_opt(SAMPLE_SERVER).await? {
             let args = serde_json::to_string(&d.spec.template.spec).unwrap_or_default();
-            if args.contains("--signin-redirect-url=") {
+            if args.contains(needle) {
                 return Ok(());
             }
         }
         if Instant::now() > deadline {
             return Err(Error::Step(format!(
-                "the operator did not give the gateway its sign-in flags in time; log:\n{}",
+                "the operator did not give the gateway its {what} in time; log:\n{}",
                 operator.log_tail(30)
             )));
         }

@@ -523,6 +523,15 @@ fn the_printed_sign_in_works(stdout: &str, gateway: &str, dir: &Path) {
         std::thread::sleep(Duration::from_millis(250));
     };
     // The shared link's token opens testvm's console through the same gateway, with no session.
+    let answer = vnc_answer(gateway, &token);
+    assert!(
+        answer.contains("RFB 003"),
+        "the shared link's VNC WebSocket: {answer:?}"
+    );
+}
+
+/// What testvm's VNC WebSocket answers through `gateway` with `token` (`curl`, two seconds).
+fn vnc_answer(gateway: &str, token: &str) -> String {
     let vnc = format!(
         "{gateway}/k8s/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachineinstances/testvm/vnc"
     );
@@ -546,10 +555,43 @@ fn the_printed_sign_in_works(stdout: &str, gateway: &str, dir: &Path) {
         .arg(&vnc)
         .output()
         .expect("curl runs");
-    let answer = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The token in a printed link's fragment (`…/login.html#token=<jwt>&then=…`).
+fn link_token(link: &str) -> String {
+    let fragment = link.split_once('#').expect("a fragment").1;
+    form_urlencoded::parse(fragment.as_bytes())
+        .find_map(|(k, v)| (k == "token").then(|| v.into_owned()))
+        .expect("a token in the link")
+}
+
+/// Issue 16: consoles are shared, and the view-only link printed next to the console link
+/// (consoleRole: observe) opens testvm's VNC console through the same gateway, served by the
+/// gateway itself (its RFB banner after the upgrade).
+fn the_printed_view_only_link_opens(stdout: &str, gateway: &str) {
+    let link = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Consoles are shared"))
+        .find_map(|l| l.trim().starts_with("http://").then(|| l.trim().to_owned()))
+        .expect("a view-only link under \"Consoles are shared\"");
+    assert!(
+        link.starts_with(&format!("{gateway}/login.html#token=")),
+        "{link}"
+    );
+    let token = link_token(&link);
+    let claims = token.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+            .expect("base64url claims"),
+    )
+    .expect("JSON claims");
+    assert_eq!(claims["consoleRole"], "observe", "{claims}");
+    let answer = vnc_answer(gateway, &token);
+    // The banner comes only after the upgrade (curl prints the body alone).
     assert!(
         answer.contains("RFB 003"),
-        "the shared link's VNC WebSocket: {answer:?}"
+        "the view-only link's VNC WebSocket: {answer:?}"
     );
 }
 
@@ -595,6 +637,7 @@ fn the_printed_commands_work_and_ctrl_c_stops_everything() {
     );
     // The same gateway signs people in with Dex, and serves what they share.
     the_printed_sign_in_works(&stdout, gateway, &demo.dir);
+    the_printed_view_only_link_opens(&stdout, gateway);
 
     // Both links open in Chromium; the revocation line closes the first console.
     let status = Command::new("node")
@@ -612,7 +655,7 @@ fn the_printed_commands_work_and_ctrl_c_stops_everything() {
         let listed = paste(export, list);
         let sample = listed
             .lines()
-            .find(|l| l.starts_with("gatetoken-sample"))
+            .find(|l| l.split_whitespace().next() == Some("gatetoken-sample"))
             .unwrap_or_else(|| panic!("{listed}"))
             .to_owned();
         if sample.contains("Revoked") {

@@ -167,6 +167,19 @@ impl VncServer {
         self.colour
     }
 
+    /// Paints the whole screen `colour` (the root window, as at start; the `VM <name>` label
+    /// stays): a screen change every viewer must see.
+    pub async fn repaint(&self, colour: Rgb) -> Result<(), Error> {
+        let xsetroot =
+            which("xsetroot").ok_or(Error::MissingProgram("xsetroot", "x11-xserver-utils"))?;
+        paint(&xsetroot, self.display, colour)
+            .await
+            .map_err(|message| Error::Vnc {
+                vm: self.vm.clone(),
+                message: format!("xsetroot failed: {message}"),
+            })
+    }
+
     /// The Xvnc process id.
     pub fn pid(&self) -> u32 {
         self.server.pid()

@@ -4,17 +4,21 @@
 //   name, namespace  shown instead of what the path names (optional)
 //   preserveSession  "true": do not take over a session someone else has open (KubeVirt answers 503)
 //   view_only        "true": send no keyboard or mouse input
+// A gateway sharing consoles sends each viewer its status as the RFB desktop name (role, viewer
+// count, take-over); the bar shows it, with "Take control" (a reconnect) when control was taken.
 // The WebSocket goes to the page's own host with the subprotocol plain.kubevirt.io; the HttpOnly
 // session cookie set by /auth/token goes along by itself. The token is never visible to this code.
 
 import RFB from '../vendor/novnc/core/rfb.js';
 import {
   VNC_PROTOCOL,
+  describeConsoleStatus,
   explainClose,
   explainRefusal,
   formatDuration,
   httpUrl,
   parseConsolePath,
+  parseConsoleStatus,
   websocketUrl,
 } from './explain.js';
 
@@ -30,6 +34,10 @@ const ui = {
   messageDetail: $('message-detail'),
   announce: $('announce'),
   screen: $('screen'),
+  consoleStatus: $('console-status'),
+  consoleStatusText: $('console-status-text'),
+  consoleStatusDetail: $('console-status-detail'),
+  takeControl: $('take-control'),
 };
 
 const STATE_TEXT = {
@@ -58,6 +66,27 @@ function clearMessage() {
   ui.messageDetail.textContent = '';
   delete ui.message.dataset.kind;
   delete document.body.dataset.reason;
+}
+
+// The shared console's status (see explain.js): hidden when the gateway sends none.
+function showConsoleStatus(desktopName) {
+  const status = parseConsoleStatus(desktopName);
+  const shown = describeConsoleStatus(status);
+  ui.consoleStatus.hidden = !shown;
+  ui.takeControl.hidden = !shown?.takeControl;
+  if (!shown) {
+    delete ui.consoleStatus.dataset.kind;
+    delete document.body.dataset.console;
+    ui.consoleStatusText.textContent = '';
+    ui.consoleStatusDetail.textContent = '';
+    return;
+  }
+  ui.consoleStatus.dataset.kind = status.kind;
+  ui.consoleStatus.dataset.viewers = String(status.viewers);
+  document.body.dataset.console = status.kind;
+  ui.consoleStatusText.textContent = shown.text;
+  ui.consoleStatusDetail.textContent = shown.detail;
+  ui.consoleStatusDetail.hidden = !shown.detail;
 }
 
 const target = parseConsolePath(params.get('path'));
@@ -202,6 +231,7 @@ function connect() {
   });
   rfb.addEventListener('desktopname', (e) => {
     ui.screen.dataset.desktopName = e.detail.name;
+    showConsoleStatus(e.detail.name);
   });
   rfb.addEventListener('securityfailure', (e) => {
     showMessage({
@@ -212,6 +242,7 @@ function connect() {
   });
   rfb.addEventListener('disconnect', async () => {
     rfb = null;
+    showConsoleStatus(null);
     ui.screen.setAttribute('aria-label', `Screen of VM ${vmName}, disconnected`);
     ui.reconnect.hidden = false;
     const info = closed || { code: 1006, reason: '' };
@@ -229,6 +260,14 @@ function connect() {
 }
 
 ui.reconnect.addEventListener('click', () => {
+  if (rfb) rfb.disconnect();
+  connect();
+});
+
+// Taking control back is connecting again: under the take-over policy the newest controller
+// has control (the gateway decides; an observer's token never gets it).
+ui.takeControl.addEventListener('click', () => {
+  ui.takeControl.hidden = true;
   if (rfb) rfb.disconnect();
   connect();
 });

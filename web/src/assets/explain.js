@@ -190,3 +190,53 @@ export function explainRefusal(status, body, { expired = false } = {}) {
     detail: said,
   };
 }
+
+/**
+ * A shared console's status, as the gateway sends it to each viewer in the RFB desktop name
+ * (crates/gateway/README.md, "Shared consoles"): `<vmi name> · <state> · <N> viewer(s)`.
+ * `kind` is `control`, `shared`, `observe` or `taken-over`. Anything else (a VNC server's own
+ * desktop name, a gateway without shared consoles) is `null`: the page then shows no status.
+ */
+export const CONSOLE_STATES = Object.freeze({
+  'you have control': 'control',
+  'shared control': 'shared',
+  'view only': 'observe',
+  'control taken by another viewer': 'taken-over',
+});
+
+export function parseConsoleStatus(desktopName) {
+  if (typeof desktopName !== 'string') return null;
+  const parts = desktopName.split(' · ');
+  if (parts.length < 3) return null;
+  // The VM name comes first and may itself contain the separator: read from the end.
+  const count = parts.pop();
+  const state = parts.pop();
+  const vm = parts.join(' · ');
+  const kind = Object.hasOwn(CONSOLE_STATES, state) ? CONSOLE_STATES[state] : null;
+  const m = /^(\d{1,6}) viewers?$/.exec(count);
+  if (!kind || !m || vm === '') return null;
+  const viewers = Number(m[1]);
+  if ((viewers === 1) !== (count.endsWith(' viewer'))) return null;
+  return { vm, state, kind, viewers };
+}
+
+/**
+ * What the status bar shows for a parsed status: `text` (the gateway's state and count), a
+ * `detail` for the take-over message, and whether the "Take control" button is offered (only
+ * to a controller whose control was taken).
+ */
+export function describeConsoleStatus(status) {
+  if (!status) return null;
+  const state = status.state.charAt(0).toUpperCase() + status.state.slice(1);
+  const viewers = `${status.viewers} ${status.viewers === 1 ? 'viewer' : 'viewers'}`;
+  const text = `${state} · ${viewers}`;
+  if (status.kind === 'taken-over') {
+    return {
+      text,
+      detail: 'Another viewer took control of this console: your keys and mouse no longer reach the VM. You can still watch, or take control back.',
+      takeControl: true,
+    };
+  }
+  const detail = status.kind === 'observe' ? 'You can watch this console; your keys and mouse do not reach the VM.' : '';
+  return { text, detail, takeControl: false };
+}

@@ -4,6 +4,7 @@
 mod apiserver;
 mod callgrind;
 mod closed_loop;
+pub(crate) mod console;
 mod fixed;
 mod idle;
 mod machine;
@@ -56,9 +57,9 @@ pub struct RunArgs {
     /// Skip the real kube-apiserver scenario (no control plane).
     #[arg(long)]
     pub skip_apiserver: bool,
-    /// Only these sections (http, fixed, ws, token, idle, apiserver, watched, revocation,
-    /// profile); default all. `watched` and `revocation` run on `apiserver`'s control plane (each
-    /// can run without the closed loop of `apiserver`).
+    /// Only these sections (http, fixed, ws, token, idle, console, apiserver, watched,
+    /// revocation, profile); default all. `watched` and `revocation` run on `apiserver`'s control
+    /// plane (each can run without the closed loop of `apiserver`).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// WebSocket sessions of the revocation-at-scale measurement, a fifth of them revoked
@@ -356,6 +357,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if env.want("idle") {
         let r = idle::run(&env, upstream.pid(), &mut results).await;
         record(&mut results, "idle", r);
+    }
+    if env.want("console") {
+        let r = console::run(&env, &mut results).await;
+        record(&mut results, "console", r);
     }
     upstream.stop();
     let on_control_plane = ["apiserver", "watched", "revocation"];

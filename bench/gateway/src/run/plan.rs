@@ -44,6 +44,19 @@ pub struct Plan {
     pub watched_tokens: usize,
     /// WebSocket sessions of the revocation-at-scale measurement (a fifth of them revoked).
     pub revocation_sessions: usize,
+    /// Seconds per shared-console scenario (after a warm-up); `BENCH_CONSOLE_SECS` overrides it.
+    pub console_secs: f64,
+    /// Rounds of the shared-console scenarios.
+    pub console_rounds: u32,
+}
+
+/// `BENCH_CONSOLE_SECS`, to try the shared-console measurement briefly on its own.
+fn console_secs(default: f64) -> f64 {
+    std::env::var("BENCH_CONSOLE_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(default)
 }
 
 impl Plan {
@@ -70,6 +83,8 @@ impl Plan {
                 tls_listen: false,
                 watched_tokens: 1_000,
                 revocation_sessions: 1_000,
+                console_secs: console_secs(5.0),
+                console_rounds: 1,
             }
         } else {
             Self {
@@ -93,6 +108,8 @@ impl Plan {
                 tls_listen: true,
                 watched_tokens: 10_000,
                 revocation_sessions: 5_000,
+                console_secs: console_secs(20.0),
+                console_rounds: 3,
             }
         }
     }

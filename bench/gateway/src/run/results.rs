@@ -67,6 +67,33 @@ pub struct WsRun {
     pub cpu_s: BTreeMap<String, f64>,
 }
 
+/// One shared-console scenario (issue 16) on a fresh gateway.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConsoleRun {
+    /// `direct` (one viewer, WebSocket passed through) or `shared` (`--shared-consoles`).
+    pub scenario: String,
+    /// Controllers (1).
+    pub controllers: usize,
+    /// Observers next to the controller.
+    pub observers: usize,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Gateway CPU, percent of one core.
+    pub gateway_cpu_percent: f64,
+    /// Gateway RSS before the viewers read, KiB.
+    pub gateway_rss_before_kib: u64,
+    /// Gateway RSS at the end, KiB.
+    pub gateway_rss_kib: u64,
+    /// Gateway peak RSS (VmHWM), KiB.
+    pub gateway_peak_rss_kib: u64,
+    /// Fewest complete updates per second a viewer got.
+    pub updates_per_s_min: f64,
+    /// Most complete updates per second a viewer got.
+    pub updates_per_s_max: f64,
+    /// 10^6 bytes per second sent to all viewers together.
+    pub mb_per_s_to_viewers: f64,
+}
+
 /// Idle sessions held through one fresh gateway.
 #[derive(Clone, Debug, Serialize)]
 pub struct IdleRun {
@@ -210,6 +237,8 @@ pub struct Results {
     pub ws: Vec<WsRun>,
     /// Idle sessions.
     pub idle: Vec<IdleRun>,
+    /// Shared consoles against one direct viewer.
+    pub console: Vec<ConsoleRun>,
     /// Gateway memory with watched GateTokens.
     pub watched: Vec<WatchedRun>,
     /// Revocation at scale.
@@ -268,6 +297,7 @@ impl Results {
             fixed: Vec::new(),
             ws: Vec::new(),
             idle: Vec::new(),
+            console: Vec::new(),
             watched: Vec::new(),
             revocation: Vec::new(),
             token_micro: Vec::new(),

@@ -874,6 +874,15 @@ pub fn gateway_deployment(
         );
         env.push(var(&name, value.to_string()));
     }
+    // Issue 16: shared consoles and the policy for several controllers, as the gateway's flags
+    // (an absent policy is left to the gateway's default, take-over).
+    for (flag, value) in spec.consoles.iter().flat_map(|c| c.flags()) {
+        let name = format!(
+            "KUBE_GATEWAY_{}",
+            flag.to_ascii_uppercase().replace('-', "_")
+        );
+        env.push(var(&name, value.to_owned()));
+    }
     env.extend([
         EnvVar {
             name: "KUBE_GATEWAY_METRICS_LISTEN".to_owned(),

@@ -478,6 +478,55 @@ fn the_gateway_accepts_the_deployment_of_every_gateserver_variant() {
     }
 }
 
+/// Issue 16: `spec.consoles` becomes the gateway's `--shared-consoles` and, when written,
+/// `--console-controllers`; without it the Deployment is the seed's (no flag, no variable).
+#[test]
+fn shared_consoles_and_the_controllers_policy_reach_the_gateway() {
+    use virt_gateway_api::{ConsoleControllers, GateServerConsoles};
+    let console_args = |consoles: Option<GateServerConsoles>| {
+        let mut gs = server(SEED);
+        gs.spec.consoles = consoles;
+        let d = gateway_deployment(&gs, Some(&key()), &GatewayOptions::default()).unwrap();
+        let args = gateway_args(&d);
+        let console: Vec<String> = args
+            .iter()
+            .filter(|a| a.starts_with("--shared-consoles") || a.starts_with("--console-"))
+            .cloned()
+            .collect();
+        (console, args)
+    };
+    assert_eq!(console_args(None).0, Vec::<String>::new());
+    let off = GateServerConsoles::default();
+    assert_eq!(console_args(Some(off)).0, Vec::<String>::new());
+
+    let shared = GateServerConsoles {
+        shared: true,
+        controllers: None,
+    };
+    let (flags, args) = console_args(Some(shared));
+    assert_eq!(flags, vec!["--shared-consoles=true"]);
+    // The real gateway reads it.
+    let config = kube_gateway::Config::from_args(args).unwrap();
+    assert!(config.shared_consoles);
+
+    for (policy, flag) in [
+        (ConsoleControllers::TakeOver, "take-over"),
+        (ConsoleControllers::Shared, "shared"),
+    ] {
+        let consoles = GateServerConsoles {
+            shared: true,
+            controllers: Some(policy),
+        };
+        assert_eq!(
+            console_args(Some(consoles)).0,
+            vec![
+                "--shared-consoles=true".to_owned(),
+                format!("--console-controllers={flag}")
+            ]
+        );
+    }
+}
+
 #[test]
 fn the_deployment_builder_is_exposed_and_pure() {
     let gs = server(SEED);
