@@ -517,12 +517,19 @@ fn shared_consoles_and_the_controllers_policy_reach_the_gateway() {
             shared: true,
             controllers: Some(policy),
         };
+        let (flags, args) = console_args(Some(consoles));
         assert_eq!(
-            console_args(Some(consoles)).0,
+            flags,
             vec![
                 "--shared-consoles=true".to_owned(),
                 format!("--console-controllers={flag}")
             ]
+        );
+        // The real gateway reads the policy the GateServer names.
+        let config = kube_gateway::Config::from_args(args).unwrap();
+        assert_eq!(
+            format!("{:?}", config.console_controllers),
+            format!("{policy:?}")
         );
     }
 }
