@@ -71,49 +71,27 @@ async fn grant(client: kube::Client) -> Result<String> {
         },
     )
     .await?;
-    Api::<Role>::namespaced(client.clone(), "bench")
-        .create(
-            &pp,
-            &Role {
-                metadata: meta("gateway"),
-                rules: Some(vec![
-                    PolicyRule {
-                        api_groups: Some(vec!["".into()]),
-                        resources: Some(vec!["configmaps".into()]),
-                        resource_names: Some(vec!["bench".into()]),
-                        verbs: vec!["get".into()],
-                        ..Default::default()
-                    },
-                    // The revocation watch of the watched-GateTokens measurement.
-                    PolicyRule {
-                        api_groups: Some(vec!["ocgate.yaacov.com".into()]),
-                        resources: Some(vec!["gatetokens".into()]),
-                        verbs: vec!["list".into(), "watch".into()],
-                        ..Default::default()
-                    },
-                ]),
+    grant_role(
+        client.clone(),
+        "bench",
+        vec![
+            PolicyRule {
+                api_groups: Some(vec!["".into()]),
+                resources: Some(vec!["configmaps".into()]),
+                resource_names: Some(vec!["bench".into()]),
+                verbs: vec!["get".into()],
+                ..Default::default()
             },
-        )
-        .await?;
-    Api::<RoleBinding>::namespaced(client.clone(), "bench")
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: meta("gateway"),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: "gateway".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "gateway".into(),
-                    namespace: Some("bench".into()),
-                    ..Default::default()
-                }]),
+            // The revocation watch of the watched-GateTokens measurement.
+            PolicyRule {
+                api_groups: Some(vec!["ocgate.yaacov.com".into()]),
+                resources: Some(vec!["gatetokens".into()]),
+                verbs: vec!["list".into(), "watch".into()],
+                ..Default::default()
             },
-        )
-        .await?;
+        ],
+    )
+    .await?;
     let issued = sas
         .create_token_request("gateway", &pp, &{
             use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -263,4 +241,47 @@ async fn direct_target(cp: &ControlPlane, api_url: &str, sa_token: &str) -> Resu
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(direct)
+}
+
+/// A Role `gateway` with `rules` in `namespace`, bound to the gateway's ServiceAccount
+/// (`bench/gateway`).
+pub(super) async fn grant_role(
+    client: kube::Client,
+    namespace: &str,
+    rules: Vec<PolicyRule>,
+) -> Result<()> {
+    let meta = ObjectMeta {
+        name: Some("gateway".into()),
+        ..Default::default()
+    };
+    let pp = PostParams::default();
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(
+            &pp,
+            &Role {
+                metadata: meta.clone(),
+                rules: Some(rules),
+            },
+        )
+        .await?;
+    Api::<RoleBinding>::namespaced(client, namespace)
+        .create(
+            &pp,
+            &RoleBinding {
+                metadata: meta,
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: "gateway".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: "gateway".into(),
+                    namespace: Some("bench".into()),
+                    ..Default::default()
+                }]),
+            },
+        )
+        .await?;
+    Ok(())
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -238,39 +238,17 @@ async fn grant(client: Client) -> Result<()> {
             },
         )
         .await?;
-    Api::<Role>::namespaced(client.clone(), NAMESPACE)
-        .create(
-            &pp,
-            &Role {
-                metadata: meta("gateway"),
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec!["ocgate.yaacov.com".into()]),
-                    resources: Some(vec!["gatetokens".into()]),
-                    verbs: vec!["list".into(), "watch".into()],
-                    ..Default::default()
-                }]),
-            },
-        )
-        .await?;
-    Api::<RoleBinding>::namespaced(client, NAMESPACE)
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: meta("gateway"),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: "gateway".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "gateway".into(),
-                    namespace: Some("bench".into()),
-                    ..Default::default()
-                }]),
-            },
-        )
-        .await?;
+    super::apiserver::grant_role(
+        client,
+        NAMESPACE,
+        vec![PolicyRule {
+            api_groups: Some(vec!["ocgate.yaacov.com".into()]),
+            resources: Some(vec!["gatetokens".into()]),
+            verbs: vec!["list".into(), "watch".into()],
+            ..Default::default()
+        }],
+    )
+    .await?;
     Ok(())
 }
 
