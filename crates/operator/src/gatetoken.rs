@@ -12,11 +12,13 @@ use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use kube::api::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
+use serde::Deserialize;
 use serde_json::json;
 use virt_gateway_api::conditions::{
     ConditionStatus, new_condition, remove_condition, set_condition,
@@ -83,7 +85,7 @@ const DELEGATION_RETRY: Duration = Duration::from_secs(30);
 /// Why ServiceAccount tokens are not issued (`--enable-service-account-tokens` is off).
 const SERVICE_ACCOUNT_TOKENS_DISABLED_MESSAGE: &str = "ServiceAccount tokens (generateServiceAccount: true) are disabled on this operator: they give the holder a real Kubernetes token; an administrator enables them with --enable-service-account-tokens and deploy/virt-gateway-operator-serviceaccount-tokens.yaml (see Security model in the operator README)";
 
-fn key(tok: &GateToken) -> String {
+fn key<K: Resource>(tok: &K) -> String {
     format!(
         "gatetoken/{}/{}",
         tok.namespace().unwrap_or_default(),
@@ -91,22 +93,88 @@ fn key(tok: &GateToken) -> String {
     )
 }
 
-/// The reconcile function of the GateToken controller.
-pub async fn reconcile(tok: Arc<GateToken>, ctx: Arc<Context>) -> Result<Action> {
+/// What the controller caches of a GateToken: its identity and its phase, nothing else.
+///
+/// Why: at 10,000 GateTokens a cached `GateToken` (~1.9 KB with conditions, `status.data` and
+/// spec) plus the requeue at its expiry kept the operator above 50 MB. Only the phase is read
+/// across tokens (the per-phase gauge, the key-Secret trigger); the reconciler reads the whole
+/// object with one GET (`reconcile`). The watch deserializes straight into this type, so a full
+/// GateToken is never built for the cache.
+#[derive(Clone, Debug, Deserialize, Resource)]
+#[resource(inherit = GateToken)]
+pub struct CachedGateToken {
+    /// Trimmed by `trim_cached_meta` to what the store and controller key on.
+    pub metadata: ObjectMeta,
+    status: Option<CachedStatus>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct CachedStatus {
+    #[serde(default)]
+    phase: String,
+}
+
+impl CachedGateToken {
+    /// The phase as the API server has it: a token without status is new; `Err` for a phase
+    /// this operator does not know.
+    pub fn phase(&self) -> Result<GateTokenPhase, virt_gateway_api::UnknownPhase> {
+        match &self.status {
+            None => Ok(GateTokenPhase::New),
+            Some(s) => s.phase.parse(),
+        }
+    }
+}
+
+/// Keeps of a cached GateToken's metadata what the store and the controller key on (name,
+/// namespace, uid, resourceVersion); the reconciler reads the rest from its GET.
+pub fn trim_cached_meta(tok: &mut CachedGateToken) {
+    let m = &mut tok.metadata;
+    tok.metadata = ObjectMeta {
+        name: m.name.take(),
+        namespace: m.namespace.take(),
+        uid: m.uid.take(),
+        resource_version: m.resource_version.take(),
+        ..ObjectMeta::default()
+    };
+}
+
+/// The reconcile function of the GateToken controller: reads the whole GateToken (the cache
+/// keeps only its phase, `CachedGateToken`), then reconciles it.
+pub async fn reconcile(cached: Arc<CachedGateToken>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
-    let k = key(&tok);
-    let ns = tok.namespace().ok_or(BuildError::MissingMetadata {
+    let result = read_and_reconcile(&cached, &ctx).await;
+    ctx.metrics.reconciled(GATETOKEN, start.elapsed());
+    if result.is_ok() {
+        ctx.reset_backoff(&key(cached.as_ref()));
+    }
+    result
+}
+
+async fn read_and_reconcile(cached: &CachedGateToken, ctx: &Arc<Context>) -> Result<Action> {
+    let ns = cached.namespace().ok_or(BuildError::MissingMetadata {
         kind: "GateToken",
         field: "namespace",
     })?;
+    let name = cached.name_any();
+    let api: Api<GateToken> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(mut tok) = api
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube(format!("read GateToken {ns}/{name}")))?
+    else {
+        // Deleted since the watch event: nothing left to do.
+        return Ok(Action::await_change());
+    };
+    // The same view as a cached copy had: no JWT in memory or in status patches.
+    trim_cached(&mut tok);
+    let tok = Arc::new(tok);
     let has_finalizer = tok.finalizers().iter().any(|f| f == FINALIZER);
-    let result = if tok.spec.generate_service_account || has_finalizer {
+    if tok.spec.generate_service_account || has_finalizer {
         // Only ServiceAccount tokens own cluster-scoped or cross-namespace objects.
-        let api: Api<GateToken> = Api::namespaced(ctx.client.clone(), &ns);
         finalizer(&api, FINALIZER, tok, |event| async {
             match event {
-                FinalizerEvent::Apply(tok) => apply(tok, &ctx).await,
-                FinalizerEvent::Cleanup(tok) => cleanup(tok, &ctx).await,
+                FinalizerEvent::Apply(tok) => apply(tok, ctx).await,
+                FinalizerEvent::Cleanup(tok) => cleanup(tok, ctx).await,
             }
         })
         .await
@@ -121,27 +189,22 @@ pub async fn reconcile(tok: Arc<GateToken>, ctx: Arc<Context>) -> Result<Action>
         }
         Ok(Action::await_change())
     } else {
-        apply(tok, &ctx).await
-    };
-    ctx.metrics.reconciled(GATETOKEN, start.elapsed());
-    if result.is_ok() {
-        ctx.reset_backoff(&k);
+        apply(tok, ctx).await
     }
-    result
 }
 
 /// The error policy of the GateToken controller: backoff per object.
-pub fn error_policy(tok: Arc<GateToken>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(tok: Arc<CachedGateToken>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed(GATETOKEN, err.metric_label());
     if err.status_code() == Some(409) {
-        // The cache was behind the API server; the watch brings the new version.
-        tracing::debug!(gatetoken = %key(&tok), error = %err, "conflict; retrying");
+        // The token changed after it was read; the watch brings the new version.
+        tracing::debug!(gatetoken = %key(tok.as_ref()), error = %err, "conflict; retrying");
     } else {
-        tracing::warn!(gatetoken = %key(&tok), error = %err, "reconcile failed");
+        tracing::warn!(gatetoken = %key(tok.as_ref()), error = %err, "reconcile failed");
     }
     match err.category() {
         Category::Forbidden => Action::requeue(FORBIDDEN_RETRY),
-        _ => Action::requeue(ctx.next_backoff(&key(&tok))),
+        _ => Action::requeue(ctx.next_backoff(&key(tok.as_ref()))),
     }
 }
 
@@ -1069,5 +1132,40 @@ mod tests {
             &st.conditions,
             condition::COMPLETED
         ));
+    }
+
+    fn cached_from(status: serde_json::Value) -> CachedGateToken {
+        let mut full =
+            serde_json::to_value(cached(Some("kid-1"), "header.claims.signature")).unwrap();
+        full["metadata"]["uid"] = json!("u-1");
+        full["metadata"]["labels"] = json!({"team": "a"});
+        full["status"] = status;
+        let mut c: CachedGateToken = serde_json::from_value(full).unwrap();
+        trim_cached_meta(&mut c);
+        c
+    }
+
+    #[test]
+    fn the_cache_keeps_identity_and_phase_only() {
+        let c = cached_from(json!({"phase": "Ready", "token": "header.claims.signature"}));
+        assert_eq!(c.phase(), Ok(GateTokenPhase::Ready));
+        assert_eq!(c.metadata.name.as_deref(), Some("t"));
+        assert_eq!(c.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(c.metadata.uid.as_deref(), Some("u-1"));
+        assert_eq!(c.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(c.metadata.labels, None);
+        assert_eq!(c.metadata.annotations, None);
+        assert_eq!(c.metadata.managed_fields, None);
+        assert!(!format!("{c:?}").contains("signature"));
+    }
+
+    #[test]
+    fn a_cached_token_without_status_is_new_and_an_unknown_phase_is_not() {
+        assert_eq!(
+            cached_from(serde_json::Value::Null).phase(),
+            Ok(GateTokenPhase::New)
+        );
+        assert_eq!(cached_from(json!({})).phase(), Ok(GateTokenPhase::New));
+        assert!(cached_from(json!({"phase": "Bogus"})).phase().is_err());
     }
 }

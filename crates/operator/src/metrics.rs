@@ -12,7 +12,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use virt_gateway_api::{GateServer, GateToken, GateTokenPhase};
+use virt_gateway_api::{GateServer, GateTokenPhase};
+
+use crate::gatetoken::CachedGateToken;
 
 /// `controller` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,7 +66,7 @@ pub struct Metrics {
 
 #[derive(Debug, Default)]
 struct StoreCollector {
-    tokens: OnceLock<Store<GateToken>>,
+    tokens: OnceLock<Store<CachedGateToken>>,
     servers: OnceLock<Store<GateServer>>,
 }
 
@@ -73,11 +75,7 @@ impl Collector for StoreCollector {
         if let Some(store) = self.tokens.get() {
             let mut counts = [0i64; GateTokenPhase::ALL.len()];
             for token in store.state() {
-                let phase = token
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.parsed_phase().ok())
-                    .unwrap_or(GateTokenPhase::New);
+                let phase = token.phase().unwrap_or(GateTokenPhase::New);
                 if let Some(i) = GateTokenPhase::ALL.iter().position(|p| *p == phase) {
                     counts[i] += 1;
                 }
@@ -164,7 +162,7 @@ impl Metrics {
     }
 
     /// Lets the `gatetokens` and `gateservers` gauges read the controllers' caches.
-    pub fn observe_stores(&self, tokens: Store<GateToken>, servers: Store<GateServer>) {
+    pub fn observe_stores(&self, tokens: Store<CachedGateToken>, servers: Store<GateServer>) {
         let _ = self.stores.tokens.set(tokens);
         let _ = self.stores.servers.set(servers);
     }

@@ -20,12 +20,13 @@ use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use virt_gateway_api::{GateServer, GateToken, GateTokenPhase, JWT_SECRET_NAME};
+use virt_gateway_api::{GateServer, GateTokenPhase, JWT_SECRET_NAME};
 
 use crate::config::{LeaderElection, OperatorConfig};
 use crate::context::Context;
 use crate::discovery::{CachedDiscovery, discover, oauth_client_resource, route_resource};
 use crate::error::{Error, Result};
+use crate::gatetoken::CachedGateToken;
 use crate::http::{Endpoints, Health, serve};
 use crate::metrics::Metrics;
 use crate::names::{
@@ -291,7 +292,11 @@ async fn run_controllers(
         gatetoken::trim_metadata(gs.meta_mut())
     });
     let server_store = servers.store();
-    let tokens = cached_controller(scoped::<GateToken>(&client, ns), gatetoken::trim_cached);
+    // The cache keeps each GateToken's identity and phase only; reconcile GETs the token.
+    let tokens = cached_controller(
+        scoped::<CachedGateToken>(&client, ns),
+        gatetoken::trim_cached_meta,
+    );
     let token_store = tokens.store();
     metrics.observe_stores(token_store.clone(), server_store.clone());
     ctx.observe_servers(server_store.clone());
@@ -363,9 +368,7 @@ async fn run_controllers(
                     .filter(|t| t.namespace() == ns)
                     .filter(|t| {
                         // Only tokens still waiting to be signed care about the key.
-                        let phase = t.status.as_ref().map(|s| s.phase.as_str()).unwrap_or("");
-                        phase == GateTokenPhase::New.as_str()
-                            || phase == GateTokenPhase::Error.as_str()
+                        matches!(t.phase(), Ok(GateTokenPhase::New | GateTokenPhase::Error))
                     })
                     .map(|t| ObjectRef::from_obj(t.as_ref()))
                     .collect::<Vec<_>>()
