@@ -210,8 +210,8 @@ pub fn markdown(r: &Results, raw_dir: &Path, report: &Path, notes: &str) -> Stri
     }
     let _ = writeln!(
         m,
-        "\nThe machine is **shared** (other engineers compile in the same workspace while this runs) \
-         and has 2 cores for everything: the load generator, the gateway, the upstream (and, in §1b, \
+        "\nThe machine may be shared with other work (the load average and busiest processes above \
+         say how busy it was) and has 2 cores for everything: the load generator, the gateway, the upstream (and, in §1b, \
          etcd and kube-apiserver). Absolute requests/s are therefore bounded by the machine, not by \
          the gateway alone. Every figure is the **median [min–max] of {} interleaved runs** (for \
          each round the targets run back to back, in alternating order: A B, B A, …, so that drift \
