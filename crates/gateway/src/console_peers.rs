@@ -15,9 +15,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{HeaderValue, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
@@ -443,16 +440,7 @@ fn peer_client(cert: Option<Arc<ReloadingCert>>) -> Result<HttpClient, ConfigErr
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     tls.alpn_protocols.clear();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    Ok(crate::upstream::http1_client(tls, Duration::from_secs(5)))
 }
 
 /// Verifies a peer replica: its certificate must be byte for byte this replica's own serving

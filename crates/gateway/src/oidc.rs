@@ -19,7 +19,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls::pki_types::CertificateDer;
@@ -646,15 +645,7 @@ fn https_client(ca_file: Option<&PathBuf>) -> Result<ProviderClient, ConfigError
     .map_err(|e| ConfigError::Invalid(format!("TLS: {e}")))?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(PROVIDER_TIMEOUT));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    Ok(crate::upstream::http1_client(tls, PROVIDER_TIMEOUT))
 }
 
 #[cfg(test)]

@@ -92,16 +92,30 @@ pub fn native_roots() -> Vec<CertificateDer<'static>> {
 /// Builds the upstream HTTP client.
 pub fn http_client(config: &Config) -> Result<HttpClient, ConfigError> {
     let tls = tls_client_config(config)?;
+    Ok(http1_client(tls, std::time::Duration::from_secs(10)))
+}
+
+/// An HTTP/1 client speaking `tls` to `https` URLs (plain HTTP to `http` ones), with TCP_NODELAY
+/// and a connect timeout: the one client shape the gateway uses towards the API server, peer
+/// replicas and identity providers; only the TLS trust differs between them.
+pub fn http1_client<B>(
+    tls: rustls::ClientConfig,
+    connect_timeout: std::time::Duration,
+) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, B>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+    http.set_connect_timeout(Some(connect_timeout));
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 /// Joins the API server base URL with a path and query.
