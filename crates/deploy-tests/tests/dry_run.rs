@@ -246,8 +246,8 @@ async fn restricted_namespace(k: &Kubectl) -> String {
 
 fn applies_to_file(k: &Kubectl, path: &Path) {
     let path = path.to_str().unwrap();
-    for args in [
-        vec![
+    k.ok(
+        &[
             "apply",
             "--server-side",
             "--field-manager",
@@ -255,15 +255,35 @@ fn applies_to_file(k: &Kubectl, path: &Path) {
             "-f",
             path,
         ],
-        vec![
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
-            path,
-        ],
-    ] {
-        k.ok(&args, None).unwrap_or_else(|e| panic!("{e}"));
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Polled rather than `kubectl wait`: right after the apply the CRD may have no status
+    // conditions yet, and both `kubectl wait --for=condition` and a jsonpath filter then fail at
+    // once ("accessor error: <nil>").
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let conditions = k
+            .ok(
+                &["get", "-f", path, "-o", "jsonpath={.status.conditions}"],
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Empty or `null` until the API server has written the status.
+        let conditions: Vec<serde_yaml::Value> = serde_yaml::from_str::<Option<_>>(&conditions)
+            .unwrap_or_else(|e| panic!("{conditions}: {e}"))
+            .unwrap_or_default();
+        if conditions
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path}: not Established after 60 s (conditions {conditions:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 
