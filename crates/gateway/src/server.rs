@@ -40,6 +40,7 @@ use crate::session::{Sessions, WebSocketLimits};
 use crate::signin::SignIn;
 use crate::tls::ReloadingCert;
 use crate::upstream::{self, KubeClients, SecretFile};
+use crate::upstream_lane::UpstreamLane;
 use crate::verify::TokenVerifier;
 
 /// A startup failure.
@@ -185,6 +186,7 @@ impl Gateway {
         );
         let upstream = Arc::new(Upstream {
             client: upstream::http_client(&config)?,
+            connector: upstream::api_connector(&config)?,
             api_server: config.api_server.clone(),
             sa_token: sa_token.clone(),
             request_timeout: config.request_timeout,
@@ -550,8 +552,12 @@ async fn serve_connection<IO, H, Fut>(
     H: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = axum::response::Response> + Send + 'static,
 {
+    // The connection's own upstream connection, driven below in this task (upstream_lane.rs).
+    let lane = UpstreamLane::default();
+    let service_lane = lane.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ClientAddr(peer));
+        req.extensions_mut().insert(service_lane.clone());
         let response = handler(req.map(Body::new));
         async move { Ok::<_, Infallible>(response.await) }
     });
@@ -565,6 +571,9 @@ async fn serve_connection<IO, H, Fut>(
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
+    let mut driver = std::pin::pin!(lane.driver());
+    // The lane's driver never completes: every wait on the connection races it, so that a
+    // request in flight on the lane keeps moving (also while shutting down).
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
@@ -573,7 +582,11 @@ async fn serve_connection<IO, H, Fut>(
         }
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            tokio::select! {
+                _ = conn => {}
+                never = driver.as_mut() => match never {},
+            }
         }
+        never = driver.as_mut() => match never {},
     }
 }
