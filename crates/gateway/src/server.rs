@@ -40,7 +40,7 @@ use crate::session::{Sessions, WebSocketLimits};
 use crate::signin::SignIn;
 use crate::tls::ReloadingCert;
 use crate::upstream::{self, KubeClients, SecretFile};
-use crate::upstream_lane::UpstreamLane;
+use crate::upstream_lane::{UpstreamLane, drive_beside};
 use crate::verify::TokenVerifier;
 
 /// A startup failure.
@@ -571,22 +571,18 @@ async fn serve_connection<IO, H, Fut>(
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
-    let mut driver = std::pin::pin!(lane.driver());
-    // The lane's driver never completes: every wait on the connection races it, so that a
-    // request in flight on the lane keeps moving (also while shutting down).
+    // Every wait on the connection drives the lane beside it, so that a request in flight on
+    // the lane keeps moving (also while shutting down).
+    let mut driver = lane.driver();
     tokio::select! {
-        result = conn.as_mut() => {
+        result = drive_beside(conn.as_mut(), &mut driver) => {
             if let Err(e) = result {
                 tracing::debug!(error = %e, client = %peer, "connection ended with an error");
             }
         }
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                _ = conn => {}
-                never = driver.as_mut() => match never {},
-            }
+            let _ = drive_beside(conn.as_mut(), &mut driver).await;
         }
-        never = driver.as_mut() => match never {},
     }
 }

@@ -168,6 +168,85 @@ impl Future for LaneDriver {
     }
 }
 
+/// Polls `main` with `side` beside it in one task until `main` completes (`side` never does).
+///
+/// Driving an upstream connection in the client connection's task means each half wakes the
+/// other: a request handed to the lane wakes its connection, the response wakes the request.
+/// Through the task's own waker each of those wake-ups, arriving while the task is running, makes
+/// tokio reschedule it as a yield and signal an idle worker (a `futex` and an eventfd `write`:
+/// measured with `strace -c`, 3.4 more system calls per request). Here a wake-up that arrives
+/// while `main` or `side` is being polled is noted and both are polled again at once; one that
+/// arrives at any other time (a socket became readable) wakes the task as usual.
+pub async fn drive_beside<M: Future + Unpin>(main: M, side: &mut LaneDriver) -> M::Output {
+    let wake = Arc::new(InTaskWake::default());
+    Beside {
+        main,
+        side,
+        waker: futures::task::waker(wake.clone()),
+        wake,
+    }
+    .await
+}
+
+/// At most this many re-polls in a row before the task yields (other tasks of the worker run).
+const MAX_REPOLLS: usize = 16;
+
+struct Beside<'a, M> {
+    main: M,
+    side: &'a mut LaneDriver,
+    wake: Arc<InTaskWake>,
+    /// `wake` as a waker, made once.
+    waker: Waker,
+}
+
+#[derive(Default)]
+struct InTaskWake {
+    /// Set by every wake-up.
+    woken: std::sync::atomic::AtomicBool,
+    /// Whether `Beside::poll` is polling its futures now.
+    polling: std::sync::atomic::AtomicBool,
+    /// The task's own waker, for wake-ups from outside a poll.
+    task: futures::task::AtomicWaker,
+}
+
+impl futures::task::ArcWake for InTaskWake {
+    fn wake_by_ref(this: &Arc<Self>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        // `woken` before `polling`, as `Beside::poll` clears `polling` before reading `woken`: a
+        // wake-up is either seen by the poll loop or wakes the task (or both), never lost.
+        this.woken.store(true, SeqCst);
+        if !this.polling.load(SeqCst) {
+            this.task.wake();
+        }
+    }
+}
+
+impl<M: Future + Unpin> Future for Beside<'_, M> {
+    type Output = M::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let this = &mut *self;
+        this.wake.task.register(cx.waker());
+        let mut inner = Context::from_waker(&this.waker);
+        for _ in 0..MAX_REPOLLS {
+            this.wake.polling.store(true, SeqCst);
+            this.wake.woken.store(false, SeqCst);
+            if let Poll::Ready(out) = Pin::new(&mut this.main).poll(&mut inner) {
+                this.wake.polling.store(false, SeqCst);
+                return Poll::Ready(out);
+            }
+            let Poll::Pending = Pin::new(&mut *this.side).poll(&mut inner);
+            this.wake.polling.store(false, SeqCst);
+            if !this.wake.woken.swap(false, SeqCst) {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 /// The scheme and authority a request goes to, kept when its URI is cut to origin form.
 #[derive(Clone)]
 struct AuthorityUri(Uri);
@@ -216,10 +295,7 @@ mod tests {
 
     /// Runs `work` with the lane's driver beside it in the same task, as the server does.
     async fn driven<T>(lane: &UpstreamLane, work: impl Future<Output = T>) -> T {
-        tokio::select! {
-            out = work => out,
-            never = lane.driver() => match never {},
-        }
+        drive_beside(std::pin::pin!(work), &mut lane.driver()).await
     }
 
     fn plain_connector() -> Connector {
