@@ -16,9 +16,16 @@ if ! command -v wrk >/dev/null; then
   say "installing wrk (Debian)"
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-if ! command -v perf >/dev/null && [[ " $* " != *" --no-profile "* ]]; then
-  say "installing perf (Debian linux-perf)"
-  apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null
+if [[ " $* " != *" --no-profile "* ]]; then
+  # perf: profiles at c=16; valgrind: callgrind's instruction counts; strace: system call counts.
+  missing=()
+  command -v perf >/dev/null || missing+=(linux-perf)
+  command -v valgrind >/dev/null || missing+=(valgrind)
+  command -v strace >/dev/null || missing+=(strace)
+  if ((${#missing[@]})); then
+    say "installing ${missing[*]} (Debian)"
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
 fi
 if [[ " $* " != *" --skip-apiserver "* ]]; then
   say "control-plane binaries (built once, cached)"

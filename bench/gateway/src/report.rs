@@ -398,6 +398,36 @@ pub fn markdown(r: &Results, raw_dir: &Path, report: &Path, notes: &str) -> Stri
             raw("callgrind-gateway.txt")
         );
     }
+    if !r.syscalls.is_empty() {
+        let _ = writeln!(
+            m,
+            "\n**System calls per request** (`strace -c -f` attached to every thread; {} sequential \
+             GETs on one keep-alive connection after 200 uncounted ones; counts, not times): the \
+             gateway proxying (plain HTTP in, TLS out) against the minimal upstream serving the same \
+             GET directly (TLS in). `futex` calls are thread wake-ups.\n\n\
+             | process | system calls / request | by call |\n|---|---:|---|",
+            r.syscalls[0].requests
+        );
+        for s in &r.syscalls {
+            let by_call: Vec<String> = s
+                .by_call
+                .iter()
+                .filter(|(_, n)| *n >= 0.05)
+                .map(|(c, n)| format!("{c} {n:.2}"))
+                .collect();
+            let _ = writeln!(
+                m,
+                "| {} | {:.2} | {} |",
+                s.process,
+                s.per_request,
+                by_call.join(", ")
+            );
+        }
+        let _ = writeln!(
+            m,
+            "\nThe raw tables are `syscalls-*.txt` beside `results.json`."
+        );
+    }
     targets.extend(http_targets(r));
 
     // ---- 3. Fixed rate.

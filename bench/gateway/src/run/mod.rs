@@ -14,6 +14,7 @@ mod results;
 mod revocation;
 mod setup;
 mod spawn;
+mod syscalls;
 mod token;
 mod watched;
 mod websocket;
@@ -273,6 +274,16 @@ async fn minimal_upstream(env: &mut Env, upstream_pid: u32, results: &mut Result
     }
     if env.want("profile") {
         profiles(env, fronts.ours.pid(), results).await?;
+        let out_dir = env.out_dir();
+        for (name, pid, target) in [
+            ("gateway", fronts.ours.pid(), &env.through),
+            ("upstream", upstream_pid, &env.direct),
+        ] {
+            match syscalls::count(&out_dir, name, pid, target).await {
+                Ok(s) => results.syscalls.push(s),
+                Err(e) => record(results, "syscalls", Err(e)),
+            }
+        }
     }
     if let Some((mut p, _)) = fronts.tls.take() {
         p.stop();

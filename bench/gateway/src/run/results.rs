@@ -257,6 +257,21 @@ pub struct Results {
     pub token_bytes: usize,
     /// callgrind: instructions of the gateway per proxied request (cached token, minimal upstream).
     pub callgrind: Option<Callgrind>,
+    /// strace: system calls per request of the gateway (proxying) and the upstream (direct).
+    pub syscalls: Vec<Syscalls>,
+}
+
+/// A process's system calls per request, from `strace -c`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Syscalls {
+    /// `gateway` (proxying) or `upstream` (serving directly).
+    pub process: String,
+    /// Requests counted (after a warm-up that is not).
+    pub requests: u64,
+    /// All system calls per request.
+    pub per_request: f64,
+    /// Per system call, most frequent first.
+    pub by_call: Vec<(String, f64)>,
 }
 
 /// The gateway's instruction count per request, from callgrind.
@@ -307,6 +322,7 @@ impl Results {
             failures: Vec::new(),
             token_bytes: 0,
             callgrind: None,
+            syscalls: Vec::new(),
         }
     }
 
