@@ -25,7 +25,7 @@
 //! [`observe`] (audit and metrics) → [`authn`] (who) → [`authorize`] (may they) → [`proxy`]
 //! (forward, [`session`] for long-lived responses). The module graph has no cycle: leaves
 //! (`util`, `outcome`, `error`, `audit_writer`, `audit`, `metrics`, `token`, `headers`) ← state (`verify`,
-//! `revocation`, `upstream`, `upstream_lane`, `tls`) ← stages and endpoints ← `routes` ← `server`.
+//! `revocation`, `upstream`, `tls`) ← stages and endpoints ← `routes` ← `server`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -62,7 +62,6 @@ pub mod static_files;
 pub mod tls;
 pub mod token;
 pub mod upstream;
-pub mod upstream_lane;
 pub mod util;
 pub mod verify;
 pub mod websocket;

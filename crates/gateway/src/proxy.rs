@@ -31,15 +31,12 @@ use crate::headers::{clean_response_headers, forwarded_headers};
 use crate::limits::{SlotRefusal, is_body_timeout};
 use crate::outcome::Outcome;
 use crate::session::{ConsoleRole, Sessions, console_role};
-use crate::upstream::{Connector, HttpClient, SecretFile, upstream_uri};
-use crate::upstream_lane::UpstreamLane;
+use crate::upstream::{HttpClient, SecretFile, upstream_uri};
 
 /// The API server and how to reach it.
 pub struct Upstream {
-    /// The pooled HTTP client (WebSocket upgrades, and requests that come without a lane).
+    /// The HTTP client.
     pub client: HttpClient,
-    /// How a client connection's lane connects to the API server ([`crate::upstream_lane`]).
-    pub connector: Connector,
     /// Base URL, without a trailing slash.
     pub api_server: String,
     /// The ServiceAccount token forwarded requests carry (not in pass-through mode).
@@ -197,10 +194,6 @@ impl Forward {
             websocket,
         );
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
-        // An upgrade's upstream connection outlives the client connection's HTTP phase: pooled.
-        let lane = (!websocket)
-            .then(|| request.extensions_mut().remove::<UpstreamLane>())
-            .flatten();
         let method = request.method().clone();
         let body = if websocket {
             Body::empty()
@@ -212,19 +205,10 @@ impl Forward {
         *upstream_req.uri_mut() = uri;
         *upstream_req.headers_mut() = headers;
 
-        let sent = tokio::time::timeout(upstream.request_timeout, async {
-            match lane {
-                Some(lane) => lane
-                    .send(&upstream.connector, upstream_req)
-                    .await
-                    .map_err(UpstreamError::from),
-                None => upstream
-                    .client
-                    .request(upstream_req)
-                    .await
-                    .map_err(UpstreamError::from),
-            }
-        })
+        let sent = tokio::time::timeout(
+            upstream.request_timeout,
+            upstream.client.request(upstream_req),
+        )
         .await;
         let mut response = match sent {
             Ok(Ok(response)) => response,
@@ -296,18 +280,9 @@ fn slot_message(refusal: SlotRefusal) -> String {
     }
 }
 
-/// A failed upstream exchange, on the pooled client or on the client connection's lane.
-#[derive(Debug, thiserror::Error)]
-enum UpstreamError {
-    #[error(transparent)]
-    Pooled(#[from] hyper_util::client::legacy::Error),
-    #[error(transparent)]
-    Lane(#[from] crate::upstream_lane::LaneError),
-}
-
-fn upstream_error_text(e: &(dyn std::error::Error + 'static)) -> String {
+fn upstream_error_text(e: &hyper_util::client::legacy::Error) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());

@@ -40,7 +40,6 @@ use crate::session::{Sessions, WebSocketLimits};
 use crate::signin::SignIn;
 use crate::tls::ReloadingCert;
 use crate::upstream::{self, KubeClients, SecretFile};
-use crate::upstream_lane::{UpstreamLane, drive_beside};
 use crate::verify::TokenVerifier;
 
 /// A startup failure.
@@ -186,7 +185,6 @@ impl Gateway {
         );
         let upstream = Arc::new(Upstream {
             client: upstream::http_client(&config)?,
-            connector: upstream::api_connector(&config)?,
             api_server: config.api_server.clone(),
             sa_token: sa_token.clone(),
             request_timeout: config.request_timeout,
@@ -552,12 +550,8 @@ async fn serve_connection<IO, H, Fut>(
     H: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = axum::response::Response> + Send + 'static,
 {
-    // The connection's own upstream connection, driven below in this task (upstream_lane.rs).
-    let lane = UpstreamLane::default();
-    let service_lane = lane.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ClientAddr(peer));
-        req.extensions_mut().insert(service_lane.clone());
         let response = handler(req.map(Body::new));
         async move { Ok::<_, Infallible>(response.await) }
     });
@@ -571,18 +565,15 @@ async fn serve_connection<IO, H, Fut>(
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
-    // Every wait on the connection drives the lane beside it, so that a request in flight on
-    // the lane keeps moving (also while shutting down).
-    let mut driver = lane.driver();
     tokio::select! {
-        result = drive_beside(conn.as_mut(), &mut driver) => {
+        result = conn.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(error = %e, client = %peer, "connection ended with an error");
             }
         }
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            let _ = drive_beside(conn.as_mut(), &mut driver).await;
+            let _ = conn.await;
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::util::{file_digest, sha256};
 
 /// The HTTP client type used for every upstream request.
-pub type HttpClient = Client<Connector, Body>;
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 /// The rustls client configuration for the API server.
 pub fn tls_client_config(config: &Config) -> Result<rustls::ClientConfig, ConfigError> {
@@ -89,48 +89,33 @@ pub fn native_roots() -> Vec<CertificateDer<'static>> {
     Vec::new()
 }
 
-/// How long connecting to the API server (TCP and TLS) may take.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Builds the pooled upstream HTTP client.
+/// Builds the upstream HTTP client.
 pub fn http_client(config: &Config) -> Result<HttpClient, ConfigError> {
-    Ok(http1_client(tls_client_config(config)?, CONNECT_TIMEOUT))
+    let tls = tls_client_config(config)?;
+    Ok(http1_client(tls, std::time::Duration::from_secs(10)))
 }
 
-/// Builds the connector of per-connection lanes ([`crate::upstream_lane`]): the same TLS trust
-/// as [`http_client`].
-pub fn api_connector(config: &Config) -> Result<Connector, ConfigError> {
-    Ok(connector(tls_client_config(config)?, CONNECT_TIMEOUT))
-}
-
-/// The connector behind every upstream client: TCP with TCP_NODELAY and a connect timeout, then
-/// `tls` for `https` URLs (plain TCP for `http` ones), HTTP/1.1 only.
-pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// Builds a [`Connector`].
-pub fn connector(tls: rustls::ClientConfig, connect_timeout: std::time::Duration) -> Connector {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
-}
-
-/// A pooled HTTP/1 client over a [`Connector`]: the one client shape the gateway uses towards the
-/// API server, peer replicas and identity providers; only the TLS trust differs between them.
+/// An HTTP/1 client speaking `tls` to `https` URLs (plain HTTP to `http` ones), with TCP_NODELAY
+/// and a connect timeout: the one client shape the gateway uses towards the API server, peer
+/// replicas and identity providers; only the TLS trust differs between them.
 pub fn http1_client<B>(
     tls: rustls::ClientConfig,
     connect_timeout: std::time::Duration,
-) -> Client<Connector, B>
+) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, B>
 where
     B: hyper::body::Body + Send,
     B::Data: Send,
 {
-    Client::builder(TokioExecutor::new()).build(connector(tls, connect_timeout))
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 /// Joins the API server base URL with a path and query.
