@@ -425,7 +425,7 @@ pub fn markdown(r: &Results, raw_dir: &Path, report: &Path, notes: &str) -> Stri
         }
         let _ = writeln!(
             m,
-            "\nThe raw tables are `syscalls-*.txt` beside `results.json`."
+            "\nThe raw tables are `syscalls-*.txt` beside `results.json`.\n"
         );
     }
     targets.extend(http_targets(r));
