@@ -52,6 +52,7 @@ pub mod oidc;
 pub mod origin;
 pub mod outcome;
 pub mod proxy;
+pub mod read_ahead;
 pub mod revocation;
 pub mod routes;
 pub mod seal;

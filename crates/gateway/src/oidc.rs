@@ -18,7 +18,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls::pki_types::CertificateDer;
@@ -159,7 +158,7 @@ struct Endpoints {
     jwks: Option<String>,
 }
 
-type ProviderClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type ProviderClient = Client<crate::upstream::Connector, Full<Bytes>>;
 
 /// The provider.
 pub struct Provider {
@@ -598,7 +597,7 @@ pub fn pkce_challenge(verifier: &str) -> String {
 /// request body because the provider's client sends `Full` bodies and the API server's the
 /// gateway's own `Body`.
 async fn send<B>(
-    client: &Client<hyper_rustls::HttpsConnector<HttpConnector>, B>,
+    client: &Client<crate::upstream::Connector, B>,
     request: http::Request<B>,
 ) -> Result<(u16, Bytes), ProviderError>
 where

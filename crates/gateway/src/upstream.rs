@@ -15,10 +15,14 @@ use rustls::pki_types::pem::PemObject;
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::metrics::Metrics;
+use crate::read_ahead::ReadAheadConnector;
 use crate::util::{file_digest, sha256};
 
+/// The connector of every upstream client: TCP (reading ahead, [`crate::read_ahead`]), then TLS.
+pub type Connector = hyper_rustls::HttpsConnector<ReadAheadConnector>;
+
 /// The HTTP client type used for every upstream request.
-pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+pub type HttpClient = Client<Connector, Body>;
 
 /// The rustls client configuration for the API server.
 pub fn tls_client_config(config: &Config) -> Result<rustls::ClientConfig, ConfigError> {
@@ -101,7 +105,7 @@ pub fn http_client(config: &Config) -> Result<HttpClient, ConfigError> {
 pub fn http1_client<B>(
     tls: rustls::ClientConfig,
     connect_timeout: std::time::Duration,
-) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, B>
+) -> Client<Connector, B>
 where
     B: hyper::body::Body + Send,
     B::Data: Send,
@@ -114,7 +118,7 @@ where
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(ReadAheadConnector(http));
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
