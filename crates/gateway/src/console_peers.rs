@@ -37,7 +37,7 @@ use crate::limits::SlotGuard;
 use crate::outcome::Outcome;
 use crate::session::Sessions;
 use crate::tls::ReloadingCert;
-use crate::upstream::HttpClient;
+use crate::upstream::{AcceptCertificate, HttpClient};
 
 /// Where a viewer goes, as the proxy acts on it.
 #[derive(Debug)]
@@ -428,81 +428,20 @@ fn view_of(lease: &Lease) -> LeaseView {
 /// The client for peers: plain HTTP between HTTP replicas; between HTTPS replicas, TLS that
 /// accepts only a peer presenting this replica's own current serving certificate.
 fn peer_client(cert: Option<Arc<ReloadingCert>>) -> Result<HttpClient, ConfigError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(SameCertificate {
-        cert,
-        provider: provider.clone(),
-    });
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::Invalid(format!("TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    tls.alpn_protocols.clear();
+    let tls = crate::upstream::tls_accepting(SameCertificate(cert))?;
     Ok(crate::upstream::http1_client(tls, Duration::from_secs(5)))
 }
 
-/// Verifies a peer replica: its certificate must be byte for byte this replica's own serving
-/// certificate (the replicas mount one Secret), and the handshake signed with its key. Names are
-/// not checked: peers are reached by pod IP, which the certificate does not name.
+/// A peer replica's certificate must be byte for byte this replica's own serving certificate
+/// (the replicas mount one Secret); the handshake is still verified against it. Names are not
+/// checked: peers are reached by pod IP, which the certificate does not name.
 #[derive(Debug)]
-pub struct SameCertificate {
-    cert: Option<Arc<ReloadingCert>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
+pub struct SameCertificate(Option<Arc<ReloadingCert>>);
 
-impl rustls::client::danger::ServerCertVerifier for SameCertificate {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        let ours = self.cert.as_ref().and_then(|c| c.leaf());
-        if ours.is_some_and(|ours| ours.as_ref() == end_entity.as_ref()) {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+impl AcceptCertificate for SameCertificate {
+    fn accepts(&self, end_entity: &CertificateDer<'_>) -> bool {
+        let ours = self.0.as_ref().and_then(|c| c.leaf());
+        ours.is_some_and(|ours| ours.as_ref() == end_entity.as_ref())
     }
 }
 

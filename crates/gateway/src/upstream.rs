@@ -26,51 +26,87 @@ pub type HttpClient = Client<Connector, Body>;
 
 /// The rustls client configuration for the API server.
 pub fn tls_client_config(config: &Config) -> Result<rustls::ClientConfig, ConfigError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::Invalid(format!("TLS: {e}")))?;
-    let mut tls = if config.skip_verify_tls {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth()
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        match &config.ca_file {
-            Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| ConfigError::File {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| ConfigError::File {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                let (added, _) = roots.add_parsable_certificates(certs);
-                if added == 0 {
-                    return Err(ConfigError::File {
-                        path: path.clone(),
-                        message: "no CA certificate found for the API server".into(),
-                    });
-                }
-            }
-            None => {
-                let native = native_roots();
-                let (added, _) = roots.add_parsable_certificates(native);
-                if added == 0 {
-                    return Err(ConfigError::Invalid(
-                        "no -ca-file and no system CA certificates: cannot verify the API server"
-                            .into(),
-                    ));
-                }
+    if config.skip_verify_tls {
+        return tls_accepting(AnyCertificate);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(ConfigError::File {
+                    path: path.clone(),
+                    message: "no CA certificate found for the API server".into(),
+                });
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
+        None => {
+            let native = native_roots();
+            let (added, _) = roots.add_parsable_certificates(native);
+            if added == 0 {
+                return Err(ConfigError::Invalid(
+                    "no -ca-file and no system CA certificates: cannot verify the API server"
+                        .into(),
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = tls_builder(provider)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     // ALPN is set by the connector (HTTP/1.1 only: WebSocket upgrades need it).
+    tls.alpn_protocols.clear();
+    Ok(tls)
+}
+
+fn tls_builder(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, ConfigError> {
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::Invalid(format!("TLS: {e}")))
+}
+
+/// Decides whether a server's certificate is accepted, in place of a chain and name check
+/// ([`tls_accepting`]); the handshake signature is verified with the certificate either way.
+pub trait AcceptCertificate: std::fmt::Debug + Send + Sync + 'static {
+    /// Whether `end_entity` is accepted.
+    fn accepts(&self, end_entity: &CertificateDer<'_>) -> bool;
+}
+
+/// Any certificate (`-skip-verify-tls`).
+#[derive(Debug)]
+struct AnyCertificate;
+
+impl AcceptCertificate for AnyCertificate {
+    fn accepts(&self, _: &CertificateDer<'_>) -> bool {
+        true
+    }
+}
+
+/// A TLS client configuration (ALPN left to the connector: HTTP/1.1) that accepts the server's
+/// certificate when `check` does.
+pub fn tls_accepting(check: impl AcceptCertificate) -> Result<rustls::ClientConfig, ConfigError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(CheckedCertificate {
+        check,
+        provider: provider.clone(),
+    });
+    let mut tls = tls_builder(provider)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
     tls.alpn_protocols.clear();
     Ok(tls)
 }
@@ -204,19 +240,30 @@ impl SecretFile {
     }
 }
 
+/// The verifier of [`tls_accepting`]: `check` for the certificate, the provider's algorithms for
+/// the handshake signature.
 #[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+struct CheckedCertificate<A> {
+    check: A,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
+impl<A: AcceptCertificate> rustls::client::danger::ServerCertVerifier for CheckedCertificate<A> {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &rustls::pki_types::ServerName<'_>,
         _ocsp_response: &[u8],
         _now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+        if self.check.accepts(end_entity) {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
     }
 
     fn verify_tls12_signature(
@@ -229,7 +276,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -243,12 +290,14 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
