@@ -41,15 +41,7 @@ async fn grant(client: kube::Client) -> Result<String> {
         ..Default::default()
     };
     let pp = PostParams::default();
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &pp,
-            &Namespace {
-                metadata: meta("bench"),
-                ..Default::default()
-            },
-        )
-        .await?;
+    create_namespace(client.clone(), "bench").await?;
     // About 1 KiB of JSON, like the minimal upstream's body.
     let payload: String = std::iter::repeat_n('x', 600).collect();
     Api::<ConfigMap>::namespaced(client.clone(), "bench")
@@ -241,6 +233,21 @@ async fn direct_target(cp: &ControlPlane, api_url: &str, sa_token: &str) -> Resu
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(direct)
+}
+
+/// Creates the namespace `name`.
+pub(super) async fn create_namespace(client: kube::Client, name: &str) -> Result<()> {
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client)
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    Ok(())
 }
 
 /// A Role `gateway` with `rules` in `namespace`, bound to the gateway's ServiceAccount

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::{SinkExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::PolicyRule;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::Mutex;
@@ -224,20 +222,7 @@ fn signed_ms(a: Instant, b: Instant) -> f64 {
 
 /// The namespace, and a Role letting the gateway's ServiceAccount list and watch its GateTokens.
 async fn grant(client: Client) -> Result<()> {
-    let meta = |name: &str| ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    };
-    let pp = PostParams::default();
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &pp,
-            &Namespace {
-                metadata: meta(NAMESPACE),
-                ..Default::default()
-            },
-        )
-        .await?;
+    super::apiserver::create_namespace(client.clone(), NAMESPACE).await?;
     super::apiserver::grant_role(
         client,
         NAMESPACE,
