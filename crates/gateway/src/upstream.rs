@@ -32,17 +32,7 @@ pub fn tls_client_config(config: &Config) -> Result<rustls::ClientConfig, Config
     let mut roots = rustls::RootCertStore::empty();
     match &config.ca_file {
         Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            let (added, _) = roots.add_parsable_certificates(certs);
+            let (added, _) = roots.add_parsable_certificates(ca_certificates(path)?);
             if added == 0 {
                 return Err(ConfigError::File {
                     path: path.clone(),
@@ -68,6 +58,18 @@ pub fn tls_client_config(config: &Config) -> Result<rustls::ClientConfig, Config
     // ALPN is set by the connector (HTTP/1.1 only: WebSocket upgrades need it).
     tls.alpn_protocols.clear();
     Ok(tls)
+}
+
+/// The certificates of the PEM file `path` (`-ca-file`).
+fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let file_error = |e: rustls::pki_types::pem::Error| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    CertificateDer::pem_file_iter(path)
+        .map_err(file_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(file_error)
 }
 
 fn tls_builder(
@@ -319,20 +321,8 @@ impl KubeClients {
         if config.skip_verify_tls {
             kc.accept_invalid_certs = true;
         } else if let Some(ca) = &config.ca_file {
-            let certs = CertificateDer::pem_file_iter(ca)
-                .map_err(|e| ConfigError::File {
-                    path: ca.clone(),
-                    message: e.to_string(),
-                })?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ConfigError::File {
-                    path: ca.clone(),
-                    message: e.to_string(),
-                })?
-                .into_iter()
-                .map(|c| c.as_ref().to_vec())
-                .collect();
-            kc.root_cert = Some(certs);
+            let certs = ca_certificates(ca)?;
+            kc.root_cert = Some(certs.iter().map(|c| c.as_ref().to_vec()).collect());
         }
         Ok(Self { config: kc })
     }
