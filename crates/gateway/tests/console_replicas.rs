@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube_gateway::console_route::{FORWARDED_TO, PEER_ANNOTATION, lease_name};
 use kubevirt_standin::rfb::Client;
-use kubevirt_standin::{Rgb, Standin, StandinOptions};
+use kubevirt_standin::{Rgb, Standin};
 use tokio_tungstenite::tungstenite::Message;
 
 const BLUE: Rgb = Rgb::new(0x20, 0x40, 0xc0);
@@ -38,25 +38,13 @@ fn lease_rule() -> PolicyRule {
 }
 
 async fn replicas_env() -> (Env, Standin) {
-    init_logging();
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cp = virt_gateway_testenv::ControlPlane::shared().await;
-    let ns = cp.fresh_namespace().await;
-    let standin = Standin::start(
-        cp,
-        StandinOptions {
-            namespace: ns.clone(),
-            vms: vec![
-                ("testvm".into(), BLUE),
-                ("othervm".into(), GREEN),
-                ("thirdvm".into(), GREEN),
-            ],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let env = Env::in_namespace(cp, ns, vec![], vec![lease_rule()]).await;
+    let vms = vec![
+        ("testvm".into(), BLUE),
+        ("othervm".into(), GREEN),
+        ("thirdvm".into(), GREEN),
+    ];
+    let (env, standin) = common::standin_env(vms, vec![lease_rule()]).await;
+    let cp = env.cp;
     let user = format!("system:serviceaccount:{}:kube-gateway", env.ns);
     for verb in ["get", "create", "update"] {
         wait_allowed(

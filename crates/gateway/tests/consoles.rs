@@ -13,7 +13,7 @@ use common::*;
 use futures::{SinkExt, StreamExt};
 use http::StatusCode;
 use kubevirt_standin::rfb::Client;
-use kubevirt_standin::{Rgb, Standin, StandinOptions};
+use kubevirt_standin::{Rgb, Standin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use virt_gateway_console::rfb::decode::{Event, ServerDecoder};
@@ -26,22 +26,7 @@ const BLUE: Rgb = Rgb::new(0x20, 0x40, 0xc0);
 
 /// An environment like [`Env::new`], with the stand-in (real Xvnc) as KubeVirt.
 async fn standin_env() -> (Env, Standin) {
-    init_logging();
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cp = virt_gateway_testenv::ControlPlane::shared().await;
-    let ns = cp.fresh_namespace().await;
-    let standin = Standin::start(
-        cp,
-        StandinOptions {
-            namespace: ns.clone(),
-            vms: vec![("testvm".into(), BLUE)],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let env = Env::in_namespace(cp, ns, vec![], vec![]).await;
-    (env, standin)
+    common::standin_env(vec![("testvm".into(), BLUE)], vec![]).await
 }
 
 type Viewer = Client<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>;

@@ -843,3 +843,23 @@ pub fn vnc_protocols(token: &str) -> String {
         kube_gateway::token::bearer_protocol(token)
     )
 }
+
+/// An environment in a fresh namespace whose KubeVirt is the stand-in (real Xvnc) serving `vms`;
+/// the gateway's ServiceAccount also gets `rules` there.
+pub async fn standin_env(
+    vms: Vec<(String, kubevirt_standin::Rgb)>,
+    rules: Vec<PolicyRule>,
+) -> (Env, kubevirt_standin::Standin) {
+    init_logging();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cp = ControlPlane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let options = kubevirt_standin::StandinOptions {
+        namespace: ns.clone(),
+        vms,
+        ..Default::default()
+    };
+    let standin = kubevirt_standin::Standin::start(cp, options).await.unwrap();
+    let env = Env::in_namespace(cp, ns, vec![], rules).await;
+    (env, standin)
+}
