@@ -32,6 +32,8 @@ pub const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+
 /// How long each component may take to exit after SIGTERM before it gets SIGKILL. Three
 /// components stop one after another, so a control plane stops within about three times this.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -265,24 +267,8 @@ impl ControlPlane {
         cp.api_server_args = api_args;
         cp.wait_for_api_server().await?;
 
-        let kcm_args = vec![
-            format!("--kubeconfig={}", kubeconfig.display()),
-            format!("--authentication-kubeconfig={}", kubeconfig.display()),
-            format!("--authorization-kubeconfig={}", kubeconfig.display()),
-            "--bind-address=127.0.0.1".to_string(),
-            format!("--secure-port={kcm_port}"),
-            format!("--cert-dir={}", dir.join("kcm-certs").display()),
-            format!("--controllers={CONTROLLERS}"),
-            format!("--service-account-private-key-file={}", p("sa.key")),
-            format!("--root-ca-file={}", p("ca.crt")),
-            format!("--service-cluster-ip-range={}", options.service_cidr),
-            "--leader-elect=false".to_string(),
-            "--use-service-account-credentials=false".to_string(),
-            "--profiling=false".to_string(),
-            "--v=1".to_string(),
-        ];
-        cp.spawn("kube-controller-manager", &kcm_args)?;
-        cp.wait_for_controller_manager(kcm_port).await?;
+        let kcm_args = cp.controller_manager_args(kcm_port);
+        cp.start_controller_manager(&kcm_args, kcm_port).await?;
         cp.wait_for_token_authentication().await?;
         Ok(cp)
     }
@@ -531,6 +517,85 @@ impl ControlPlane {
         }
     }
 
+    fn controller_manager_args(&self, port: u16) -> Vec<String> {
+        let kubeconfig = self.kubeconfig.display();
+        let pki = |name: &str| self.dir.join("pki").join(name).display().to_string();
+        vec![
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--authentication-kubeconfig={kubeconfig}"),
+            format!("--authorization-kubeconfig={kubeconfig}"),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", self.dir.join("kcm-certs").display()),
+            format!("--controllers={CONTROLLERS}"),
+            format!("--service-account-private-key-file={}", pki("sa.key")),
+            format!("--root-ca-file={}", pki("ca.crt")),
+            format!("--service-cluster-ip-range={}", self.options.service_cidr),
+            "--leader-elect=false".to_string(),
+            "--use-service-account-credentials=false".to_string(),
+            "--profiling=false".to_string(),
+            "--v=1".to_string(),
+        ]
+    }
+
+    /// Starts kube-controller-manager and waits until it is healthy, starting it again when it
+    /// exits on its own while etcd and kube-apiserver run. It exits by design when its one
+    /// attempt to read the authentication ConfigMap fails, and that attempt has a 10 s TLS
+    /// handshake timeout: a just-ready API server on a busy machine (several control planes
+    /// starting at once on two cores) can miss it. A kubelet would start it again; so do we,
+    /// until [`READY_TIMEOUT`].
+    async fn start_controller_manager(&mut self, args: &[String], port: u16) -> Result<(), Error> {
+        let index = self.processes.len();
+        self.spawn(CONTROLLER_MANAGER, args)?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let error = match self.wait_for_controller_manager(port).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let Some(status) = self.only_exited(index) else {
+                return Err(error);
+            };
+            if Instant::now() > deadline {
+                return Err(error);
+            }
+            eprintln!(
+                "[testenv] {CONTROLLER_MANAGER} exited while starting ({status}: {}); starting it again",
+                self.processes[index].log_tail(1).trim()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.respawn(index, args)?;
+        }
+    }
+
+    /// The exit status of the process at `index` if it exited and every other one still runs.
+    fn only_exited(&mut self, index: usize) -> Option<String> {
+        let status = self.processes[index].exited()?;
+        let others_run = self
+            .processes
+            .iter_mut()
+            .enumerate()
+            .all(|(i, p)| i == index || p.exited().is_none());
+        others_run.then_some(status)
+    }
+
+    /// Stops the process at `index` if it still runs, keeps its log as `<name>.log.N`, and
+    /// starts it again with `args`.
+    fn respawn(&mut self, index: usize, args: &[String]) -> Result<(), Error> {
+        let name = self.processes[index].name().to_string();
+        self.processes[index].stop(STOP_GRACE);
+        let log = self.dir.join(format!("{name}.log"));
+        let kept = (1..)
+            .map(|n| self.dir.join(format!("{name}.log.{n}")))
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| self.dir.join(format!("{name}.log.old")));
+        std::fs::rename(&log, &kept).map_err(|e| io_err(&log, e))?;
+        let process = Process::spawn(&name, &self.binaries.path(&name), args, &log)
+            .map_err(|e| Error::Start(format!("cannot restart {name}: {e}")))?;
+        self.processes[index] = process;
+        Ok(())
+    }
+
     /// Starts kube-apiserver again with the arguments, port and certificates it had (the
     /// earlier log is kept as `kube-apiserver.log.N`), and waits until it is ready. Objects
     /// survive: etcd kept them.
@@ -541,16 +606,8 @@ impl ControlPlane {
             .iter()
             .position(|p| p.name() == name)
             .ok_or_else(|| Error::Start(format!("{name} was never started")))?;
-        self.processes[index].stop(STOP_GRACE);
-        let log = self.dir.join(format!("{name}.log"));
-        let kept = (1..)
-            .map(|n| self.dir.join(format!("{name}.log.{n}")))
-            .find(|p| !p.exists())
-            .unwrap_or_else(|| self.dir.join(format!("{name}.log.old")));
-        std::fs::rename(&log, &kept).map_err(|e| io_err(&log, e))?;
-        let process = Process::spawn(name, &self.binaries.path(name), &self.api_server_args, &log)
-            .map_err(|e| Error::Start(format!("cannot restart {name}: {e}")))?;
-        self.processes[index] = process;
+        let args = self.api_server_args.clone();
+        self.respawn(index, &args)?;
         self.wait_for_api_server().await
     }
 
@@ -625,7 +682,7 @@ impl ControlPlane {
         config.accept_invalid_certs = true;
         let client = Client::try_from(config)
             .map_err(|e| Error::Start(format!("cannot build a health client: {e}")))?;
-        self.poll_ready(&client, "/healthz", "kube-controller-manager")
+        self.poll_ready(&client, "/healthz", CONTROLLER_MANAGER)
             .await
     }
 
@@ -738,4 +795,37 @@ fn write(path: &Path, content: &str) -> Result<(), Error> {
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::Io(format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The failure CI saw: kube-apiserver was ready, then too slow to finish a TLS handshake
+    /// within kube-controller-manager's 10 s, and the controller manager exited. Here the API
+    /// server is frozen (SIGSTOP) for longer than that, so the first controller manager must
+    /// give up; the control plane's start must outlast it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_controller_manager_that_gives_up_on_a_slow_api_server_is_started_again() {
+        let mut cp = ControlPlane::start(Options::default()).await.unwrap();
+        // The controller manager the start launched goes; this test starts its own.
+        drop(cp.processes.pop());
+        let api_server = cp.api_server().expect("started").pid() as libc::pid_t;
+        // SAFETY: kill(2) on a child we own.
+        assert_eq!(unsafe { libc::kill(api_server, libc::SIGSTOP) }, 0);
+        let thaw = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(15));
+            // SAFETY: as above.
+            unsafe { libc::kill(api_server, libc::SIGCONT) };
+        });
+        let port = free_port().unwrap();
+        let args = cp.controller_manager_args(port);
+        let started = cp.start_controller_manager(&args, port).await;
+        thaw.join().unwrap();
+        started.unwrap();
+        assert!(
+            cp.dir().join("kube-controller-manager.log.1").exists(),
+            "the controller manager was started more than once"
+        );
+    }
 }
