@@ -20,7 +20,7 @@ use kube_gateway::signin::{SESSION_COOKIE, Session};
 use serde_json::{Value, json};
 use url::Url;
 use virt_gateway_auth::keys::KeyAlgorithm;
-use virt_gateway_testenv::identity_provider::{CLIENT_ID, USER_EMAIL};
+use virt_gateway_testenv::identity_provider::{CLIENT_ID, SECOND_USER_EMAIL, USER_EMAIL};
 use virt_gateway_testenv::{ControlPlane, IdentityProvider, Login, Options, ProviderSettings};
 
 const GATEWAY_CALLBACK: &str = "https://gateway.virt-gateway.test/auth/callback";
@@ -550,7 +550,13 @@ async fn expired_sessions_are_refused_and_live_ones_are_refreshed() {
     let gw = s.gateway("dex").await;
     let idp = s.cp.identity_provider("dex").unwrap();
     let mut browser = Browser::new(&gw);
-    browser.sign_in(idp, alice(idp)).await;
+    // Not alice: another test's sign-in as alice would delete this session's refresh token at
+    // Dex (one per user and client) before the refresh below.
+    let bob = Login::Password {
+        email: SECOND_USER_EMAIL,
+        password: idp.user_password(),
+    };
+    browser.sign_in(idp, bob).await;
     let sealer = s.sealer();
     let session: Session = sealer
         .open(SESSION_COOKIE, &browser.jar[SESSION_COOKIE])

@@ -27,6 +27,10 @@ pub const CLIENT_ID: &str = "virt-gateway";
 pub const OTHER_CLIENT_ID: &str = "another-app";
 /// The static user's e-mail, which is also the Kubernetes user name (after [`USERNAME_PREFIX`]).
 pub const USER_EMAIL: &str = "alice@virt-gateway.test";
+/// A second static user with the same password. Dex keeps one refresh token per user and
+/// client: a sign-in replaces (deletes) the refresh token of that user's earlier sign-in, so a
+/// test that refreshes must not share its user with tests signing in at the same time.
+pub const SECOND_USER_EMAIL: &str = "bob@virt-gateway.test";
 /// Dex's built-in test connector `mockCallback` signs in this fixed user, with groups. Dex
 /// v2.41's static passwords carry no groups, so this is how a groups claim is tested.
 pub const GROUPS_USER_EMAIL: &str = "kilgore@kilgore.trout";
@@ -194,7 +198,7 @@ impl IdentityProvider {
     }
 
     /// Dex's configuration: in-memory storage, HTTPS only, no approval screen, the password
-    /// database with one user, and the `mockCallback` connector for a user with groups.
+    /// database with two users, and the `mockCallback` connector for a user with groups.
     fn dex_config(
         &self,
         port: u16,
@@ -214,6 +218,14 @@ impl IdentityProvider {
                 })
             })
             .collect();
+        let users = [(USER_EMAIL, "alice"), (SECOND_USER_EMAIL, "bob")].map(|(email, name)| {
+            serde_json::json!({
+                "email": email,
+                "hash": hash,
+                "username": name,
+                "userID": format!("{name}-{}", random_suffix(8)),
+            })
+        });
         let config = serde_json::json!({
             "issuer": self.issuer,
             "storage": {"type": "memory"},
@@ -227,12 +239,7 @@ impl IdentityProvider {
             "expiry": {"idTokens": settings.id_token_lifetime},
             "staticClients": clients,
             "enablePasswordDB": true,
-            "staticPasswords": [{
-                "email": USER_EMAIL,
-                "hash": hash,
-                "username": "alice",
-                "userID": format!("alice-{}", random_suffix(8)),
-            }],
+            "staticPasswords": users,
             "connectors": [{"type": "mockCallback", "id": "mock", "name": "Test user with groups"}],
         });
         // JSON is YAML; Dex reads either.
