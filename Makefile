@@ -54,7 +54,7 @@ demo: testenv-binaries web build
 	./target/debug/virt-gateway-demo --dir $(DEMO_DIR)
 
 test: testenv-binaries tools web build
-	$(CARGO) test --workspace --all-targets --locked
+	$(CARGO) test --workspace --all-targets --locked --no-fail-fast
 	$(CARGO) test --workspace --doc --locked
 	cd web && npm test
 
