@@ -69,6 +69,9 @@ pub struct AuditRecord {
     /// The token id (`jti`), when the token was verified and has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// The signed-in person's user name, when the request acted as a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Status code returned to the client.
     pub status: u16,
     /// Status code from the API server, when the request was forwarded.
@@ -131,11 +134,14 @@ impl Audit {
 }
 
 impl AuditRecord {
-    /// A refusal of a request that carried no verified token: anybody on the network can cause
-    /// as many as they like. Refusals of a verified token (it has a `jti`, which names who to
-    /// ask) and every allow and error are always written.
+    /// A refusal of a request that carried no verified token and no sign-in session: anybody
+    /// on the network can cause as many as they like. Refusals that name who acted (a `jti`, a
+    /// signed-in `user`) and every allow and error are always written.
     pub fn is_anonymous_refusal(&self) -> bool {
-        self.decision == "deny" && self.jti.is_none() && self.event != "websocket_close"
+        self.decision == "deny"
+            && self.jti.is_none()
+            && self.user.is_none()
+            && self.event != "websocket_close"
     }
 }
 
@@ -184,6 +190,7 @@ impl AuditCtx {
             reason: outcome.reason.as_str(),
             detail: outcome.detail.as_ref().map(|d| d.to_string()),
             jti: outcome.jti.clone(),
+            user: outcome.user.clone(),
             status,
             upstream_status: outcome.upstream_status,
             bytes,
@@ -314,7 +321,7 @@ impl<F: FnOnce(u64) + Send + Unpin + 'static> HttpBody for AuditBody<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{Decision, Reason};
+    use crate::outcome::{Actor, Decision, Reason};
 
     #[test]
     fn paths_lose_queries_and_tokens() {
@@ -346,9 +353,14 @@ mod tests {
         let ctx = AuditCtx::new(audit, "10.0.0.1:5000".parse().unwrap(), "GET", "/k8s/x");
         let anonymous = Outcome::refused(Decision::Deny, Reason::NoToken, "no token".into());
         let of_token = anonymous.clone().with_jti(Some("u1"));
+        let of_person = anonymous.clone().by(&Actor {
+            jti: None,
+            user: Some("u1@example.test".into()),
+        });
         for _ in 0..1000 {
             ctx.write(&ctx.record("request", &anonymous, 401, 0));
             ctx.write(&ctx.record("request", &of_token, 401, 0));
+            ctx.write(&ctx.record("request", &of_person, 401, 0));
             ctx.write(&ctx.record("request", &Outcome::allowed(), 200, 0));
         }
         let lines = lines.lock().unwrap();
@@ -358,7 +370,7 @@ mod tests {
             .count();
         assert_eq!(anonymous_written, 10, "a burst of ten, then one a second");
         assert_eq!(suppressed.get(), 990);
-        assert_eq!(lines.len(), 10 + 2000);
+        assert_eq!(lines.len(), 10 + 3000);
     }
 
     #[test]
@@ -391,5 +403,15 @@ mod tests {
         assert_eq!(line["status"], 403);
         assert_eq!(line["bytes"], 12);
         assert_eq!(line["client"], "10.0.0.1:5000");
+        assert!(line.get("user").is_none(), "a token's line names no person");
+
+        let person = Actor {
+            jti: None,
+            user: Some("alice@example.test".into()),
+        };
+        ctx.write(&ctx.record("request", &Outcome::allowed().by(&person), 200, 0));
+        let line: serde_json::Value = serde_json::from_str(&lines.lock().unwrap()[1]).unwrap();
+        assert_eq!(line["user"], "alice@example.test");
+        assert!(line.get("jti").is_none());
     }
 }

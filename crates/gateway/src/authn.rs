@@ -17,7 +17,7 @@ use virt_gateway_auth::jwt::{Claims, VerifiedToken};
 use crate::error::GatewayError;
 use crate::exchange::{ApiPath, Exchange};
 use crate::origin::OriginPolicy;
-use crate::outcome::Outcome;
+use crate::outcome::{Actor, Outcome};
 use crate::revocation::{Refusal, Revocation};
 use crate::signin::{Person, SESSION_COOKIE, SignIn, single_cookie};
 use crate::token::{self, Credential, TokenSource};
@@ -83,6 +83,17 @@ impl Principal {
     /// The token id, when the token verified and has one.
     pub fn jti(&self) -> Option<&str> {
         self.claims().and_then(|c| c.jti.as_deref())
+    }
+
+    /// Who this is, for the audit: the token id or the signed-in person's user name.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            jti: self.jti().map(str::to_owned),
+            user: match self {
+                Self::Person { person, .. } => Some(person.session.username.clone()),
+                _ => None,
+            },
+        }
     }
 }
 

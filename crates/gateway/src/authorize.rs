@@ -104,7 +104,7 @@ where
             Err(e) => {
                 let mut response = e.into_response();
                 Outcome::of(&response)
-                    .with_jti(principal.jti())
+                    .by(&principal.actor())
                     .attach(&mut response);
                 Box::pin(async move { Ok(response) })
             }

@@ -355,7 +355,7 @@ pub async fn route_console(
         Routed::Busy => {
             let mut response = GatewayError::ConsoleElsewhere.into_response();
             Outcome::of(&response)
-                .with_jti(principal.jti())
+                .by(&principal.actor())
                 .attach(&mut response);
             return Ok(response);
         }
@@ -376,7 +376,7 @@ pub async fn route_console(
         detail: Some("console served by another replica".into()),
         ..Outcome::allowed()
     }
-    .with_jti(principal.jti());
+    .by(&principal.actor());
     if status == http::StatusCode::SWITCHING_PROTOCOLS {
         // The holder authorized and serves the viewer; this replica carries its frames and
         // still ends them when the token ends here.

@@ -177,6 +177,16 @@ impl Reason {
     }
 }
 
+/// Who a request acted as, for its audit line: a verified token's id, a signed-in person's user
+/// name, or neither (pass-through, anonymous).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The token id (`jti`).
+    pub jti: Option<String>,
+    /// The signed-in person's user name.
+    pub user: Option<String>,
+}
+
 /// What became of one request: carried by its response to the audit log and the metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -188,6 +198,9 @@ pub struct Outcome {
     pub detail: Option<Cow<'static, str>>,
     /// The token id (`jti`), once a token verified.
     pub jti: Option<String>,
+    /// The signed-in person's user name (the provider's username claim), when the request acted
+    /// as a person: their requests carry no `jti`, and the audit must still say who acted.
+    pub user: Option<String>,
     /// The API server's status code, when the request was forwarded.
     pub upstream_status: Option<u16>,
     /// The request became a WebSocket session (audited as `websocket_open`/`websocket_close`).
@@ -202,6 +215,7 @@ impl Outcome {
             reason: Reason::Ok,
             detail: None,
             jti: None,
+            user: None,
             upstream_status: None,
             websocket: false,
         }
@@ -231,6 +245,18 @@ impl Outcome {
     pub fn with_jti(mut self, jti: Option<&str>) -> Self {
         if let Some(jti) = jti {
             self.jti = Some(jti.to_owned());
+        }
+        self
+    }
+
+    /// The same, naming who acted (whatever `actor` knows; the rest stays).
+    #[must_use]
+    pub fn by(mut self, actor: &Actor) -> Self {
+        if actor.jti.is_some() {
+            self.jti.clone_from(&actor.jti);
+        }
+        if actor.user.is_some() {
+            self.user.clone_from(&actor.user);
         }
         self
     }

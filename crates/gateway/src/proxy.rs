@@ -121,12 +121,10 @@ impl Forward {
             websocket,
             ..
         } = authorized;
-        let jti = principal.jti().map(str::to_owned);
+        let actor = principal.actor();
         let refuse = |e: GatewayError| {
             let mut response = e.into_response();
-            Outcome::of(&response)
-                .with_jti(jti.as_deref())
-                .attach(&mut response);
+            Outcome::of(&response).by(&actor).attach(&mut response);
             response
         };
         let upstream = &self.upstream;
@@ -180,7 +178,7 @@ impl Forward {
                 uri,
                 bearer,
             };
-            return self.shared_console(console, request, &principal, audit, jti.as_deref(), slot);
+            return self.shared_console(console, request, &principal, audit, slot);
         }
         // Fail closed: any other WebSocket (a console without shared consoles, exec, a serial
         // console) would carry a watch-only token's input to the VM.
@@ -232,7 +230,7 @@ impl Forward {
             upstream_status: Some(status.as_u16()),
             ..Outcome::allowed()
         }
-        .with_jti(jti.as_deref());
+        .by(&actor);
 
         if websocket && status == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(client_upgrade), Some(slot)) = (client_upgrade, slot) else {
@@ -308,7 +306,6 @@ impl Forward {
         mut request: http::Request<Body>,
         principal: &Principal,
         audit: crate::audit::AuditCtx,
-        jti: Option<&str>,
         slot: crate::limits::SlotGuard,
     ) -> Response {
         let Some(accept) = request
@@ -333,7 +330,7 @@ impl Forward {
             upstream_status: Some(101),
             ..Outcome::allowed()
         }
-        .with_jti(jti);
+        .by(&principal.actor());
         outcome.websocket = true;
         self.sessions.spawn_console(
             consoles,

@@ -288,6 +288,16 @@ async fn a_person_signs_in_and_kubernetes_sees_the_person_not_the_gateway() {
         "{}",
         answer.text()
     );
+    // The audit names the person for their sign-in and for each request made with the session.
+    let signed_in = gw
+        .wait_audit(|l| l["path"] == "/auth/callback" && l["decision"] == "allow")
+        .await;
+    assert_eq!(signed_in["user"], USER_EMAIL);
+    let configmaps = format!("/k8s/api/v1/namespaces/{}/configmaps", s.ns);
+    let request = gw.wait_audit(|l| l["path"] == configmaps.as_str()).await;
+    assert_eq!(request["user"], USER_EMAIL, "{request}");
+    assert_eq!(request["upstream_status"], 403, "{request}");
+    assert!(request.get("jti").is_none(), "{request}");
 
     // The page learns who is signed in, never a token.
     let me = browser.get("/auth/me").await;

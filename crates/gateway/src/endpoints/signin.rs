@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::endpoints::login::valid_then;
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
-use crate::outcome::{Decision, Outcome, Reason};
+use crate::outcome::{Actor, Decision, Outcome, Reason};
 use crate::signin::{
     FLOW_COOKIE, FLOW_MAX_AGE, Flow, SESSION_COOKIE, Session, SignIn, cookie, single_cookie,
 };
@@ -239,7 +239,11 @@ async fn finish(signin: &SignIn, request: &Parts) -> Result<Response, Refusal> {
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     tracing::info!(user = %session.username, mode = %session.mode, "signed in");
-    Outcome::allowed().attach(&mut response);
+    let person = Actor {
+        jti: None,
+        user: Some(session.username.clone()),
+    };
+    Outcome::allowed().by(&person).attach(&mut response);
     Ok(response)
 }
 
