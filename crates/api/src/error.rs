@@ -63,6 +63,9 @@ pub enum SpecError {
         "ingressTLSSecretName needs route: the Ingress TLS section is issued for the host name in route"
     )]
     TlsWithoutRoute,
+    /// `replicas` outside 1..=[`crate::gateserver::MAX_REPLICAS`].
+    #[error("replicas must be between 1 and {max}, not {0}", max = crate::gateserver::MAX_REPLICAS)]
+    InvalidReplicas(i32),
     /// `consoles.controllers` without `consoles.shared: true`.
     #[error("{}", crate::cel::SERVER_CONTROLLERS_NEED_SHARED_MESSAGE)]
     ControllersWithoutSharedConsoles,

@@ -258,7 +258,19 @@ pub struct GateServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = (SERVER_CONTROLLERS_NEED_SHARED, SERVER_CONTROLLERS_NEED_SHARED_MESSAGE))]
     pub consoles: Option<GateServerConsoles>,
+
+    /// virt-gateway extension: how many gateway pods run (default 1). With consoles.shared and
+    /// more than one replica, the replicas coordinate each VM's console through a Lease per VM in
+    /// this namespace, so that all of a VM's viewers share one VNC connection whichever replica
+    /// they reach; the operator then binds the ClusterRole virt-gateway-console-leases (installed
+    /// with the operator: get, create and update on Leases) to the gateway, in this namespace only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub replicas: Option<i32>,
 }
+
+/// The most gateway replicas a GateServer may ask for (the CRD's maximum).
+pub const MAX_REPLICAS: i32 = 10;
 
 /// GateServerConsoles: how the gateway serves VM consoles.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -617,6 +629,7 @@ impl Default for GateServerSpec {
             limits: None,
             oidc: None,
             consoles: None,
+            replicas: None,
         }
     }
 }
@@ -634,6 +647,17 @@ impl GateServerSpec {
     /// (written without `generateSecret`), so the operator can warn about it.
     pub fn uses_deprecated_gnerate_secret(&self) -> bool {
         self.raw_generate_secret.is_none() && self.raw_gnerate_secret.is_some()
+    }
+
+    /// How many gateway pods run: `replicas`, else 1.
+    pub fn replicas(&self) -> i32 {
+        self.replicas.unwrap_or(1)
+    }
+
+    /// Whether the gateway's replicas coordinate shared consoles through Leases: shared
+    /// consoles on more than one replica.
+    pub fn coordinates_consoles(&self) -> bool {
+        self.replicas() > 1 && self.consoles.as_ref().is_some_and(|c| c.shared)
     }
 
     /// `route` when written and non-empty.
@@ -718,6 +742,9 @@ impl GateServerSpec {
             return Err(SpecError::TlsWithoutRoute);
         }
         self.origins()?;
+        if !(1..=MAX_REPLICAS).contains(&self.replicas()) {
+            return Err(SpecError::InvalidReplicas(self.replicas()));
+        }
         if let Some(limits) = &self.limits {
             limits.validate()?;
         }
@@ -1031,6 +1058,40 @@ mod tests {
         // Written back as read: no field appears that was not written.
         let out = serde_json::to_value(spec(json!({"consoles": {"shared": true}}))).unwrap();
         assert_eq!(out["consoles"], json!({"shared": true}));
+    }
+
+    #[test]
+    fn replicas_coordinate_consoles_only_when_shared_and_several() {
+        let coordinated = |v: serde_json::Value| {
+            let s = spec(v);
+            s.validate()
+                .map(|()| (s.replicas(), s.coordinates_consoles()))
+        };
+        // The seed (and every upstream manifest): one replica, nothing to coordinate.
+        assert_eq!(coordinated(json!({})), Ok((1, false)));
+        assert_eq!(coordinated(json!({"replicas": 3})), Ok((3, false)));
+        assert_eq!(
+            coordinated(json!({"replicas": 1, "consoles": {"shared": true}})),
+            Ok((1, false))
+        );
+        assert_eq!(
+            coordinated(json!({"replicas": 2, "consoles": {"shared": true}})),
+            Ok((2, true))
+        );
+        // Objects stored before the schema's bounds (or with validation off) are refused by
+        // the operator with a condition instead.
+        for bad in [0, -1, MAX_REPLICAS + 1] {
+            assert_eq!(
+                coordinated(json!({"replicas": bad})),
+                Err(SpecError::InvalidReplicas(bad))
+            );
+        }
+        assert_eq!(
+            SpecError::InvalidReplicas(0).to_string(),
+            "replicas must be between 1 and 10, not 0"
+        );
+        let out = serde_json::to_value(spec(json!({}))).unwrap();
+        assert!(out.get("replicas").is_none(), "absent stays absent");
     }
 
     #[test]

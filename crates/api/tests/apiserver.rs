@@ -1094,6 +1094,28 @@ async fn gateserver_rules() {
             assert!(status.message.contains(want), "{bad}: {}", status.message);
         }
     }
+    // Replicas: 1 to 10, refused with the field and the bound outside it.
+    for (replicas, bound) in [
+        (0, "greater than or equal to 1"),
+        (11, "less than or equal to 10"),
+    ] {
+        let spec = json!({"replicas": replicas, "consoles": {"shared": true}});
+        let status = create(&api, SERVER, "bad-replicas", Some(spec))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+        for want in ["spec.replicas", bound] {
+            assert!(
+                status.message.contains(want),
+                "{replicas}: {}",
+                status.message
+            );
+        }
+    }
+    create(&api, SERVER, "ten-replicas", Some(json!({"replicas": 10})))
+        .await
+        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

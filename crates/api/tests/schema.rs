@@ -276,7 +276,17 @@ fn gateserver_spec_fields_defaults_and_validation() {
             "limits",
             "oidc",
             "consoles",
+            "replicas",
         ])
+    );
+    // Replicas: absent means one (no schema default, so stored seed objects stay as written);
+    // the schema bounds what the operator would refuse.
+    assert!(p["replicas"].get("default").is_none());
+    assert_eq!(p["replicas"]["type"], "integer");
+    assert_eq!(p["replicas"]["minimum"].as_f64(), Some(1.0));
+    assert_eq!(
+        p["replicas"]["maximum"].as_f64(),
+        Some(f64::from(virt_gateway_api::gateserver::MAX_REPLICAS))
     );
     // Issue 16: shared consoles, off unless written; the controllers policy is an enum without
     // a default (absent: the gateway's own default, take-over), refused without shared: true.
