@@ -35,8 +35,8 @@ use crate::error::{Category, Error, Result, has_code};
 use crate::keysecret::{self, KeyInfo, KeySecretError};
 use crate::metrics::GATESERVER;
 use crate::names::{
-    COMPONENT_ACCESS, COMPONENT_GATEWAY, COMPONENT_OAUTH, FIELD_MANAGER, FINALIZER,
-    LABEL_COMPONENT, oauth_client_name, oauth_secret_name, selector, server_labels,
+    COMPONENT_ACCESS, COMPONENT_CONSOLE_LEASES, COMPONENT_GATEWAY, COMPONENT_OAUTH, FIELD_MANAGER,
+    FINALIZER, LABEL_COMPONENT, oauth_client_name, oauth_secret_name, selector, server_labels,
     server_selector_labels, signin_key_secret_name,
 };
 
@@ -369,6 +369,9 @@ async fn apply_all(ctx: &Context, desired: &DesiredServer) -> (Option<Deployment
             .await
             .map(drop),
     );
+    if let Some(rb) = &desired.console_leases_binding {
+        note(apply_namespaced(c, rb).await.map(drop));
+    }
     note(apply_namespaced(c, &desired.service).await.map(drop));
     if let Some(ingress) = &desired.ingress {
         note(apply_namespaced(c, ingress).await.map(drop));
@@ -411,6 +414,7 @@ async fn prune_stale(
     let access = with(COMPONENT_ACCESS);
     let gateway = with(COMPONENT_GATEWAY);
     let oauth = with(COMPONENT_OAUTH);
+    let console_leases = with(COMPONENT_CONSOLE_LEASES);
     let name_of = |m: &ObjectMeta| m.name.clone().unwrap_or_default();
 
     let cr_name = name_of(&desired.cluster_role.metadata);
@@ -423,6 +427,10 @@ async fn prune_stale(
         .as_ref()
         .map(|b| (b.metadata.namespace.clone(), name_of(&b.metadata)));
     let ingress = desired.ingress.as_ref().map(|i| name_of(&i.metadata));
+    let leases_binding = desired
+        .console_leases_binding
+        .as_ref()
+        .map(|b| name_of(&b.metadata));
     let route = desired.route.as_ref().map(|r| name_of(&r.metadata));
     let oauth_client = desired.oauth_client.as_ref().map(|o| name_of(&o.metadata));
 
@@ -440,6 +448,12 @@ async fn prune_stale(
         .map(|(rns, n)| (rns.as_deref(), n.as_str()))
         .collect();
     note(prune_namespaced::<RoleBinding>(c, None, &access, &keep_rb, true).await);
+    // Back to one replica (or unshared consoles): the gateway no longer needs Leases.
+    let keep_leases: Vec<_> = leases_binding
+        .iter()
+        .map(|n| (Some(ns), n.as_str()))
+        .collect();
+    note(prune_namespaced::<RoleBinding>(c, Some(ns), &console_leases, &keep_leases, true).await);
     let keep_ingress: Vec<_> = ingress.iter().map(|n| (Some(ns), n.as_str())).collect();
     note(prune_namespaced::<Ingress>(c, Some(ns), &gateway, &keep_ingress, true).await);
     if apis.route {

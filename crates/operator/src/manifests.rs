@@ -31,8 +31,8 @@ use k8s_openapi::api::admissionregistration::v1::{
 
 use crate::config::DEFAULT_OPERATOR_NAMESPACE;
 use crate::rbac::{
-    ESCALATE_RULES, LEADER_ELECTION_RULES, SERVICE_ACCOUNT_TOKEN_RULES, cluster_role,
-    cluster_rules, role,
+    CONSOLE_LEASE_RULES, CONSOLE_LEASES_ROLE, ESCALATE_RULES, LEADER_ELECTION_RULES,
+    SERVICE_ACCOUNT_TOKEN_RULES, cluster_role, cluster_rules, role,
 };
 use virt_gateway_api::gatetoken::CREATED_BY_ANNOTATION;
 
@@ -112,7 +112,8 @@ fn header(what: &str) -> String {
     )
 }
 
-fn env_field(name: &str, path: &str) -> EnvVar {
+/// An environment variable from the downward API (a field of the pod, e.g. `metadata.name`).
+pub(crate) fn env_field(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: None,
@@ -302,6 +303,10 @@ pub fn operator_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
         ..ServiceAccount::default()
     })?);
     out.push(value(&cluster_role(OPERATOR_NAME, &cluster_rules()))?);
+    out.push(value(&cluster_role(
+        CONSOLE_LEASES_ROLE,
+        CONSOLE_LEASE_RULES,
+    ))?);
     // Both guards ship with the default install, so that the ServiceAccount-token one is in
     // force before its optional RBAC is ever granted (admission policies only restrict).
     // The creator annotation's policy, so "your links" can be believed (see creator_policy).

@@ -51,6 +51,8 @@ pub const COMPONENT_GATEWAY: &str = "gateway";
 pub const COMPONENT_ACCESS: &str = "gateway-access";
 /// Component: the Role letting the gateway read GateTokens (revocation watch).
 pub const COMPONENT_TOKEN_READER: &str = "token-reader";
+/// Component: the RoleBinding letting gateway replicas coordinate shared consoles (Leases).
+pub const COMPONENT_CONSOLE_LEASES: &str = "console-leases";
 /// Component: the OAuthClient and its secret.
 pub const COMPONENT_OAUTH: &str = "oauth-client";
 /// Component: the signing-key Secret.
@@ -113,6 +115,11 @@ pub fn server_access_name(namespace: &str, name: &str) -> String {
 /// Name of the Role and RoleBinding letting a GateServer's gateway read GateTokens.
 pub fn token_reader_name(server: &str) -> String {
     child_name(server, "-gatetoken-reader")
+}
+
+/// Name of the RoleBinding granting a GateServer's gateway the console-Lease ClusterRole.
+pub fn console_leases_name(server: &str) -> String {
+    child_name(server, "-console-leases")
 }
 
 /// Name of the OAuthClient of a GateServer (cluster-scoped): `virt-gateway.<namespace>.<name>`.

@@ -138,6 +138,13 @@ pub const OPERATOR_RULES: &[Rule] = &[
         why: "the Role letting the gateway read GateTokens (revocation)",
     },
     Rule {
+        api_groups: &["rbac.authorization.k8s.io"],
+        resources: &["clusterroles"],
+        verbs: &["bind"],
+        resource_names: &[CONSOLE_LEASES_ROLE],
+        why: "bind the console-Lease ClusterRole to a gateway running several replicas with shared consoles, in its own namespace (the operator holds no Lease permission itself)",
+    },
+    Rule {
         api_groups: &["admissionregistration.k8s.io"],
         resources: &[
             "validatingadmissionpolicies",
@@ -185,6 +192,21 @@ pub fn cluster_rules() -> Vec<Rule> {
         .copied()
         .collect()
 }
+
+/// The ClusterRole installed with the operator that gateway replicas need to coordinate shared
+/// consoles (a Lease per VM; they never list, watch or delete them). The operator never writes
+/// it and holds none of its rules: it may only bind it, by name, in a RoleBinding in the
+/// GateServer's namespace, so it cannot grant write on other Leases (leader election) anywhere.
+pub const CONSOLE_LEASES_ROLE: &str = "virt-gateway-console-leases";
+
+/// The rules of [`CONSOLE_LEASES_ROLE`].
+pub const CONSOLE_LEASE_RULES: &[Rule] = &[Rule {
+    api_groups: &["coordination.k8s.io"],
+    resources: &["leases"],
+    verbs: &["get", "create", "update"],
+    resource_names: &[],
+    why: "the gateway replica serving a VM's shared console holds a Lease naming it; the others read it and forward that VM's viewers there",
+}];
 
 /// The leader-election Role, in the operator's namespace.
 pub const LEADER_ELECTION_RULES: &[Rule] = &[Rule {
@@ -320,6 +342,7 @@ mod tests {
         for (title, rules) in [
             ("ClusterRole", cluster_rules()),
             ("leader election", LEADER_ELECTION_RULES.to_vec()),
+            ("console Leases", CONSOLE_LEASE_RULES.to_vec()),
             ("escalate", ESCALATE_RULES.to_vec()),
             (
                 "ServiceAccount tokens",

@@ -112,14 +112,23 @@ async fn review(
     resource: Option<ResourceAttributes>,
     path: Option<NonResourceAttributes>,
 ) -> bool {
+    service_account_may(admin, OPERATOR_NS, "virt-gateway-operator", resource, path).await
+}
+
+/// Whether the ServiceAccount `ns`/`name` may do what `resource` or `path` says.
+async fn service_account_may(
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    resource: Option<ResourceAttributes>,
+    path: Option<NonResourceAttributes>,
+) -> bool {
     let sar = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
-            user: Some(format!(
-                "system:serviceaccount:{OPERATOR_NS}:virt-gateway-operator"
-            )),
+            user: Some(format!("system:serviceaccount:{ns}:{name}")),
             groups: Some(vec![
                 "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{OPERATOR_NS}"),
+                format!("system:serviceaccounts:{ns}"),
                 "system:authenticated".into(),
             ]),
             resource_attributes: resource,
@@ -213,6 +222,17 @@ async fn assert_minimal(admin: &Client) {
             "",
             "kube-system",
         ),
+        // Bind any ClusterRole but the console-Lease one, or write Leases itself (other
+        // controllers' leader election) outside its own namespace.
+        ("bind", "rbac.authorization.k8s.io", "clusterroles", "", ""),
+        ("update", "coordination.k8s.io", "leases", "", "kube-system"),
+        (
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            "",
+            "kube-gateway",
+        ),
         ("impersonate", "", "users", "", ""),
         ("impersonate", "", "serviceaccounts", "", "kube-system"),
         (
@@ -304,6 +324,13 @@ async fn assert_minimal(admin: &Client) {
             "virt-gateway-gatetoken-delegation",
             "",
         ),
+        (
+            "bind",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "virt-gateway-console-leases",
+            "",
+        ),
     ];
     for (verb, group, resource, name, ns) in can {
         assert!(
@@ -311,6 +338,82 @@ async fn assert_minimal(admin: &Client) {
             "the operator may not {verb} {group}/{resource} {name:?} in {ns:?}"
         );
     }
+}
+
+/// Whether gateway `gateway`'s ServiceAccount (in `gs`) may `verb` Leases in `ns`.
+async fn gateway_may_lease(admin: &Client, gs: &str, gateway: &str, verb: &str, ns: &str) -> bool {
+    let lease = ResourceAttributes {
+        verb: Some(verb.into()),
+        group: Some("coordination.k8s.io".into()),
+        resource: Some("leases".into()),
+        namespace: Some(ns.into()),
+        ..ResourceAttributes::default()
+    };
+    service_account_may(admin, gs, gateway, Some(lease), None).await
+}
+
+/// Several replicas sharing consoles: with only its default RBAC the operator binds the
+/// console-Lease ClusterRole (the one ClusterRole it may bind) to that gateway, which may then use
+/// Leases in its own namespace and nowhere else; back to one replica, the binding goes.
+async fn replicas_get_console_leases_in_their_namespace_only(admin: &Client, gs: &str) {
+    let replicated = server(
+        gs,
+        "replicated",
+        json!({
+            "route": "replicated.apps.example.com",
+            "replicas": 2,
+            "consoles": {"shared": true}
+        }),
+    );
+    create(admin, &replicated).await;
+    wait_server_phase(admin, gs, "replicated", "Ready").await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(admin.clone(), gs);
+    let d = deployments.get("replicated").await.unwrap();
+    assert_eq!(d.spec.replicas, Some(2));
+    for verb in ["get", "create", "update"] {
+        assert!(
+            gateway_may_lease(admin, gs, "replicated", verb, gs).await,
+            "{verb}"
+        );
+    }
+    for (gateway, verb, ns) in [
+        ("replicated", "list", gs),
+        ("replicated", "delete", gs),
+        ("replicated", "update", "kube-system"),
+        ("replicated", "create", "default"),
+        // The seed runs one replica: no Lease permission at all.
+        ("gateserver-sample", "get", gs),
+    ] {
+        assert!(
+            !gateway_may_lease(admin, gs, gateway, verb, ns).await,
+            "{gateway} may {verb} leases in {ns}"
+        );
+    }
+    let servers: Api<GateServer> = Api::namespaced(admin.clone(), gs);
+    servers
+        .patch(
+            "replicated",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(admin.clone(), gs);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while bindings
+        .get_opt("replicated-console-leases")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console-Lease binding outlived the second replica"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(!gateway_may_lease(admin, gs, "replicated", "create", gs).await);
 }
 
 /// A client with the operator's own credentials.
@@ -441,6 +544,8 @@ async fn the_operator_works_with_exactly_the_generated_rbac() {
     );
     assert_eq!(code, 403, "{message}");
     assert!(message.contains("virt-gateway-operator-guard"), "{message}");
+
+    replicas_get_console_leases_in_their_namespace_only(&admin, gs).await;
 
     // ServiceAccount-mode tokens are off by default: a condition says how to enable them.
     let sa_token = token(

@@ -28,10 +28,12 @@ use virt_gateway_api::{GateServer, JWT_SECRET_NAME, JWT_SECRET_PUBLIC_KEY};
 use super::{BuildError, identity};
 use crate::keysecret;
 use crate::names::{
-    ANNOTATION_KID, COMPONENT_ACCESS, COMPONENT_GATEWAY, COMPONENT_OAUTH, COMPONENT_TOKEN_READER,
-    LABEL_APP, label_value, oauth_client_name, oauth_secret_name, server_access_name,
-    server_annotations, server_labels, signin_key_secret_name, token_reader_name,
+    ANNOTATION_KID, COMPONENT_ACCESS, COMPONENT_CONSOLE_LEASES, COMPONENT_GATEWAY, COMPONENT_OAUTH,
+    COMPONENT_TOKEN_READER, LABEL_APP, console_leases_name, label_value, oauth_client_name,
+    oauth_secret_name, server_access_name, server_annotations, server_labels,
+    signin_key_secret_name, token_reader_name,
 };
+use crate::rbac::CONSOLE_LEASES_ROLE;
 
 /// Where the OIDC client secret is mounted in the gateway pod.
 pub const OIDC_MOUNT_PATH: &str = "/var/run/secrets/oidc-client";
@@ -223,6 +225,9 @@ pub struct DesiredServer {
     pub token_reader_role: Role,
     /// Its RoleBinding to the gateway ServiceAccount.
     pub token_reader_binding: RoleBinding,
+    /// RoleBinding `<name>-console-leases` of the ClusterRole `virt-gateway-console-leases` to
+    /// the gateway ServiceAccount, when its replicas coordinate shared consoles.
+    pub console_leases_binding: Option<RoleBinding>,
     /// Service `<name>` (ClusterIP, port 8080).
     pub service: Service,
     /// Ingress `<name>` (when not `generateRoute` and `route` is set).
@@ -324,8 +329,20 @@ pub fn build_server(inputs: ServerInputs<'_>) -> Result<DesiredServer, BuildErro
             kind: "Role".to_owned(),
             name: reader_name.clone(),
         },
-        subjects: Some(vec![gateway_subject]),
+        subjects: Some(vec![gateway_subject.clone()]),
     };
+    let console_leases_binding = spec.coordinates_consoles().then(|| {
+        let binding_name = console_leases_name(&name);
+        RoleBinding {
+            metadata: meta(&binding_name, COMPONENT_CONSOLE_LEASES, true),
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".to_owned()),
+                kind: "ClusterRole".to_owned(),
+                name: CONSOLE_LEASES_ROLE.to_owned(),
+            },
+            subjects: Some(vec![gateway_subject]),
+        }
+    });
 
     let https = spec.generate_route;
     let mut service_meta = meta(&name, COMPONENT_GATEWAY, true);
@@ -450,6 +467,7 @@ pub fn build_server(inputs: ServerInputs<'_>) -> Result<DesiredServer, BuildErro
         access_role_binding,
         token_reader_role,
         token_reader_binding,
+        console_leases_binding,
         service,
         ingress,
         route,
@@ -620,6 +638,19 @@ pub fn oidc_flags(server: &GateServer) -> Vec<String> {
 
 fn quantity(s: &str) -> Quantity {
     Quantity(s.to_owned())
+}
+
+/// What a replica needs to coordinate shared consoles with the others (gateway README, "Shared
+/// consoles across replicas"): its pod name (the Leases' holder), its namespace (where the
+/// Leases are) and its pod IP (where the other replicas forward a console's viewers), all from
+/// the downward API.
+fn console_coordination_env() -> [EnvVar; 3] {
+    let field = crate::manifests::env_field;
+    [
+        field("KUBE_GATEWAY_POD_NAME", "metadata.name"),
+        field("KUBE_GATEWAY_POD_NAMESPACE", "metadata.namespace"),
+        field("KUBE_GATEWAY_CONSOLE_PEER_ADDRESS", "status.podIP"),
+    ]
 }
 
 fn restricted_security_context(platform: Platform) -> SecurityContext {
@@ -883,6 +914,9 @@ pub fn gateway_deployment(
         );
         env.push(var(&name, value.to_owned()));
     }
+    if spec.coordinates_consoles() {
+        env.extend(console_coordination_env());
+    }
     env.extend([
         EnvVar {
             name: "KUBE_GATEWAY_METRICS_LISTEN".to_owned(),
@@ -954,7 +988,7 @@ pub fn gateway_deployment(
             ..ObjectMeta::default()
         },
         spec: DeploymentSpec {
-            replicas: Some(1),
+            replicas: Some(spec.replicas()),
             // Gen B's selector, kept exactly: it is immutable, and keeping it adopts Gen B's
             // Deployments in place.
             selector: LabelSelector {

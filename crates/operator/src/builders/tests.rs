@@ -17,6 +17,7 @@ use crate::keysecret;
 const SEED: &str = include_str!("../../tests/fixtures/gateserver-seed.yaml");
 const OPENSHIFT: &str = include_str!("../../tests/fixtures/gateserver-openshift.yaml");
 const INGRESS_TLS: &str = include_str!("../../tests/fixtures/gateserver-ingress-tls.yaml");
+const REPLICAS: &str = include_str!("../../tests/fixtures/gateserver-replicas.yaml");
 const KEY: &str = include_str!("../../tests/fixtures/key-secret.yaml");
 const TOKEN_SEED: &str = include_str!("../../tests/fixtures/gatetoken-seed.yaml");
 const TOKEN_SA: &str = include_str!("../../tests/fixtures/gatetoken-service-account.yaml");
@@ -530,6 +531,100 @@ fn shared_consoles_and_the_controllers_policy_reach_the_gateway() {
         assert_eq!(
             format!("{:?}", config.console_controllers),
             format!("{policy:?}")
+        );
+    }
+}
+
+/// Several replicas with shared consoles coordinate through Leases: the Deployment runs that many
+/// pods, each told its name, namespace and IP by the downward API (which the real gateway turns
+/// into its replica coordination), and the gateway alone is bound to the console-Lease
+/// ClusterRole, in its own namespace. One replica, or unshared consoles, get neither.
+#[test]
+fn replicas_with_shared_consoles_coordinate_through_leases() {
+    let gs = server(REPLICAS);
+    let desired = build(&gs, ApiAvailability::default(), None);
+    let d = &desired.deployment;
+    assert_eq!(d.spec.replicas, Some(3));
+    let env = gateway_container(d).env.clone().unwrap();
+    let from_pod = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+            .map(|f| f.field_path.clone())
+    };
+    assert_eq!(
+        from_pod("KUBE_GATEWAY_POD_NAME").as_deref(),
+        Some("metadata.name")
+    );
+    assert_eq!(
+        from_pod("KUBE_GATEWAY_POD_NAMESPACE").as_deref(),
+        Some("metadata.namespace")
+    );
+    assert_eq!(
+        from_pod("KUBE_GATEWAY_CONSOLE_PEER_ADDRESS").as_deref(),
+        Some("status.podIP")
+    );
+    // What the kubelet resolves those to, read by the real gateway.
+    let mut args = gateway_args(d);
+    args.extend([
+        "--pod-name=gateserver-sample-7d9f8-abcde".to_owned(),
+        "--pod-namespace=kube-gateway".to_owned(),
+        "--console-peer-address=10.128.0.7".to_owned(),
+    ]);
+    let config = kube_gateway::Config::from_args(args).unwrap();
+    let replicas = config.console_replicas.expect("replicas coordinate");
+    assert_eq!(replicas.namespace, "kube-gateway");
+    assert_eq!(replicas.peer_ip.to_string(), "10.128.0.7");
+
+    let binding = desired.console_leases_binding.expect("Lease permission");
+    assert_eq!(
+        v(&binding),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {
+                "name": "gateserver-sample-console-leases",
+                "namespace": "kube-gateway",
+                "labels": v(&binding.metadata.labels),
+                "annotations": v(&binding.metadata.annotations),
+                "ownerReferences": v(&binding.metadata.owner_references),
+            },
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "virt-gateway-console-leases",
+            },
+            "subjects": [{
+                "kind": "ServiceAccount",
+                "name": "gateserver-sample",
+                "namespace": "kube-gateway",
+            }],
+        })
+    );
+    assert_eq!(
+        binding.metadata.labels.unwrap()["app.kubernetes.io/component"],
+        "console-leases"
+    );
+    assert!(
+        binding.metadata.owner_references.is_some(),
+        "removed with the GateServer"
+    );
+
+    for (replicas, shared) in [(None, true), (Some(1), true), (Some(3), false)] {
+        let mut gs = server(REPLICAS);
+        gs.spec.replicas = replicas;
+        gs.spec.consoles.as_mut().unwrap().shared = shared;
+        let desired = build(&gs, ApiAvailability::default(), None);
+        assert_eq!(
+            desired.console_leases_binding, None,
+            "{replicas:?} {shared}"
+        );
+        let d = &desired.deployment;
+        assert_eq!(d.spec.replicas, Some(replicas.unwrap_or(1)));
+        let env = gateway_container(d).env.clone().unwrap();
+        assert!(
+            env.iter()
+                .all(|e| e.value_from.as_ref().is_none_or(|f| f.field_ref.is_none()))
         );
     }
 }

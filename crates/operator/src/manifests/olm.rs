@@ -35,6 +35,7 @@ pub const MIN_OPENSHIFT: &str = "v4.17";
 
 /// Kinds OLM (operator-registry's supported bundle objects) creates from a bundle's manifests/.
 const OLM_KINDS: &[&str] = &[
+    "ClusterRole",
     "Secret",
     "ConfigMap",
     "Service",
