@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -640,6 +640,21 @@ fn quantity(s: &str) -> Quantity {
     Quantity(s.to_owned())
 }
 
+/// Replicas on one node all go with it: prefer one per node, but still schedule them all when
+/// there are fewer nodes (a soft constraint, so a one-node cluster runs every replica).
+fn spread_over_nodes(name: &str) -> TopologySpreadConstraint {
+    TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: "kubernetes.io/hostname".to_owned(),
+        when_unsatisfiable: "ScheduleAnyway".to_owned(),
+        label_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(LABEL_APP.to_owned(), label_value(name))])),
+            match_expressions: None,
+        }),
+        ..TopologySpreadConstraint::default()
+    }
+}
+
 /// What a replica needs to coordinate shared consoles with the others (gateway README, "Shared
 /// consoles across replicas"): its pod name (the Leases' holder), its namespace (where the
 /// Leases are) and its pod IP (where the other replicas forward a console's viewers), all from
@@ -1019,6 +1034,8 @@ pub fn gateway_deployment(
                         ..PodSecurityContext::default()
                     }),
                     init_containers: (!init_containers.is_empty()).then_some(init_containers),
+                    topology_spread_constraints: (spec.replicas() > 1)
+                        .then(|| vec![spread_over_nodes(&name)]),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()

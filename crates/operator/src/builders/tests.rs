@@ -545,6 +545,17 @@ fn replicas_with_shared_consoles_coordinate_through_leases() {
     let desired = build(&gs, ApiAvailability::default(), None);
     let d = &desired.deployment;
     assert_eq!(d.spec.replicas, Some(3));
+    let pod = d.spec.template.spec.as_ref().unwrap();
+    assert_eq!(
+        v(&pod.topology_spread_constraints),
+        json!([{
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app": "gateserver-sample"}},
+        }]),
+        "one replica per node where there are nodes enough"
+    );
     let env = gateway_container(d).env.clone().unwrap();
     let from_pod = |name: &str| {
         env.iter()
@@ -621,6 +632,14 @@ fn replicas_with_shared_consoles_coordinate_through_leases() {
         );
         let d = &desired.deployment;
         assert_eq!(d.spec.replicas, Some(replicas.unwrap_or(1)));
+        let spread = &d
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .topology_spread_constraints;
+        assert_eq!(spread.is_some(), replicas == Some(3), "{replicas:?}");
         let env = gateway_container(d).env.clone().unwrap();
         assert!(
             env.iter()
