@@ -154,6 +154,15 @@ impl SignIn {
         )
     }
 
+    /// Whose session cookie a request carries, for the audit of signing out: the user name of a
+    /// cookie this gateway sealed, ended or not; `None` without one or for one that does not
+    /// open. Grants nothing (no refresh, no expiry check).
+    pub fn sealed_username(&self, headers: &HeaderMap) -> Option<String> {
+        let sealed = single_cookie(headers, SESSION_COOKIE).ok()??;
+        let session: Session = self.sealer.open(SESSION_COOKIE, &sealed).ok()?;
+        Some(session.username)
+    }
+
     /// The person of a request's session cookie, refreshing the bearer when it is about to
     /// expire. `Ok(None)`: no session cookie. Refused: a cookie that does not open (forged,
     /// tampered, another key), a session past its end, a bearer that expired and cannot be

@@ -322,6 +322,11 @@ async fn a_person_signs_in_and_kubernetes_sees_the_person_not_the_gateway() {
     // Signing out ends it.
     let out = browser.get("/auth/logout").await;
     assert_eq!(out.status, StatusCode::FOUND);
+    let signed_out = gw.wait_audit(|l| l["path"] == "/auth/logout").await;
+    assert_eq!(
+        signed_out["user"], USER_EMAIL,
+        "the audit says who signed out"
+    );
     assert!(!browser.jar.contains_key(SESSION_COOKIE));
     assert_eq!(browser.who_am_i().await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(browser.get("/auth/me").await.json()["signedIn"], false);
@@ -504,7 +509,26 @@ async fn forged_and_tampered_session_cookies_are_refused() {
         let answer = attacker.who_am_i().await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
         assert!(answer.text().contains("sign in again"), "{}", answer.text());
+        // Nor can a forgery make the audit name the person as signing out.
+        assert_eq!(attacker.get("/auth/logout").await.status, StatusCode::FOUND);
     }
+    // A line is written when its response ends, which may be just after the client has it.
+    let logouts = || -> Vec<Value> {
+        gw.audit_lines()
+            .into_iter()
+            .filter(|l| l["path"] == "/auth/logout")
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while logouts().len() < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let logouts = logouts();
+    assert_eq!(logouts.len(), 4);
+    assert!(
+        logouts.iter().all(|l| l.get("user").is_none()),
+        "{logouts:?}"
+    );
     // A second, different session cookie tossed in next to the genuine one.
     let mut tossed = browser.clone();
     let answer = tossed

@@ -13,7 +13,7 @@ use virt_gateway_api::names::is_dns_label;
 use crate::authn::{Authenticator, Refused};
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
-use crate::outcome::Outcome;
+use crate::outcome::{Actor, Outcome};
 use crate::token::{self, HOST_SESSION_COOKIE, SESSION_COOKIE};
 use crate::util::now_unix;
 
@@ -284,12 +284,14 @@ impl Login {
         let mut response = redirect(then, &cleared_cookies(self.secure(&params.headers)))?;
         // Signing out ends the identity-provider session cookie too (not the provider's own
         // session: the next /auth/login may pass without a password while that lasts).
-        if self.authn.signin().is_some() {
+        let mut signed_out = Actor::default();
+        if let Some(signin) = self.authn.signin() {
+            signed_out.user = signin.sealed_username(&params.headers);
             for clear in crate::endpoints::signin::clear_cookies() {
                 response.headers_mut().append(header::SET_COOKIE, clear);
             }
         }
-        Outcome::allowed().attach(&mut response);
+        Outcome::allowed().by(&signed_out).attach(&mut response);
         Ok(response)
     }
 }
