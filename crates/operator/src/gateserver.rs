@@ -10,6 +10,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
@@ -373,6 +374,9 @@ async fn apply_all(ctx: &Context, desired: &DesiredServer) -> (Option<Deployment
         note(apply_namespaced(c, rb).await.map(drop));
     }
     note(apply_namespaced(c, &desired.service).await.map(drop));
+    if let Some(pdb) = &desired.disruption_budget {
+        note(apply_namespaced(c, pdb).await.map(drop));
+    }
     if let Some(ingress) = &desired.ingress {
         note(apply_namespaced(c, ingress).await.map(drop));
     }
@@ -427,6 +431,10 @@ async fn prune_stale(
         .as_ref()
         .map(|b| (b.metadata.namespace.clone(), name_of(&b.metadata)));
     let ingress = desired.ingress.as_ref().map(|i| name_of(&i.metadata));
+    let budget = desired
+        .disruption_budget
+        .as_ref()
+        .map(|b| name_of(&b.metadata));
     let leases_binding = desired
         .console_leases_binding
         .as_ref()
@@ -456,6 +464,8 @@ async fn prune_stale(
     note(prune_namespaced::<RoleBinding>(c, Some(ns), &console_leases, &keep_leases, true).await);
     let keep_ingress: Vec<_> = ingress.iter().map(|n| (Some(ns), n.as_str())).collect();
     note(prune_namespaced::<Ingress>(c, Some(ns), &gateway, &keep_ingress, true).await);
+    let keep_budget: Vec<_> = budget.iter().map(|n| (Some(ns), n.as_str())).collect();
+    note(prune_namespaced::<PodDisruptionBudget>(c, Some(ns), &gateway, &keep_budget, true).await);
     if apis.route {
         let keep: Vec<_> = route.iter().map(|n| (Some(ns), n.as_str())).collect();
         note(prune_dynamic(c, &route_resource(), Some(ns), &gateway, &keep, true).await);

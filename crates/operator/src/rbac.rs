@@ -117,6 +117,13 @@ pub const OPERATOR_RULES: &[Rule] = &[
         why: "the gateway Deployment",
     },
     Rule {
+        api_groups: &["policy"],
+        resources: &["poddisruptionbudgets"],
+        verbs: APPLY_DELETE,
+        resource_names: &[],
+        why: "the gateway's PodDisruptionBudget when it runs several replicas (a drain takes one at a time); removed when it runs one",
+    },
+    Rule {
         api_groups: &["networking.k8s.io"],
         resources: &["ingresses"],
         verbs: APPLY_DELETE,

@@ -354,7 +354,8 @@ async fn gateway_may_lease(admin: &Client, gs: &str, gateway: &str, verb: &str, 
 
 /// Several replicas sharing consoles: with only its default RBAC the operator binds the
 /// console-Lease ClusterRole (the one ClusterRole it may bind) to that gateway, which may then use
-/// Leases in its own namespace and nowhere else; back to one replica, the binding goes.
+/// Leases in its own namespace and nowhere else, and a drain may take one replica at a time (a
+/// PodDisruptionBudget); back to one replica, the binding and the budget go.
 async fn replicas_get_console_leases_in_their_namespace_only(admin: &Client, gs: &str) {
     let replicated = server(
         gs,
@@ -371,6 +372,13 @@ async fn replicas_get_console_leases_in_their_namespace_only(admin: &Client, gs:
         Api::namespaced(admin.clone(), gs);
     let d = deployments.get("replicated").await.unwrap();
     assert_eq!(d.spec.replicas, Some(2));
+    let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(admin.clone(), gs);
+    let budget = budgets.get("replicated").await.unwrap().spec.unwrap();
+    assert_eq!(
+        budget.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
     for verb in ["get", "create", "update"] {
         assert!(
             gateway_may_lease(admin, gs, "replicated", verb, gs).await,
@@ -414,6 +422,10 @@ async fn replicas_get_console_leases_in_their_namespace_only(admin: &Client, gs:
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(!gateway_may_lease(admin, gs, "replicated", "create", gs).await);
+    assert!(
+        budgets.get_opt("replicated").await.unwrap().is_none(),
+        "one replica needs no PodDisruptionBudget"
+    );
 }
 
 /// A client with the operator's own credentials.

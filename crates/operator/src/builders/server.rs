@@ -15,6 +15,7 @@ use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
@@ -230,6 +231,8 @@ pub struct DesiredServer {
     pub console_leases_binding: Option<RoleBinding>,
     /// Service `<name>` (ClusterIP, port 8080).
     pub service: Service,
+    /// PodDisruptionBudget `<name>` (at most one replica unavailable) when `replicas` > 1.
+    pub disruption_budget: Option<PodDisruptionBudget>,
     /// Ingress `<name>` (when not `generateRoute` and `route` is set).
     pub ingress: Option<Ingress>,
     /// Route `<name>` (when `generateRoute` and the Route API exists).
@@ -371,6 +374,17 @@ pub fn build_server(inputs: ServerInputs<'_>) -> Result<DesiredServer, BuildErro
         status: None,
     };
 
+    // Several replicas are for availability: a node drain must not evict them all at once.
+    let disruption_budget = (spec.replicas() > 1).then(|| PodDisruptionBudget {
+        metadata: meta(&name, COMPONENT_GATEWAY, true),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(gateway_selector(&name)),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    });
+
     let host = spec.route().map(str::to_owned);
     let (ingress, route, exposure) = if spec.generate_route {
         if inputs.apis.route {
@@ -469,6 +483,7 @@ pub fn build_server(inputs: ServerInputs<'_>) -> Result<DesiredServer, BuildErro
         token_reader_binding,
         console_leases_binding,
         service,
+        disruption_budget,
         ingress,
         route,
         oauth_client,
@@ -647,11 +662,16 @@ fn spread_over_nodes(name: &str) -> TopologySpreadConstraint {
         max_skew: 1,
         topology_key: "kubernetes.io/hostname".to_owned(),
         when_unsatisfiable: "ScheduleAnyway".to_owned(),
-        label_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(LABEL_APP.to_owned(), label_value(name))])),
-            match_expressions: None,
-        }),
+        label_selector: Some(gateway_selector(name)),
         ..TopologySpreadConstraint::default()
+    }
+}
+
+/// The gateway pods of GateServer `name`: Gen B's Deployment selector.
+fn gateway_selector(name: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(LABEL_APP.to_owned(), label_value(name))])),
+        match_expressions: None,
     }
 }
 
@@ -1006,10 +1026,7 @@ pub fn gateway_deployment(
             replicas: Some(spec.replicas()),
             // Gen B's selector, kept exactly: it is immutable, and keeping it adopts Gen B's
             // Deployments in place.
-            selector: LabelSelector {
-                match_labels: Some(BTreeMap::from([(LABEL_APP.to_owned(), label_value(&name))])),
-                match_expressions: None,
-            },
+            selector: gateway_selector(&name),
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".to_owned()),
                 rolling_update: None,

@@ -556,6 +556,16 @@ fn replicas_with_shared_consoles_coordinate_through_leases() {
         }]),
         "one replica per node where there are nodes enough"
     );
+    let budget = desired
+        .disruption_budget
+        .as_ref()
+        .expect("a PodDisruptionBudget");
+    assert_eq!(budget.metadata.name.as_deref(), Some("gateserver-sample"));
+    assert_eq!(
+        v(&budget.spec),
+        json!({"maxUnavailable": 1, "selector": {"matchLabels": {"app": "gateserver-sample"}}})
+    );
+    assert!(budget.metadata.owner_references.is_some());
     let env = gateway_container(d).env.clone().unwrap();
     let from_pod = |name: &str| {
         env.iter()
@@ -640,6 +650,7 @@ fn replicas_with_shared_consoles_coordinate_through_leases() {
             .unwrap()
             .topology_spread_constraints;
         assert_eq!(spread.is_some(), replicas == Some(3), "{replicas:?}");
+        assert_eq!(desired.disruption_budget.is_some(), replicas == Some(3));
         let env = gateway_container(d).env.clone().unwrap();
         assert!(
             env.iter()
