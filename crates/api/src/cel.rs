@@ -97,6 +97,15 @@ pub const SERVER_TLS_NEEDS_ROUTE: &str =
 /// Message of [`SERVER_TLS_NEEDS_ROUTE`].
 pub const SERVER_TLS_NEEDS_ROUTE_MESSAGE: &str = "ingressTLSSecretName needs route: the Ingress TLS section is issued for the host name in route";
 
+/// GateServer, on `spec`: replicas sharing consoles forward viewers (with their tokens) to the
+/// replica a Lease names. Only over HTTPS (`generateRoute`) must that replica prove it holds the
+/// replicas' serving key; over plain HTTP whoever can write a Lease in the namespace could name an
+/// address of theirs and collect the tokens.
+pub const SERVER_REPLICAS_NEED_HTTPS: &str = "!has(self.replicas) || self.replicas <= 1 || !has(self.consoles) || !has(self.consoles.shared) || !self.consoles.shared || (has(self.generateRoute) && self.generateRoute)";
+
+/// Message of [`SERVER_REPLICAS_NEED_HTTPS`].
+pub const SERVER_REPLICAS_NEED_HTTPS_MESSAGE: &str = "consoles.shared with more than one replica needs generateRoute: true: the replicas forward viewers and their tokens to each other, over HTTPS with their shared serving certificate; use one replica, or shared: false, without it";
+
 /// Every rule of the GateToken CRD as `(JSON path of the schema node, rule, message)`.
 pub const GATETOKEN_RULES: &[(&str, &str, &str)] = &[
     ("spec", TOKEN_GROUPS_XOR_URLS, TOKEN_GROUPS_XOR_URLS_MESSAGE),
@@ -136,5 +145,10 @@ pub const GATESERVER_RULES: &[(&str, &str, &str)] = &[
         "spec.consoles",
         SERVER_CONTROLLERS_NEED_SHARED,
         SERVER_CONTROLLERS_NEED_SHARED_MESSAGE,
+    ),
+    (
+        "spec",
+        SERVER_REPLICAS_NEED_HTTPS,
+        SERVER_REPLICAS_NEED_HTTPS_MESSAGE,
     ),
 ];

@@ -66,6 +66,9 @@ pub enum SpecError {
     /// `replicas` outside 1..=[`crate::gateserver::MAX_REPLICAS`].
     #[error("replicas must be between 1 and {max}, not {0}", max = crate::gateserver::MAX_REPLICAS)]
     InvalidReplicas(i32),
+    /// Shared consoles on several replicas without HTTPS between them.
+    #[error("{}", crate::cel::SERVER_REPLICAS_NEED_HTTPS_MESSAGE)]
+    ReplicasNeedHttps,
     /// `consoles.controllers` without `consoles.shared: true`.
     #[error("{}", crate::cel::SERVER_CONTROLLERS_NEED_SHARED_MESSAGE)]
     ControllersWithoutSharedConsoles,

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cel::{
     SERVER_CONTROLLERS_NEED_SHARED, SERVER_CONTROLLERS_NEED_SHARED_MESSAGE, SERVER_GROUPS_XOR_URLS,
-    SERVER_GROUPS_XOR_URLS_MESSAGE, SERVER_RULE_NOT_EMPTY, SERVER_RULE_NOT_EMPTY_MESSAGE,
-    SERVER_TLS_NEEDS_ROUTE, SERVER_TLS_NEEDS_ROUTE_MESSAGE,
+    SERVER_GROUPS_XOR_URLS_MESSAGE, SERVER_REPLICAS_NEED_HTTPS, SERVER_REPLICAS_NEED_HTTPS_MESSAGE,
+    SERVER_RULE_NOT_EMPTY, SERVER_RULE_NOT_EMPTY_MESSAGE, SERVER_TLS_NEEDS_ROUTE,
+    SERVER_TLS_NEEDS_ROUTE_MESSAGE,
 };
 use crate::error::{SpecError, UnknownPhase};
 use crate::rule::{EffectiveRule, non_empty};
@@ -114,6 +115,7 @@ fn default_service_account_resources() -> Vec<String> {
 #[x_kube(validation = (SERVER_GROUPS_XOR_URLS, SERVER_GROUPS_XOR_URLS_MESSAGE))]
 #[x_kube(validation = (SERVER_RULE_NOT_EMPTY, SERVER_RULE_NOT_EMPTY_MESSAGE))]
 #[x_kube(validation = (SERVER_TLS_NEEDS_ROUTE, SERVER_TLS_NEEDS_ROUTE_MESSAGE))]
+#[x_kube(validation = (SERVER_REPLICAS_NEED_HTTPS, SERVER_REPLICAS_NEED_HTTPS_MESSAGE))]
 pub struct GateServerSpec {
     /// URL of the Kubernetes API server that the gateway proxies to.
     #[serde(rename = "apiURL", default = "default_api_url")]
@@ -262,7 +264,8 @@ pub struct GateServerSpec {
     /// virt-gateway extension: how many gateway pods run (default 1). With consoles.shared and
     /// more than one replica, the replicas coordinate each VM's console through a Lease per VM in
     /// this namespace, so that all of a VM's viewers share one VNC connection whichever replica
-    /// they reach; the operator then binds the ClusterRole virt-gateway-console-leases (installed
+    /// they reach; they forward viewers' tokens to each other, so this needs generateRoute: true
+    /// (HTTPS). The operator then binds the ClusterRole virt-gateway-console-leases (installed
     /// with the operator: get, create and update on Leases) to the gateway, in this namespace only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10))]
@@ -654,10 +657,18 @@ impl GateServerSpec {
         self.replicas.unwrap_or(1)
     }
 
-    /// Whether the gateway's replicas coordinate shared consoles through Leases: shared
-    /// consoles on more than one replica.
-    pub fn coordinates_consoles(&self) -> bool {
+    /// Whether several replicas share consoles, so that they must agree on which one holds each
+    /// VM's VNC connection.
+    fn replicas_share_consoles(&self) -> bool {
         self.replicas() > 1 && self.consoles.as_ref().is_some_and(|c| c.shared)
+    }
+
+    /// Whether the gateway's replicas coordinate shared consoles through Leases: shared consoles
+    /// on more than one replica, over HTTPS only (they forward viewers' tokens to each other;
+    /// [`validate`](Self::validate) refuses the same without HTTPS, and this never coordinates
+    /// over plain HTTP even for an object that was not validated).
+    pub fn coordinates_consoles(&self) -> bool {
+        self.replicas_share_consoles() && self.generate_route
     }
 
     /// `route` when written and non-empty.
@@ -744,6 +755,9 @@ impl GateServerSpec {
         self.origins()?;
         if !(1..=MAX_REPLICAS).contains(&self.replicas()) {
             return Err(SpecError::InvalidReplicas(self.replicas()));
+        }
+        if self.replicas_share_consoles() && !self.generate_route {
+            return Err(SpecError::ReplicasNeedHttps);
         }
         if let Some(limits) = &self.limits {
             limits.validate()?;
@@ -1075,9 +1089,18 @@ mod tests {
             Ok((1, false))
         );
         assert_eq!(
-            coordinated(json!({"replicas": 2, "consoles": {"shared": true}})),
+            coordinated(
+                json!({"replicas": 2, "consoles": {"shared": true}, "generateRoute": true})
+            ),
             Ok((2, true))
         );
+        // Replicas forward viewers' tokens to each other: never over plain HTTP.
+        assert_eq!(
+            coordinated(json!({"replicas": 2, "consoles": {"shared": true}})),
+            Err(SpecError::ReplicasNeedHttps)
+        );
+        // Nor for an object that skipped validation (fail closed).
+        assert!(!spec(json!({"replicas": 2, "consoles": {"shared": true}})).coordinates_consoles());
         // Objects stored before the schema's bounds (or with validation off) are refused by
         // the operator with a condition instead.
         for bad in [0, -1, MAX_REPLICAS + 1] {

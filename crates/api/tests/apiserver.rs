@@ -1033,6 +1033,7 @@ async fn gateserver_rules() {
     let not_empty: &[&str] = &[SERVER_RULE_NOT_EMPTY_MESSAGE];
     let tls: &[&str] = &[SERVER_TLS_NEEDS_ROUTE_MESSAGE];
     let consoles: &[&str] = &[SERVER_CONTROLLERS_NEED_SHARED_MESSAGE];
+    let https: &[&str] = &[SERVER_REPLICAS_NEED_HTTPS_MESSAGE];
     let ok: &[&str] = &[];
     check_cases(
         &raw_api(&client, &ns, SERVER),
@@ -1077,6 +1078,10 @@ async fn gateserver_rules() {
             (json!({"consoles": {"shared": true, "controllers": "Shared"}}), ok),
             (json!({"consoles": {"controllers": "Shared"}}), consoles),
             (json!({"consoles": {"shared": false, "controllers": "TakeOver"}}), consoles),
+            // Replicas forward viewers' tokens to each other: over HTTPS only.
+            (json!({"replicas": 2, "consoles": {"shared": true}}), https),
+            (json!({"replicas": 2, "consoles": {"shared": true}, "generateRoute": true}), ok),
+            (json!({"replicas": 2}), ok),
         ],
     )
     .await;
@@ -1099,7 +1104,7 @@ async fn gateserver_rules() {
         (0, "greater than or equal to 1"),
         (11, "less than or equal to 10"),
     ] {
-        let spec = json!({"replicas": replicas, "consoles": {"shared": true}});
+        let spec = json!({"replicas": replicas});
         let status = create(&api, SERVER, "bad-replicas", Some(spec))
             .await
             .map(|_| ())

@@ -266,6 +266,25 @@ fn server_console_controllers_need_shared_consoles() {
 }
 
 #[test]
+fn server_replicas_sharing_consoles_need_https() {
+    let refused = Some(SERVER_REPLICAS_NEED_HTTPS_MESSAGE);
+    let shared = json!({"shared": true});
+    check_server(json!({"replicas": 3}), None);
+    check_server(json!({"replicas": 1, "consoles": shared}), None);
+    check_server(json!({"replicas": 3, "consoles": {"shared": false}}), None);
+    check_server(json!({"replicas": 3, "consoles": {}}), None);
+    check_server(
+        json!({"replicas": 3, "consoles": shared, "generateRoute": true}),
+        None,
+    );
+    check_server(json!({"replicas": 2, "consoles": shared}), refused);
+    check_server(
+        json!({"replicas": 2, "consoles": shared, "generateRoute": false}),
+        refused,
+    );
+}
+
+#[test]
 fn rules_compile() {
     // A rule that does not compile would surface as an error on every object; make that
     // explicit for both CRDs.

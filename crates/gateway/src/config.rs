@@ -584,6 +584,7 @@ pub struct ConsoleReplicas {
 
 fn validate_console_replicas(
     cli: &Cli,
+    scheme: Scheme,
     notes: &mut Vec<String>,
 ) -> Result<Option<ConsoleReplicas>, ConfigError> {
     let Some(address) = &cli.console_peer_address else {
@@ -594,11 +595,18 @@ fn validate_console_replicas(
         return Ok(None);
     }
     // An IP only: a name would make a replica's address depend on DNS.
-    let peer_ip = address.trim().parse().map_err(|_| {
+    let peer_ip: std::net::IpAddr = address.trim().parse().map_err(|_| {
         ConfigError::Invalid(format!(
             "--console-peer-address: {address:?} is not an IP address (use the pod IP)"
         ))
     })?;
+    // Replicas forward viewers' tokens to each other; only HTTPS proves the peer holds the
+    // replicas' serving key. Plain HTTP stays on one machine (development and tests).
+    if scheme == Scheme::Http && !peer_ip.is_loopback() {
+        return Err(ConfigError::Invalid(format!(
+            "--console-peer-address {peer_ip} over http: replicas forward viewers' tokens to each other, which over plain HTTP anyone who can write a Lease in the namespace could redirect; listen on https (the replicas' shared serving certificate), or use a loopback address for development"
+        )));
+    }
     let required = |value: &Option<String>, flag: &str| match value.as_deref().map(str::trim) {
         Some(v) if !v.is_empty() => Ok(v.to_string()),
         _ => Err(ConfigError::Invalid(format!(
@@ -678,7 +686,7 @@ impl Config {
         let allowed_origins = validate_origins(&cli)?;
         let audience = validate_audience(&cli)?;
         let signin = validate_signin(&cli, &api_server, &mut notes)?;
-        let console_replicas = validate_console_replicas(&cli, &mut notes)?;
+        let console_replicas = validate_console_replicas(&cli, listen.scheme, &mut notes)?;
         Ok(Self {
             console_replicas,
             signin,
@@ -842,6 +850,17 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("--console-peer-address"))
         );
+        // Over plain HTTP only on one machine: replicas forward viewers' tokens to each other.
+        let http = [
+            "-listen=http://0.0.0.0:8080",
+            "--shared-consoles",
+            pod[0],
+            pod[1],
+        ];
+        let err = with(&[&http[..], &["--console-peer-address=10.0.0.5"]].concat()).unwrap_err();
+        assert!(err.to_string().contains("listen on https"), "{err}");
+        let loopback = with(&[&http[..], &["--console-peer-address=127.0.0.2"]].concat()).unwrap();
+        assert!(loopback.console_replicas.is_some());
         for bad in [
             vec![
                 "--shared-consoles",

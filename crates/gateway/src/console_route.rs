@@ -44,10 +44,16 @@ impl Me {
 
     /// The peer `address` of a Lease as a URI this replica may forward to: exactly
     /// `scheme://ip:port` with this replica's scheme and port, and not this replica's own address.
+    /// Over plain HTTP only a loopback address: nothing would check who answers there, and the
+    /// viewer's token goes with the request (configuration allows HTTP replicas on one machine
+    /// only).
     pub fn peer_uri(&self, address: &str) -> Option<Uri> {
         let rest = address.strip_prefix(scheme_name(self.scheme))?;
         let addr: SocketAddr = rest.strip_prefix("://")?.parse().ok()?;
         if addr.port() != self.addr.port() || addr == self.addr {
+            return None;
+        }
+        if self.scheme == Scheme::Http && !addr.ip().is_loopback() {
             return None;
         }
         format!("{}://{addr}", scheme_name(self.scheme))
@@ -262,6 +268,40 @@ mod tests {
             decide(&me(), Some(&no_address), NOW, false),
             Route::Local(Claim::Take)
         );
+    }
+
+    /// Attack: over plain HTTP nothing checks who answers at a Lease's address, and the
+    /// viewer's token goes with the forwarded request, so HTTP replicas forward only on loopback
+    /// (one machine: development, tests); a Lease naming a pod IP is taken over instead.
+    #[test]
+    fn http_replicas_forward_only_to_loopback() {
+        let http_me = Me {
+            identity: "gw-a".into(),
+            scheme: Scheme::Http,
+            addr: "127.0.0.2:8080".parse().unwrap(),
+        };
+        for address in [
+            "http://10.0.0.2:8080",
+            "http://[fd00::2]:8080",
+            "http://192.168.1.9:8080",
+        ] {
+            let forged = held_by("gw-b", address, NOW);
+            assert_eq!(
+                decide(&http_me, Some(&forged), NOW, false),
+                Route::Local(Claim::Take),
+                "{address}"
+            );
+        }
+        for address in ["http://127.0.0.3:8080", "http://[::1]:8080"] {
+            let peer = held_by("gw-b", address, NOW);
+            assert!(
+                matches!(
+                    decide(&http_me, Some(&peer), NOW, false),
+                    Route::Forward { .. }
+                ),
+                "{address}"
+            );
+        }
     }
 
     #[test]

@@ -362,6 +362,7 @@ async fn replicas_get_console_leases_in_their_namespace_only(admin: &Client, gs:
         "replicated",
         json!({
             "route": "replicated.apps.example.com",
+            "generateRoute": true,
             "replicas": 2,
             "consoles": {"shared": true}
         }),
