@@ -304,6 +304,18 @@ where
 /// `(namespace, name)` of an object to keep when pruning.
 pub type Keep<'a> = (Option<&'a str>, &'a str);
 
+/// What to keep of an optional desired object, in `namespace` (`None`: cluster-scoped): the
+/// object, or nothing when the spec no longer asks for it.
+pub fn keep_only<'a, K: kube::Resource>(
+    namespace: Option<&'a str>,
+    obj: Option<&'a K>,
+) -> Vec<Keep<'a>> {
+    obj.and_then(|o| o.meta().name.as_deref())
+        .map(|name| (namespace, name))
+        .into_iter()
+        .collect()
+}
+
 fn kept(keep: &[Keep<'_>], ns: Option<&str>, name: &str) -> bool {
     keep.iter().any(|(kns, kname)| *kns == ns && *kname == name)
 }

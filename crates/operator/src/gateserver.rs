@@ -29,7 +29,7 @@ use crate::builders::server::{OAUTH_SECRET_KEY, SIGNIN_KEY_SECRET_KEY, ServerInp
 use crate::builders::{DesiredServer, Exposure, OAuthPlan, build_server};
 use crate::context::{
     Context, FORBIDDEN_RETRY, api_message, apply_cluster, apply_dynamic, apply_namespaced,
-    prune_cluster, prune_dynamic, prune_namespaced, truncate,
+    keep_only, prune_cluster, prune_dynamic, prune_namespaced, truncate,
 };
 use crate::discovery::{oauth_client_resource, route_resource};
 use crate::error::{Category, Error, Result, has_code};
@@ -422,25 +422,10 @@ async fn prune_stale(
     let name_of = |m: &ObjectMeta| m.name.clone().unwrap_or_default();
 
     let cr_name = name_of(&desired.cluster_role.metadata);
-    let crb_name = desired
-        .cluster_role_binding
-        .as_ref()
-        .map(|b| name_of(&b.metadata));
     let rb = desired
         .access_role_binding
         .as_ref()
         .map(|b| (b.metadata.namespace.clone(), name_of(&b.metadata)));
-    let ingress = desired.ingress.as_ref().map(|i| name_of(&i.metadata));
-    let budget = desired
-        .disruption_budget
-        .as_ref()
-        .map(|b| name_of(&b.metadata));
-    let leases_binding = desired
-        .console_leases_binding
-        .as_ref()
-        .map(|b| name_of(&b.metadata));
-    let route = desired.route.as_ref().map(|r| name_of(&r.metadata));
-    let oauth_client = desired.oauth_client.as_ref().map(|o| name_of(&o.metadata));
 
     let mut deleted = Vec::new();
     let mut failures = Vec::new();
@@ -449,7 +434,7 @@ async fn prune_stale(
         Err(e) => failures.push(e),
     };
     note(prune_cluster::<ClusterRole>(c, &access, &[(None, &cr_name)], true).await);
-    let keep_crb: Vec<_> = crb_name.iter().map(|n| (None, n.as_str())).collect();
+    let keep_crb = keep_only(None, desired.cluster_role_binding.as_ref());
     note(prune_cluster::<ClusterRoleBinding>(c, &access, &keep_crb, true).await);
     let keep_rb: Vec<_> = rb
         .iter()
@@ -457,21 +442,18 @@ async fn prune_stale(
         .collect();
     note(prune_namespaced::<RoleBinding>(c, None, &access, &keep_rb, true).await);
     // Back to one replica (or unshared consoles): the gateway no longer needs Leases.
-    let keep_leases: Vec<_> = leases_binding
-        .iter()
-        .map(|n| (Some(ns), n.as_str()))
-        .collect();
+    let keep_leases = keep_only(Some(ns), desired.console_leases_binding.as_ref());
     note(prune_namespaced::<RoleBinding>(c, Some(ns), &console_leases, &keep_leases, true).await);
-    let keep_ingress: Vec<_> = ingress.iter().map(|n| (Some(ns), n.as_str())).collect();
+    let keep_ingress = keep_only(Some(ns), desired.ingress.as_ref());
     note(prune_namespaced::<Ingress>(c, Some(ns), &gateway, &keep_ingress, true).await);
-    let keep_budget: Vec<_> = budget.iter().map(|n| (Some(ns), n.as_str())).collect();
+    let keep_budget = keep_only(Some(ns), desired.disruption_budget.as_ref());
     note(prune_namespaced::<PodDisruptionBudget>(c, Some(ns), &gateway, &keep_budget, true).await);
     if apis.route {
-        let keep: Vec<_> = route.iter().map(|n| (Some(ns), n.as_str())).collect();
+        let keep = keep_only(Some(ns), desired.route.as_ref());
         note(prune_dynamic(c, &route_resource(), Some(ns), &gateway, &keep, true).await);
     }
     if apis.oauth_client {
-        let keep: Vec<_> = oauth_client.iter().map(|n| (None, n.as_str())).collect();
+        let keep = keep_only(None, desired.oauth_client.as_ref());
         note(prune_dynamic(c, &oauth_client_resource(), None, &oauth, &keep, true).await);
     }
     (deleted, failures)
