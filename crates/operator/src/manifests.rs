@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
     ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
     SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -261,11 +261,7 @@ fn value<T: Serialize>(obj: &T) -> Result<Value, serde_yaml::Error> {
 fn binding_to_operator(name: &str, ns: &str) -> ClusterRoleBinding {
     ClusterRoleBinding {
         metadata: meta(name, None),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".to_owned()),
-            kind: "ClusterRole".to_owned(),
-            name: name.to_owned(),
-        },
+        role_ref: crate::rbac::cluster_role_ref(name),
         subjects: Some(vec![operator_subject(ns)]),
     }
 }
@@ -326,11 +322,7 @@ pub fn operator_objects(ns: &str) -> Result<Vec<Value>, serde_yaml::Error> {
     ))?);
     out.push(value(&RoleBinding {
         metadata: meta(LEADER_ELECTION_NAME, Some(ns)),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".to_owned()),
-            kind: "Role".to_owned(),
-            name: LEADER_ELECTION_NAME.to_owned(),
-        },
+        role_ref: crate::rbac::role_ref(LEADER_ELECTION_NAME),
         subjects: Some(vec![operator_subject(ns)]),
     })?);
     out.push(value(&operator_deployment(ns))?);

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleRef};
 use kube::api::ObjectMeta;
 
 /// One RBAC rule of the operator.
@@ -276,6 +276,23 @@ fn labels() -> BTreeMap<String, String> {
             "virt-gateway".to_owned(),
         ),
     ])
+}
+
+/// A binding's reference to the ClusterRole `name`.
+pub fn cluster_role_ref(name: &str) -> RoleRef {
+    RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        kind: "ClusterRole".to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+/// A RoleBinding's reference to the Role `name` in its own namespace.
+pub fn role_ref(name: &str) -> RoleRef {
+    RoleRef {
+        kind: "Role".to_owned(),
+        ..cluster_role_ref(name)
+    }
 }
 
 /// A ClusterRole holding `rules`.

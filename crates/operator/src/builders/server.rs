@@ -17,7 +17,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -286,11 +286,7 @@ pub fn build_server(inputs: ServerInputs<'_>) -> Result<DesiredServer, BuildErro
         rules: Some(effective.policy_rule().into_iter().collect()),
         aggregation_rule: None,
     };
-    let role_ref = RoleRef {
-        api_group: Some("rbac.authorization.k8s.io".to_owned()),
-        kind: "ClusterRole".to_owned(),
-        name: access_name.clone(),
-    };
+    let role_ref = crate::rbac::cluster_role_ref(&access_name);
     let (cluster_role_binding, access_role_binding) = if spec.service_account_namespace == "*" {
         (
             Some(ClusterRoleBinding {
@@ -327,22 +323,14 @@ pub fn build_server(inputs: ServerInputs<'_>) -> Result<DesiredServer, BuildErro
     };
     let token_reader_binding = RoleBinding {
         metadata: meta(&reader_name, COMPONENT_TOKEN_READER, true),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".to_owned()),
-            kind: "Role".to_owned(),
-            name: reader_name.clone(),
-        },
+        role_ref: crate::rbac::role_ref(&reader_name),
         subjects: Some(vec![gateway_subject.clone()]),
     };
     let console_leases_binding = spec.coordinates_consoles().then(|| {
         let binding_name = console_leases_name(&name);
         RoleBinding {
             metadata: meta(&binding_name, COMPONENT_CONSOLE_LEASES, true),
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".to_owned()),
-                kind: "ClusterRole".to_owned(),
-                name: CONSOLE_LEASES_ROLE.to_owned(),
-            },
+            role_ref: crate::rbac::cluster_role_ref(CONSOLE_LEASES_ROLE),
             subjects: Some(vec![gateway_subject]),
         }
     });

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject,
+    ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, Subject,
 };
 use kube::api::ObjectMeta;
 use virt_gateway_api::{EffectiveRule, GateToken, GateTokenData, TokenValidity};
@@ -100,11 +100,7 @@ pub fn token_account(token: &GateToken, rule: &EffectiveRule) -> Result<TokenAcc
         namespace: Some(ns.clone()),
         api_group: None,
     };
-    let role_ref = RoleRef {
-        api_group: Some("rbac.authorization.k8s.io".to_owned()),
-        kind: "ClusterRole".to_owned(),
-        name: access.clone(),
-    };
+    let role_ref = crate::rbac::cluster_role_ref(&access);
     // `[]` means "nothing" as in the JWT: no rule at all, never RBAC's "every name".
     let rules: Vec<PolicyRule> = rule.policy_rule().into_iter().collect();
     let (cluster_role_binding, role_binding) = if rule.namespace == "*" {

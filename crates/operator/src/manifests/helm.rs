@@ -471,7 +471,7 @@ fn monitor(obj: Value, values: &'static str) -> Result<(Template, Value), Manife
 fn uninstall_hook() -> Result<Vec<(Template, Value)>, ManifestError> {
     use k8s_openapi::api::batch::v1::{Job, JobSpec};
     use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, ServiceAccount};
-    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Subject};
 
     let hook = |weight: i32, keep_failed: bool| {
         let policy = if keep_failed {
@@ -501,11 +501,7 @@ fn uninstall_hook() -> Result<Vec<(Template, Value)>, ManifestError> {
     role.metadata.annotations = Some(hook(-10, false));
     let binding = ClusterRoleBinding {
         metadata: meta(false, -10, false),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".to_owned()),
-            kind: "ClusterRole".to_owned(),
-            name: UNINSTALL_NAME.to_owned(),
-        },
+        role_ref: crate::rbac::cluster_role_ref(UNINSTALL_NAME),
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".to_owned(),
             name: UNINSTALL_NAME.to_owned(),
